@@ -1,0 +1,70 @@
+"""Alerts: differences between our records and PortOne's, one open alert per (kind, payment)."""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services import audit
+from services.models import Alert, AlertStatus, utcnow
+
+
+class AlertKind(enum.StrEnum):
+    AMOUNT_MISMATCH = "amount_mismatch"  # paid amount or currency differs from the order (forgery)
+    PAYMENT_WITHOUT_ORDER = "payment_without_order"  # PortOne knows a payment for no order of ours
+    REFUND_OUTCOME_UNKNOWN = "refund_outcome_unknown"
+    REFUND_MISMATCH = "refund_mismatch"  # PortOne's cancel_amount disagrees with our attempt
+
+
+SEVERITY = {
+    AlertKind.AMOUNT_MISMATCH: "critical",
+    AlertKind.PAYMENT_WITHOUT_ORDER: "high",
+    AlertKind.REFUND_OUTCOME_UNKNOWN: "critical",
+    AlertKind.REFUND_MISMATCH: "high",
+}
+
+
+def raise_alert(
+    session: Session,
+    *,
+    kind: AlertKind,
+    imp_uid: str | None,
+    merchant_uid: str | None,
+    message: str,
+    db_value: object = None,
+    portone_value: object = None,
+) -> Alert:
+    """Open an alert, or refresh the one already open for this (kind, payment)."""
+    existing = session.scalar(
+        select(Alert).where(Alert.kind == kind, Alert.imp_uid == imp_uid, Alert.status != AlertStatus.RESOLVED)
+    )
+    values = {
+        "message": message,
+        "db_value": None if db_value is None else str(db_value),
+        "portone_value": None if portone_value is None else str(portone_value),
+    }
+    if existing is not None:
+        for key, value in values.items():
+            setattr(existing, key, value)
+        return existing
+    alert = Alert(kind=kind, severity=SEVERITY[kind], imp_uid=imp_uid, merchant_uid=merchant_uid, **values)
+    session.add(alert)
+    session.flush()
+    audit.record(session, actor="system", action="alert.raised", target=imp_uid, kind=str(kind), alert_id=alert.id)
+    return alert
+
+
+def resolve_open(session: Session, *, kind: AlertKind, imp_uid: str, note: str, actor: str = "system") -> int:
+    """Resolve the open alert of this kind for this payment, if any; returns how many were resolved."""
+    alerts = session.scalars(
+        select(Alert).where(Alert.kind == kind, Alert.imp_uid == imp_uid, Alert.status != AlertStatus.RESOLVED)
+    ).all()
+    for alert in alerts:
+        alert.status = AlertStatus.RESOLVED
+        alert.resolved_by = actor
+        alert.resolution_note = note
+        alert.updated_at = utcnow()
+        audit.record(session, actor=actor, action="alert.resolved", target=imp_uid, alert_id=alert.id, note=note)
+    return len(alerts)

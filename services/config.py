@@ -1,0 +1,99 @@
+"""Settings: one `Settings` object, read from environment variables and `.streamlit/secrets.toml`.
+
+Environment variables win over the secrets file. Outside sandbox mode, placeholder or missing
+secrets are refused at start-up, so a live deployment can never run on the sandbox's keys.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from services.money import validate_amount
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = PROJECT_ROOT / "data"
+SECRETS_FILE = PROJECT_ROOT / ".streamlit" / "secrets.toml"
+
+SANDBOX_IMP_KEY = "sandbox-imp-key"
+SANDBOX_IMP_SECRET = "sandbox-imp-secret"  # noqa: S105 - the sandbox's public test pair
+SANDBOX_INTERNAL_TOKEN = "sandbox-internal-token"  # noqa: S105 - refused outside sandbox mode
+SANDBOX_API_URL = "http://127.0.0.1:8090"
+PORTONE_V1_URL = "https://api.iamport.kr"
+_PLACEHOLDERS = {"", "changeme", "change-me", SANDBOX_IMP_KEY, SANDBOX_IMP_SECRET, SANDBOX_INTERNAL_TOKEN}
+
+# The consignment fee (탁송비) per currency. KRW is the domestic fee; USD is what overseas
+# customers pay through Eximbay. Configurable with FEE_TABLE='{"KRW": "50000", "USD": "38.50"}'.
+DEFAULT_FEE_TABLE = {"KRW": Decimal("50000"), "USD": Decimal("38.50")}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    database_url: str = Field(default_factory=lambda: f"sqlite:///{DATA_DIR / 'chekar.db'}")
+    portone_mode: Literal["sandbox", "test", "live"] = "sandbox"
+    portone_api_url: str = ""
+    portone_imp_key: SecretStr = SecretStr(SANDBOX_IMP_KEY)
+    portone_imp_secret: SecretStr = SecretStr(SANDBOX_IMP_SECRET)
+    portone_timeout_seconds: float = 10.0
+    internal_api_token: SecretStr = SecretStr("")
+    # Webhooks: PortOne V1 signs nothing, so every delivery is re-fetched; optionally only
+    # PortOne's published sender addresses are accepted.
+    webhook_allowed_ips: list[str] = []
+    webhook_max_body_bytes: int = 64 * 1024
+    fee_table: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FEE_TABLE))
+    order_name: str = "체카 탁송비"
+    refund_lock_wait_seconds: float = 30.0
+    refund_lock_lease_seconds: float = 120.0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=SECRETS_FILE)
+        return (init_settings, env_settings, toml)
+
+    @field_validator("fee_table")
+    @classmethod
+    def _fees_are_exact(cls, table: dict[str, Decimal]) -> dict[str, Decimal]:
+        return {cur.upper(): validate_amount(amount, cur.upper()) for cur, amount in table.items()}
+
+    @model_validator(mode="after")
+    def _defaults_and_live_safety(self) -> Settings:
+        if not self.portone_api_url:
+            sandbox = self.portone_mode == "sandbox"
+            self.portone_api_url = SANDBOX_API_URL if sandbox else PORTONE_V1_URL
+        self.portone_api_url = self.portone_api_url.rstrip("/")
+        if self.portone_mode != "sandbox":
+            for name in ("portone_imp_key", "portone_imp_secret", "internal_api_token"):
+                value: SecretStr = getattr(self, name)
+                if value.get_secret_value().strip().lower() in _PLACEHOLDERS:
+                    raise ValueError(f"{name.upper()} must be set to a real value in {self.portone_mode} mode")
+        elif not self.internal_api_token.get_secret_value():
+            self.internal_api_token = SecretStr(SANDBOX_INTERNAL_TOKEN)
+        return self
+
+    @property
+    def is_live(self) -> bool:
+        return self.portone_mode == "live"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, created once."""
+    return Settings()

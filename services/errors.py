@@ -1,0 +1,81 @@
+"""Domain errors raised by `services/`; `api/` and `pages/` translate them.
+
+PaymentsError
+├── NotFound                 unknown order, payment or refund
+├── InvalidRequest           bad input (amount, currency, idempotency key reuse)
+├── Forbidden                the actor's role may not do this
+├── Conflict                 the state forbids it (not paid, refund exceeds remainder, busy)
+│   └── RefundExceedsRemaining
+├── ForgeryDetected          PortOne's amount or currency differs from our order
+└── GatewayError(retryable, http_status, portone_code)
+    ├── GatewayNotFound      PortOne does not know the payment
+    ├── GatewayUnauthorized  PortOne refused our credentials
+    ├── GatewayRejected      PortOne answered with a refusal (code != 0)
+    ├── GatewayUnavailable   unreachable, 5xx, or a timeout before anything was sent
+    └── OutcomeUnknown       the request may have been applied: ask PortOne, never resend
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+class PaymentsError(Exception):
+    """Base of every error the payments services raise on purpose."""
+
+
+class NotFound(PaymentsError):
+    pass
+
+
+class InvalidRequest(PaymentsError):
+    pass
+
+
+class Forbidden(PaymentsError):
+    pass
+
+
+class Conflict(PaymentsError):
+    pass
+
+
+class RefundExceedsRemaining(Conflict):
+    def __init__(self, requested: Decimal, remaining: Decimal, currency: str) -> None:
+        super().__init__(f"refund of {requested} {currency} exceeds the refundable remainder {remaining} {currency}")
+        self.requested = requested
+        self.remaining = remaining
+        self.currency = currency
+
+
+class ForgeryDetected(PaymentsError):
+    pass
+
+
+class GatewayError(PaymentsError):
+    retryable = False
+
+    def __init__(self, message: str, *, http_status: int | None = None, portone_code: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.portone_code = portone_code
+
+
+class GatewayNotFound(GatewayError):
+    pass
+
+
+class GatewayUnauthorized(GatewayError):
+    pass
+
+
+class GatewayRejected(GatewayError):
+    pass
+
+
+class GatewayUnavailable(GatewayError):
+    retryable = True
+
+
+class OutcomeUnknown(GatewayError):
+    """A write (cancel) whose answer never came: it may have been applied."""

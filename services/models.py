@@ -1,0 +1,256 @@
+"""Database tables (SQLAlchemy 2 typed ORM). Money is `Numeric`, times are timezone-aware UTC."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+MONEY = Numeric(20, 2, asdecimal=True)
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC; always hands back aware datetimes (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: store timezone-aware UTC times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), Decimal: MONEY, dict[str, Any]: JSON}
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING = "pending"  # created, waiting for the customer to pay
+    AWAITING_DEPOSIT = "awaiting_deposit"  # virtual account issued
+    PAID = "paid"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    FAILED = "failed"
+    FORGERY = "forgery"  # paid amount differed from the order: cancelled at PortOne
+
+
+class RefundStatus(enum.StrEnum):
+    PENDING = "pending"  # recorded, being sent to PortOne
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # PortOne refused, or it was never applied
+    REJECTED = "rejected"  # refused by us before anything was sent (exceeds remainder)
+    UNKNOWN = "unknown"  # no answer and PortOne could not be asked yet
+
+
+class AlertStatus(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    pg: Mapped[str | None] = mapped_column(String(40))
+    customer_email: Mapped[str] = mapped_column(String(254))
+    customer_name: Mapped[str] = mapped_column(String(100))
+    customer_phone: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(24), default=OrderStatus.PENDING)
+    prepared_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    payments: Mapped[list[Payment]] = relationship(back_populates="order")
+
+
+class Payment(Base):
+    """Our copy of a PortOne payment; PortOne is the source of truth for every field here."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        Index("ix_payments_paid_at", "paid_at"),
+        Index("ix_payments_status_paid_at", "status", "paid_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    imp_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    merchant_uid: Mapped[str] = mapped_column(String(64), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal]
+    cancel_amount: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    currency: Mapped[str] = mapped_column(String(3))
+    name: Mapped[str | None] = mapped_column(String(200))
+    pg_provider: Mapped[str | None] = mapped_column(String(40))
+    pay_method: Mapped[str | None] = mapped_column(String(40))
+    card_name: Mapped[str | None] = mapped_column(String(60))
+    card_number: Mapped[str | None] = mapped_column(String(40))  # PortOne's masked number only
+    buyer_name: Mapped[str | None] = mapped_column(String(100))
+    buyer_email: Mapped[str | None] = mapped_column(String(254))
+    buyer_tel: Mapped[str | None] = mapped_column(String(40))
+    receipt_url: Mapped[str | None] = mapped_column(String(500))
+    fail_reason: Mapped[str | None] = mapped_column(String(500))
+    started_at: Mapped[datetime | None]
+    paid_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)  # amount and currency match the order
+    raw: Mapped[dict[str, Any] | None]
+    synced_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Refund lease: one refund at a time per payment, portable across SQLite and PostgreSQL.
+    refund_lock_owner: Mapped[str | None] = mapped_column(String(64))
+    refund_lock_expires_at: Mapped[datetime | None]
+
+    order: Mapped[Order | None] = relationship(back_populates="payments")
+    refunds: Mapped[list[Refund]] = relationship(back_populates="payment", order_by="Refund.id")
+
+    @property
+    def refundable_amount(self) -> Decimal:
+        return self.amount - self.cancel_amount
+
+
+class PaymentSnapshot(Base):
+    """Every payload fetched from PortOne, append-only, beside the parsed record."""
+
+    __tablename__ = "payment_snapshots"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    imp_uid: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(24))  # complete | webhook | refund | sync | reconcile
+    body: Mapped[dict[str, Any]]
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Refund(Base):
+    """One row per refund attempt, successful or not; PortOne console cancels get rows too."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(500))
+    requested_by: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(16), default="ops")  # ops | api | forgery | portone
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=RefundStatus.PENDING)
+    checksum: Mapped[Decimal | None]
+    cancel_amount_before: Mapped[Decimal | None]
+    portone_cancellation_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    refunded_total: Mapped[Decimal | None]  # PortOne's cancel_amount after this refund
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]
+
+    payment: Mapped[Payment] = relationship(back_populates="refunds")
+
+
+class WebhookEvent(Base):
+    """Every delivery to our webhook endpoints, verified or not, with what processing did."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+    imp_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    merchant_uid: Mapped[str | None] = mapped_column(String(64))
+    claimed_status: Mapped[str | None] = mapped_column(String(32))
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)  # re-fetched from PortOne
+    result: Mapped[str] = mapped_column(String(24), default="received")  # processed | ignored | rejected | error
+    detail: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None]
+
+
+class Alert(Base):
+    """A difference between our records and PortOne's. One open alert per (kind, imp_uid)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index(
+            "uq_alerts_open_kind_imp_uid",
+            "kind",
+            "imp_uid",
+            unique=True,
+            sqlite_where=text("status != 'resolved'"),
+            postgresql_where=text("status != 'resolved'"),
+        ),
+        Index("ix_alerts_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(16))  # critical | high | medium | low
+    imp_uid: Mapped[str | None] = mapped_column(String(64))
+    merchant_uid: Mapped[str | None] = mapped_column(String(64))
+    db_value: Mapped[str | None] = mapped_column(Text)
+    portone_value: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=AlertStatus.OPEN)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    resolved_by: Mapped[str | None] = mapped_column(String(100))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    target: Mapped[str | None] = mapped_column(String(100), index=True)
+    detail: Mapped[dict[str, Any] | None]

@@ -1,0 +1,91 @@
+"""Exact money: `Decimal` amounts checked against their currency's minor unit.
+
+KRW and JPY have no minor unit, USD and most others have two (ISO 4217). Amounts are
+never floats: JSON numbers are parsed straight to `Decimal` and strings are parsed exactly.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+# ISO 4217 minor-unit exponents for the currencies PortOne's PGs settle in.
+CURRENCY_EXPONENTS: dict[str, int] = {
+    "KRW": 0,
+    "JPY": 0,
+    "VND": 0,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "CNY": 2,
+    "HKD": 2,
+    "SGD": 2,
+    "AUD": 2,
+    "CAD": 2,
+    "TWD": 2,
+    "THB": 2,
+    "PHP": 2,
+    "MYR": 2,
+}
+MAX_AMOUNT = Decimal("1000000000000")
+
+
+class InvalidAmount(ValueError):
+    """An amount that is not a positive, exact value in its currency."""
+
+
+def minor_unit_exponent(currency: str) -> int:
+    try:
+        return CURRENCY_EXPONENTS[currency.upper()]
+    except KeyError:
+        raise InvalidAmount(f"unsupported currency {currency!r}") from None
+
+
+def parse_decimal(value: object) -> Decimal:
+    """Parse an int, a Decimal or a decimal string exactly. Floats and bools are refused."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise InvalidAmount("amount must be an exact number (a JSON number parsed exactly, or a decimal string)")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip().replace(",", "")
+        try:
+            result = Decimal(text)
+        except InvalidOperation:
+            raise InvalidAmount(f"{value!r} is not a number") from None
+    else:
+        raise InvalidAmount(f"{value!r} is not a number")
+    if not result.is_finite():
+        raise InvalidAmount(f"{value!r} is not a finite number")
+    return result
+
+
+def validate_amount(value: object, currency: str, *, allow_zero: bool = False) -> Decimal:
+    """Return `value` as a Decimal quantized to the currency, refusing extra precision."""
+    amount = parse_decimal(value)
+    exponent = minor_unit_exponent(currency)
+    quantum = Decimal(1).scaleb(-exponent)
+    quantized = amount.quantize(quantum)
+    if quantized != amount:
+        unit = "no decimals" if exponent == 0 else f"at most {exponent} decimals"
+        raise InvalidAmount(f"{currency.upper()} amounts take {unit}; got {value}")
+    if quantized < 0 or (quantized == 0 and not allow_zero):
+        raise InvalidAmount(f"amount must be positive; got {value}")
+    if quantized > MAX_AMOUNT:
+        raise InvalidAmount(f"amount {value} is too large")
+    return quantized
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """USD 6.00 -> 600, KRW 50000 -> 50000 (PortOne V2's integer amounts)."""
+    return int(validate_amount(amount, currency, allow_zero=True).scaleb(minor_unit_exponent(currency)))
+
+
+def from_minor_units(units: int, currency: str) -> Decimal:
+    return validate_amount(Decimal(units).scaleb(-minor_unit_exponent(currency)), currency, allow_zero=True)
+
+
+def normalize(amount: Decimal, currency: str) -> Decimal:
+    """Quantize an amount read from PortOne or the database to its currency's unit."""
+    return validate_amount(amount, currency, allow_zero=True)

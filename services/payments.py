@@ -1,0 +1,142 @@
+"""Payment verification: whatever told us about a payment, PortOne is asked, and its answer is
+compared with OUR order (never with an amount a browser or webhook sent).
+
+A payment whose amount or currency differs from its order is cancelled at PortOne, alerted and
+never shown as paid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from services import audit
+from services.alerts import AlertKind, raise_alert
+from services.errors import ForgeryDetected, GatewayNotFound, InvalidRequest, NotFound
+from services.models import Order, Payment
+from services.portone.types import GatewayPayment, PortOneStatus
+from services.refunds import refund
+from services.runtime import Runtime
+from services.sync import apply_payment
+
+FORGERY_ACTOR = "system:forgery-guard"
+FORGERY_REASON = "결제 금액 위변조 의심: 주문 금액과 불일치 (payment amount differs from the order)"
+
+
+@dataclass(frozen=True)
+class Verification:
+    imp_uid: str
+    merchant_uid: str
+    status: PortOneStatus
+    amount: Decimal
+    cancel_amount: Decimal
+    currency: str
+    paid_at: datetime | None
+    has_order: bool
+    forgery: bool
+    fail_reason: str | None
+
+
+def _verification(fetched: GatewayPayment, *, has_order: bool, forgery: bool) -> Verification:
+    return Verification(
+        imp_uid=fetched.imp_uid,
+        merchant_uid=fetched.merchant_uid,
+        status=fetched.status,
+        amount=fetched.amount,
+        cancel_amount=fetched.cancel_amount,
+        currency=fetched.currency,
+        paid_at=fetched.paid_at,
+        has_order=has_order,
+        forgery=forgery,
+        fail_reason=fetched.fail_reason,
+    )
+
+
+def verify_payment(rt: Runtime, *, imp_uid: str, source: str, expected_merchant_uid: str | None = None) -> Verification:
+    """Fetch one payment from PortOne, record it, and act on a mismatch with its order."""
+    try:
+        fetched = rt.gateway.get_payment(imp_uid)
+    except GatewayNotFound:
+        raise NotFound(f"PortOne has no payment {imp_uid!r}") from None
+    if expected_merchant_uid is not None and fetched.merchant_uid != expected_merchant_uid:
+        raise InvalidRequest(f"payment {imp_uid!r} belongs to another order, not {expected_merchant_uid!r}")
+    with rt.db.write() as session:
+        applied = apply_payment(session, fetched, source=source)
+        order = applied.order
+        if order is None:
+            raise_alert(
+                session,
+                kind=AlertKind.PAYMENT_WITHOUT_ORDER,
+                imp_uid=fetched.imp_uid,
+                merchant_uid=fetched.merchant_uid,
+                message=f"PortOne has a payment for merchant_uid {fetched.merchant_uid!r}, which is not our order",
+                portone_value=f"{fetched.amount} {fetched.currency} {fetched.status}",
+            )
+            return _verification(fetched, has_order=False, forgery=False)
+        forgery = not applied.matches_order and fetched.status in (PortOneStatus.PAID, PortOneStatus.CANCELLED)
+        if forgery:
+            raise_alert(
+                session,
+                kind=AlertKind.AMOUNT_MISMATCH,
+                imp_uid=fetched.imp_uid,
+                merchant_uid=fetched.merchant_uid,
+                message="paid amount or currency differs from the order: cancelled at PortOne",
+                db_value=f"{order.amount} {order.currency}",
+                portone_value=f"{fetched.amount} {fetched.currency}",
+            )
+    if forgery and fetched.status == PortOneStatus.PAID:
+        fetched = _cancel_forgery(rt, fetched)
+    return _verification(fetched, has_order=True, forgery=forgery)
+
+
+def _cancel_forgery(rt: Runtime, fetched: GatewayPayment) -> GatewayPayment:
+    """Cancel the whole remainder once (the idempotency key makes repeats replay, not resend)."""
+    result = refund(
+        rt,
+        imp_uid=fetched.imp_uid,
+        amount=None,
+        reason=FORGERY_REASON,
+        actor=FORGERY_ACTOR,
+        idempotency_key=f"forgery:{fetched.imp_uid}",
+        source="forgery",
+    )
+    with rt.db.write() as session:
+        audit.record(
+            session,
+            actor=FORGERY_ACTOR,
+            action="payment.forgery_cancelled",
+            target=fetched.imp_uid,
+            refund_status=str(result.status),
+        )
+    return rt.gateway.get_payment(fetched.imp_uid)
+
+
+def complete(rt: Runtime, *, imp_uid: str, merchant_uid: str) -> Verification:
+    """The customer's app says it paid: verify with PortOne against the order.
+
+    Raises NotFound (unknown order or payment), InvalidRequest (the payment belongs to another
+    order), ForgeryDetected; otherwise returns the verification, whose status may be other than
+    paid (ready, failed, cancelled) for the caller to report.
+    """
+    imp_uid, merchant_uid = (imp_uid or "").strip(), (merchant_uid or "").strip()
+    if not imp_uid or not merchant_uid:
+        raise InvalidRequest("imp_uid and merchant_uid are required")
+    with rt.db.read() as session:
+        order = session.scalar(select(Order).where(Order.merchant_uid == merchant_uid))
+        if order is None:
+            raise NotFound(f"no order {merchant_uid!r}")
+    result = verify_payment(rt, imp_uid=imp_uid, source="complete", expected_merchant_uid=merchant_uid)
+    if result.forgery:
+        raise ForgeryDetected(f"payment {imp_uid} does not match order {merchant_uid}; it was cancelled")
+    return result
+
+
+def get_payment_record(rt: Runtime, imp_uid: str) -> Payment:
+    with rt.db.read() as session:
+        payment = session.scalar(select(Payment).where(Payment.imp_uid == imp_uid))
+    if payment is None:
+        raise NotFound(f"no payment {imp_uid!r}")
+    return payment

@@ -1,0 +1,110 @@
+"""Frozen dataclasses that carry PortOne's answers into our code; no HTTP or SDK type leaks past them."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+
+class PortOneStatus(enum.StrEnum):
+    READY = "ready"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def parse(cls, value: object) -> PortOneStatus:
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.UNKNOWN
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    cancellation_id: str
+    amount: Decimal
+    cancelled_at: datetime | None
+    reason: str | None
+    pg_tid: str | None = None
+    receipt_url: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayPayment:
+    imp_uid: str
+    merchant_uid: str
+    status: PortOneStatus
+    amount: Decimal
+    cancel_amount: Decimal
+    currency: str
+    name: str | None = None
+    pg_provider: str | None = None
+    pay_method: str | None = None
+    card_name: str | None = None
+    card_number: str | None = None
+    buyer_name: str | None = None
+    buyer_email: str | None = None
+    buyer_tel: str | None = None
+    receipt_url: str | None = None
+    fail_reason: str | None = None
+    started_at: datetime | None = None
+    paid_at: datetime | None = None
+    failed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    cancellations: tuple[Cancellation, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def cancellable_amount(self) -> Decimal:
+        return self.amount - self.cancel_amount
+
+
+@dataclass(frozen=True)
+class PaymentPage:
+    payments: tuple[GatewayPayment, ...]
+    total: int
+    next_page: int | None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    merchant_uid: str
+    amount: Decimal
+    currency: str | None
+
+
+class PortOneGateway(Protocol):
+    """What our services need from PortOne, whichever API version serves it."""
+
+    def get_payment(self, imp_uid: str) -> GatewayPayment: ...
+
+    def get_payments(self, imp_uids: Sequence[str]) -> list[GatewayPayment]: ...
+
+    def find_by_merchant_uid(self, merchant_uid: str) -> GatewayPayment: ...
+
+    def list_payments(
+        self,
+        *,
+        status: str = "all",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page: int = 1,
+        limit: int = 1000,
+        sorting: str = "-started",
+    ) -> PaymentPage: ...
+
+    def cancel_payment(
+        self, *, imp_uid: str, amount: Decimal | None, checksum: Decimal, reason: str
+    ) -> GatewayPayment: ...
+
+    def prepare(self, *, merchant_uid: str, amount: Decimal, currency: str) -> Prepared: ...
+
+    def get_prepared(self, merchant_uid: str) -> Prepared: ...
+
+    def close(self) -> None: ...

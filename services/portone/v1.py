@@ -1,0 +1,279 @@
+"""PortOne V1 REST client (api.iamport.kr, or the sandbox at the same paths), on httpx.
+
+- The access token is cached until shortly before it expires and refreshed once on a 401.
+- Every call has a timeout. Reads are retried on transient failures; writes never are:
+  a cancel whose answer is lost raises `OutcomeUnknown`, to be settled by reading the payment.
+- JSON numbers are parsed straight to `Decimal`; amounts are sent as exact decimal strings.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from services.errors import (
+    GatewayError,
+    GatewayNotFound,
+    GatewayRejected,
+    GatewayUnauthorized,
+    GatewayUnavailable,
+    OutcomeUnknown,
+)
+from services.money import normalize
+from services.portone.types import Cancellation, GatewayPayment, PaymentPage, PortOneStatus, Prepared
+
+TOKEN_REFRESH_MARGIN_SECONDS = 60
+BATCH_SIZE = 100  # imp_uid[] per GET /payments
+READ_ATTEMPTS = 3
+RETRY_BACKOFF_SECONDS = 0.2
+MAX_PAGE_LIMIT = 1000
+
+
+def _timestamp(value: object) -> datetime | None:
+    """PortOne sends unix seconds, 0 when the event has not happened."""
+    if not value:
+        return None
+    return datetime.fromtimestamp(int(str(value)), tz=UTC)
+
+
+def _unix(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _text(value: object) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
+    """Turn one PortOne V1 payment object into our frozen view."""
+    currency = str(data.get("currency") or "KRW").upper()
+    cancellations = tuple(
+        Cancellation(
+            cancellation_id=str(entry.get("cancellation_id") or ""),
+            amount=normalize(Decimal(str(entry.get("amount") or 0)), currency),
+            cancelled_at=_timestamp(entry.get("cancelled_at")),
+            reason=_text(entry.get("reason")),
+            pg_tid=_text(entry.get("pg_tid")),
+            receipt_url=_text(entry.get("receipt_url")),
+        )
+        for entry in data.get("cancel_history") or ()
+    )
+    return GatewayPayment(
+        imp_uid=str(data["imp_uid"]),
+        merchant_uid=str(data.get("merchant_uid") or ""),
+        status=PortOneStatus.parse(data.get("status")),
+        amount=normalize(Decimal(str(data.get("amount") or 0)), currency),
+        cancel_amount=normalize(Decimal(str(data.get("cancel_amount") or 0)), currency),
+        currency=currency,
+        name=_text(data.get("name")),
+        pg_provider=_text(data.get("pg_provider")),
+        pay_method=_text(data.get("pay_method")),
+        card_name=_text(data.get("card_name")),
+        card_number=_text(data.get("card_number")),
+        buyer_name=_text(data.get("buyer_name")),
+        buyer_email=_text(data.get("buyer_email")),
+        buyer_tel=_text(data.get("buyer_tel")),
+        receipt_url=_text(data.get("receipt_url")),
+        fail_reason=_text(data.get("fail_reason")),
+        started_at=_timestamp(data.get("started_at")),
+        paid_at=_timestamp(data.get("paid_at")),
+        failed_at=_timestamp(data.get("failed_at")),
+        cancelled_at=_timestamp(data.get("cancelled_at")),
+        cancellations=cancellations,
+        raw=dict(data),
+    )
+
+
+def _prepared(data: Mapping[str, Any]) -> Prepared:
+    currency = _text(data.get("currency"))
+    return Prepared(
+        merchant_uid=str(data["merchant_uid"]),
+        amount=Decimal(str(data["amount"])),
+        currency=currency.upper() if currency else None,
+    )
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class PortOneV1Client:
+    """The V1 adapter of `PortOneGateway`. Thread-safe; share one per process."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        imp_key: str,
+        imp_secret: str,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._imp_key = imp_key
+        self._imp_secret = imp_secret
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            transport=transport,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+        self._token: str | None = None
+        self._token_expires_at = 0.0
+        self._token_lock = threading.Lock()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _access_token(self, *, force: bool = False) -> str:
+        with self._token_lock:
+            if not force and self._token and time.time() < self._token_expires_at - TOKEN_REFRESH_MARGIN_SECONDS:
+                return self._token
+            try:
+                response = self._http.post(
+                    "/users/getToken", data={"imp_key": self._imp_key, "imp_secret": self._imp_secret}
+                )
+            except httpx.TransportError as exc:
+                raise GatewayUnavailable(f"PortOne unreachable while getting a token: {exc!r}") from exc
+            if response.status_code == 401:
+                raise GatewayUnauthorized("PortOne refused the REST API key and secret", http_status=401)
+            body = self._envelope(response)
+            token = body["access_token"]
+            # Trust PortOne's own clock for the lifetime, not ours.
+            lifetime = int(body["expired_at"]) - int(body["now"])
+            self._token = str(token)
+            self._token_expires_at = time.time() + lifetime
+            return self._token
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = json.loads(response.content, parse_float=Decimal)
+        except ValueError as exc:
+            raise GatewayUnavailable(
+                f"PortOne answered HTTP {response.status_code} with a body that is not JSON",
+                http_status=response.status_code,
+            ) from exc
+        if not isinstance(body, dict):
+            raise GatewayUnavailable("PortOne answered with an unexpected body", http_status=response.status_code)
+        return body
+
+    def _envelope(self, response: httpx.Response) -> Any:
+        """Check HTTP status and PortOne's `code`; return `response`."""
+        status = response.status_code
+        if status >= 500:
+            raise GatewayUnavailable(f"PortOne answered HTTP {status}", http_status=status)
+        body = self._decode(response)
+        code = body.get("code")
+        message = str(body.get("message") or "")
+        if status == 401:
+            raise GatewayUnauthorized(message or "unauthorized", http_status=401, portone_code=code)
+        if status == 404:
+            raise GatewayNotFound(message or "not found", http_status=404, portone_code=code)
+        if status >= 400 or code != 0:
+            raise GatewayRejected(message or f"refused (code {code})", http_status=status, portone_code=code)
+        return body.get("response")
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, headers=self._auth(), **kwargs)
+        if response.status_code == 401:
+            response = self._http.request(method, path, headers=self._auth(force=True), **kwargs)
+        return response
+
+    def _auth(self, *, force: bool = False) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._access_token(force=force)}"}
+
+    def _read(self, path: str, *, params: Any = None, accept_207: bool = False) -> Any:
+        """GET with retries on transient failures (safe: reading changes nothing)."""
+        last: GatewayError | None = None
+        for attempt in range(READ_ATTEMPTS):
+            if attempt:
+                time.sleep(RETRY_BACKOFF_SECONDS * attempt)
+            try:
+                response = self._send("GET", path, params=params)
+                if accept_207 and response.status_code == 207:
+                    return self._decode(response).get("response")
+                return self._envelope(response)
+            except httpx.TransportError as exc:
+                last = GatewayUnavailable(f"PortOne unreachable: {exc!r}")
+            except GatewayUnavailable as exc:
+                last = exc
+        raise last or GatewayUnavailable("PortOne unreachable")
+
+    def _write(self, path: str, data: Mapping[str, str]) -> Any:
+        """POST once. A request that may have reached PortOne is never sent again."""
+        try:
+            response = self._send("POST", path, data=data)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise GatewayUnavailable(f"PortOne unreachable: {exc!r}") from exc
+        except httpx.TransportError as exc:
+            raise OutcomeUnknown(f"no answer from PortOne ({exc!r}); the request may have been applied") from exc
+        if response.status_code >= 500:
+            raise OutcomeUnknown(
+                f"PortOne answered HTTP {response.status_code}; the request may have been applied",
+                http_status=response.status_code,
+            )
+        return self._envelope(response)
+
+    # -- PortOneGateway ---------------------------------------------------------------------
+
+    def get_payment(self, imp_uid: str) -> GatewayPayment:
+        return parse_payment(self._read(f"/payments/{imp_uid}"))
+
+    def get_payments(self, imp_uids: Sequence[str]) -> list[GatewayPayment]:
+        """Batched look-up; imp_uids unknown to PortOne are simply absent from the result."""
+        found: list[GatewayPayment] = []
+        for chunk in _chunks(list(dict.fromkeys(imp_uids)), BATCH_SIZE):
+            try:
+                rows = self._read("/payments", params=[("imp_uid[]", uid) for uid in chunk], accept_207=True)
+            except GatewayNotFound:
+                continue
+            found.extend(parse_payment(row) for row in rows or ())
+        return found
+
+    def find_by_merchant_uid(self, merchant_uid: str) -> GatewayPayment:
+        return parse_payment(self._read(f"/payments/find/{merchant_uid}"))
+
+    def list_payments(
+        self,
+        *,
+        status: str = "all",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page: int = 1,
+        limit: int = MAX_PAGE_LIMIT,
+        sorting: str = "-started",
+    ) -> PaymentPage:
+        params: dict[str, Any] = {"page": page, "limit": min(limit, MAX_PAGE_LIMIT), "sorting": sorting}
+        if since is not None:
+            params["from"] = _unix(since)
+        if until is not None:
+            params["to"] = _unix(until)
+        body = self._read(f"/payments/status/{status}", params=params)
+        return PaymentPage(
+            payments=tuple(parse_payment(row) for row in body.get("list") or ()),
+            total=int(body.get("total") or 0),
+            next_page=int(body["next"]) if body.get("next") else None,
+        )
+
+    def cancel_payment(self, *, imp_uid: str, amount: Decimal | None, checksum: Decimal, reason: str) -> GatewayPayment:
+        data = {"imp_uid": imp_uid, "checksum": str(checksum), "reason": reason}
+        if amount is not None:
+            data["amount"] = str(amount)
+        return parse_payment(self._write("/payments/cancel", data))
+
+    def prepare(self, *, merchant_uid: str, amount: Decimal, currency: str) -> Prepared:
+        data = {"merchant_uid": merchant_uid, "amount": str(amount), "currency": currency}
+        return _prepared(self._write("/payments/prepare", data))
+
+    def get_prepared(self, merchant_uid: str) -> Prepared:
+        return _prepared(self._read(f"/payments/prepare/{merchant_uid}"))

@@ -1,0 +1,387 @@
+"""Refunds: never above what was paid, never sent twice.
+
+One refund at a time per payment (a lease on the payment row, portable across SQLite and
+PostgreSQL). Under the lease: settle any earlier attempt whose outcome is unknown, refresh the
+payment from PortOne, check the remainder, record the attempt, send it once with PortOne's
+`checksum`, record the answer. An answer that never came is settled by reading the payment's
+`cancel_history` back from PortOne, never by sending again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services import audit
+from services.alerts import AlertKind, raise_alert
+from services.errors import (
+    Conflict,
+    GatewayError,
+    GatewayRejected,
+    GatewayUnavailable,
+    InvalidRequest,
+    NotFound,
+    OutcomeUnknown,
+    RefundExceedsRemaining,
+)
+from services.models import Payment, Refund, RefundStatus, utcnow
+from services.money import InvalidAmount, parse_decimal, validate_amount
+from services.portone.types import GatewayPayment, PortOneStatus
+from services.runtime import Runtime
+from services.sync import apply_payment
+
+MAX_REASON_LENGTH = 500
+MAX_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund_id: int
+    imp_uid: str
+    status: RefundStatus
+    amount: Decimal
+    currency: str
+    refunded_total: Decimal | None
+    remaining: Decimal | None
+    cancellation_id: str | None
+    error_message: str | None
+    replayed: bool = False
+
+
+def _fingerprint(imp_uid: str, amount: Decimal | None, reason: str) -> str:
+    text = f"{imp_uid}|{'full' if amount is None else amount.normalize()}|{reason}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _result(refund: Refund, payment: Payment, *, replayed: bool = False) -> RefundResult:
+    settled = refund.status == RefundStatus.SUCCEEDED
+    total = refund.refunded_total if settled else payment.cancel_amount
+    return RefundResult(
+        refund_id=refund.id,
+        imp_uid=payment.imp_uid,
+        status=RefundStatus(refund.status),
+        amount=refund.amount,
+        currency=refund.currency,
+        refunded_total=total,
+        remaining=None if total is None else payment.amount - total,
+        cancellation_id=refund.portone_cancellation_id,
+        error_message=refund.error_message,
+        replayed=replayed,
+    )
+
+
+# -- the lease ------------------------------------------------------------------------------
+
+
+@contextmanager
+def payment_lease(rt: Runtime, payment_id: int) -> Iterator[str]:
+    """Hold the payment's refund lease; waits for another holder up to the configured time."""
+    owner = uuid.uuid4().hex
+    deadline = time.monotonic() + rt.settings.refund_lock_wait_seconds
+    while True:
+        now = utcnow()
+        with rt.db.write() as session:
+            taken = session.execute(
+                update(Payment)
+                .where(
+                    Payment.id == payment_id,
+                    (Payment.refund_lock_owner.is_(None)) | (Payment.refund_lock_expires_at < now),
+                )
+                .values(
+                    refund_lock_owner=owner,
+                    refund_lock_expires_at=now + timedelta(seconds=rt.settings.refund_lock_lease_seconds),
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        if taken:
+            break
+        if time.monotonic() > deadline:
+            raise Conflict("another refund of this payment is in progress; try again in a moment")
+        time.sleep(random.uniform(0.01, 0.05))  # noqa: S311 - jitter, not security
+    try:
+        yield owner
+    finally:
+        with rt.db.write() as session:
+            session.execute(
+                update(Payment)
+                .where(Payment.id == payment_id, Payment.refund_lock_owner == owner)
+                .values(refund_lock_owner=None, refund_lock_expires_at=None)
+                .execution_options(synchronize_session=False)
+            )
+
+
+# -- settling attempts ----------------------------------------------------------------------
+
+
+def _claim_cancellation(refund: Refund, fetched: GatewayPayment, taken: set[str]) -> str | None:
+    """The newest PortOne cancellation of this attempt's amount that no refund row has claimed."""
+    candidates = [c for c in fetched.cancellations if c.cancellation_id not in taken and c.amount == refund.amount]
+    if not candidates:
+        return None
+    candidates.sort(key=lambda c: (c.cancelled_at is not None, c.cancelled_at))
+    return candidates[-1].cancellation_id
+
+
+def _settle_from_portone(session: Session, refund: Refund, fetched: GatewayPayment, *, actor: str) -> None:
+    """Decide an attempt's outcome from PortOne's own record of the payment."""
+    payment = refund.payment
+    taken = {r.portone_cancellation_id for r in payment.refunds if r.portone_cancellation_id}
+    before = refund.cancel_amount_before or Decimal(0)
+    claimed = _claim_cancellation(refund, fetched, taken)
+    if fetched.cancel_amount >= before + refund.amount and claimed is not None:
+        _mark(refund, RefundStatus.SUCCEEDED, cancellation_id=claimed, refunded_total=fetched.cancel_amount)
+    elif fetched.cancel_amount == before:
+        _mark(refund, RefundStatus.FAILED, error="PortOne did not apply this refund (confirmed by re-query)")
+    else:
+        _mark(refund, RefundStatus.UNKNOWN, error="PortOne's refunded total does not explain this attempt")
+        raise_alert(
+            session,
+            kind=AlertKind.REFUND_MISMATCH,
+            imp_uid=payment.imp_uid,
+            merchant_uid=payment.merchant_uid,
+            message=f"refund #{refund.id} of {refund.amount} {refund.currency} cannot be matched at PortOne",
+            db_value=before + refund.amount,
+            portone_value=fetched.cancel_amount,
+        )
+    audit.record(
+        session, actor=actor, action="refund.settled", target=payment.imp_uid, refund_id=refund.id, status=refund.status
+    )
+
+
+def _mark(
+    refund: Refund,
+    status: RefundStatus,
+    *,
+    cancellation_id: str | None = None,
+    refunded_total: Decimal | None = None,
+    error: str | None = None,
+    error_code: object = None,
+) -> None:
+    refund.status = status
+    refund.portone_cancellation_id = cancellation_id or refund.portone_cancellation_id
+    refund.refunded_total = refunded_total
+    refund.error_message = error
+    refund.error_code = None if error_code is None else str(error_code)
+    if status != RefundStatus.UNKNOWN:
+        refund.completed_at = utcnow()
+
+
+def settle_open_attempts(rt: Runtime, *, imp_uid: str, actor: str = "system") -> int:
+    """Settle this payment's pending or unknown attempts by asking PortOne; returns how many."""
+    with rt.db.read() as session:
+        open_ids = session.scalars(
+            select(Refund.id)
+            .join(Payment)
+            .where(Payment.imp_uid == imp_uid, Refund.status.in_([RefundStatus.PENDING, RefundStatus.UNKNOWN]))
+        ).all()
+    if not open_ids:
+        return 0
+    fetched = rt.gateway.get_payment(imp_uid)
+    with rt.db.write() as session:
+        for refund_id in open_ids:
+            refund = session.get_one(Refund, refund_id)
+            _settle_from_portone(session, refund, fetched, actor=actor)
+        apply_payment(session, fetched, source="refund")
+    return len(open_ids)
+
+
+# -- refund ---------------------------------------------------------------------------------
+
+
+def _validated(amount: object, reason: str, idempotency_key: str) -> tuple[Decimal | None, str, str]:
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidRequest("a refund needs a reason")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidRequest(f"the reason is longer than {MAX_REASON_LENGTH} characters")
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidRequest(f"an idempotency key of 1 to {MAX_KEY_LENGTH} characters is required")
+    if amount is None:
+        return None, reason, key
+    try:
+        value = parse_decimal(amount)
+    except InvalidAmount as exc:
+        raise InvalidRequest(str(exc)) from None
+    if value <= 0:
+        raise InvalidRequest("a refund amount must be positive")
+    # The currency's own precision is checked once the payment is known, under the lease.
+    return value, reason, key
+
+
+def _replay(session: Session, key: str, fingerprint: str) -> RefundResult | None:
+    existing = session.scalar(select(Refund).where(Refund.idempotency_key == key))
+    if existing is None:
+        return None
+    if existing.request_fingerprint != fingerprint:
+        raise InvalidRequest("this idempotency key was already used for a different refund request")
+    if existing.status == RefundStatus.PENDING:
+        raise Conflict("a refund with this idempotency key is still being processed")
+    return _result(existing, existing.payment, replayed=True)
+
+
+def refund(
+    rt: Runtime,
+    *,
+    imp_uid: str,
+    amount: object | None,
+    reason: str,
+    actor: str,
+    idempotency_key: str,
+    source: str = "ops",
+) -> RefundResult:
+    """Refund `amount` (None: the whole remainder) of a payment, exactly once per idempotency key."""
+    requested, reason, key = _validated(amount, reason, idempotency_key)
+    fingerprint = _fingerprint(imp_uid, requested, reason)
+    with rt.db.read() as session:
+        payment = session.scalar(select(Payment).where(Payment.imp_uid == imp_uid))
+        if payment is None:
+            raise NotFound(f"no payment {imp_uid!r} in our records")
+        payment_id = payment.id
+        replay = _replay(session, key, fingerprint)
+        if replay is not None:
+            return replay
+
+    with payment_lease(rt, payment_id):
+        settle_open_attempts(rt, imp_uid=imp_uid, actor=actor)
+        fetched = rt.gateway.get_payment(imp_uid)
+        with rt.db.write() as session:
+            replay = _replay(session, key, fingerprint)
+            if replay is not None:
+                return replay
+            payment = apply_payment(session, fetched, source="refund").payment
+            attempt = _record_attempt(session, payment, fetched, requested, reason, actor, key, fingerprint, source)
+        if attempt.status == RefundStatus.REJECTED:
+            _raise_rejection(attempt, fetched)
+        return _send(rt, refund_id=attempt.id, fetched=fetched, actor=actor)
+
+
+def _record_attempt(
+    session: Session,
+    payment: Payment,
+    fetched: GatewayPayment,
+    requested: Decimal | None,
+    reason: str,
+    actor: str,
+    key: str,
+    fingerprint: str,
+    source: str,
+) -> Refund:
+    remaining = fetched.cancellable_amount
+    amount = remaining if requested is None else requested
+    attempt = Refund(
+        payment=payment,
+        amount=amount,
+        currency=fetched.currency,
+        reason=reason,
+        requested_by=actor,
+        source=source,
+        idempotency_key=key,
+        request_fingerprint=fingerprint,
+        checksum=remaining,
+        cancel_amount_before=fetched.cancel_amount,
+    )
+    error = None
+    try:
+        validate_amount(amount, fetched.currency)
+    except InvalidAmount as exc:
+        error = str(exc)
+    if error is None and fetched.status != PortOneStatus.PAID:
+        error = f"the payment is {fetched.status} at PortOne; only paid payments can be refunded"
+    if error is None and amount > remaining:
+        error = f"exceeds the refundable remainder {remaining} {fetched.currency}"
+    if error is not None:
+        attempt.status = RefundStatus.REJECTED
+        attempt.error_message = error
+        attempt.completed_at = utcnow()
+    session.add(attempt)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="refund.rejected" if error else "refund.requested",
+        target=payment.imp_uid,
+        refund_id=attempt.id,
+        amount=amount,
+        currency=fetched.currency,
+        checksum=remaining,
+        error=error,
+    )
+    return attempt
+
+
+def _raise_rejection(attempt: Refund, fetched: GatewayPayment) -> None:
+    message = attempt.error_message or "refund refused"
+    if fetched.status == PortOneStatus.PAID and attempt.amount > fetched.cancellable_amount:
+        raise RefundExceedsRemaining(attempt.amount, fetched.cancellable_amount, fetched.currency)
+    if fetched.status != PortOneStatus.PAID:
+        raise Conflict(message)
+    raise InvalidRequest(message)
+
+
+def _send(rt: Runtime, *, refund_id: int, fetched: GatewayPayment, actor: str) -> RefundResult:
+    with rt.db.read() as session:
+        attempt = session.get_one(Refund, refund_id)
+        amount, checksum, reason = attempt.amount, attempt.checksum, attempt.reason
+    checksum = checksum if checksum is not None else fetched.cancellable_amount
+    try:
+        result = rt.gateway.cancel_payment(imp_uid=fetched.imp_uid, amount=amount, checksum=checksum, reason=reason)
+    except OutcomeUnknown as exc:
+        return _settle_after_silence(rt, refund_id=refund_id, imp_uid=fetched.imp_uid, actor=actor, cause=exc)
+    except (GatewayRejected, GatewayUnavailable) as exc:
+        with rt.db.write() as session:
+            attempt = session.get_one(Refund, refund_id)
+            prefix = "PortOne refused: " if isinstance(exc, GatewayRejected) else "not sent, PortOne unreachable: "
+            _mark(attempt, RefundStatus.FAILED, error=prefix + str(exc), error_code=exc.portone_code)
+            audit.record(session, actor=actor, action="refund.failed", target=fetched.imp_uid, refund_id=refund_id)
+        raise
+    with rt.db.write() as session:
+        attempt = session.get_one(Refund, refund_id)
+        taken = {r.portone_cancellation_id for r in attempt.payment.refunds if r.portone_cancellation_id}
+        claimed = _claim_cancellation(attempt, result, taken)
+        _mark(attempt, RefundStatus.SUCCEEDED, cancellation_id=claimed, refunded_total=result.cancel_amount)
+        payment = apply_payment(session, result, source="refund").payment
+        audit.record(
+            session,
+            actor=actor,
+            action="refund.succeeded",
+            target=fetched.imp_uid,
+            refund_id=refund_id,
+            amount=amount,
+            refunded_total=result.cancel_amount,
+        )
+        return _result(attempt, payment)
+
+
+def _settle_after_silence(rt: Runtime, *, refund_id: int, imp_uid: str, actor: str, cause: Exception) -> RefundResult:
+    """The cancel's answer was lost: read the payment back and decide, never resend."""
+    try:
+        fetched = rt.gateway.get_payment(imp_uid)
+    except GatewayError:
+        fetched = None
+    with rt.db.write() as session:
+        attempt = session.get_one(Refund, refund_id)
+        if fetched is None:
+            _mark(attempt, RefundStatus.UNKNOWN, error=f"no answer from PortOne: {cause}")
+            raise_alert(
+                session,
+                kind=AlertKind.REFUND_OUTCOME_UNKNOWN,
+                imp_uid=imp_uid,
+                merchant_uid=attempt.payment.merchant_uid,
+                message=f"refund #{refund_id} of {attempt.amount} {attempt.currency}: PortOne did not answer",
+                db_value=attempt.amount,
+            )
+            return _result(attempt, attempt.payment)
+        _settle_from_portone(session, attempt, fetched, actor=actor)
+        payment = apply_payment(session, fetched, source="refund").payment
+        return _result(attempt, payment)

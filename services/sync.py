@@ -1,0 +1,146 @@
+"""Apply what PortOne says about a payment to our records: the one place a payment row changes.
+
+Everything that learns a payment's state (complete, webhook, refund, reconciliation) fetches it
+from PortOne and hands it here. Applying is idempotent, and a stale fetch (one that finished after
+a newer one) never rolls a record back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.models import Order, OrderStatus, Payment, PaymentSnapshot, Refund, RefundStatus, utcnow
+from services.portone.types import GatewayPayment, PortOneStatus
+
+# How far along a payment is; PortOne only ever moves a payment forward.
+_STATUS_RANK = {
+    PortOneStatus.UNKNOWN: -1,
+    PortOneStatus.READY: 0,
+    PortOneStatus.PAID: 1,
+    PortOneStatus.FAILED: 1,
+    PortOneStatus.CANCELLED: 2,
+}
+
+
+@dataclass(frozen=True)
+class Applied:
+    payment: Payment
+    order: Order | None
+    matches_order: bool  # amount and currency equal the order's
+    changed: bool
+
+
+def _is_stale(payment: Payment, fetched: GatewayPayment) -> bool:
+    current = (payment.cancel_amount, _STATUS_RANK[PortOneStatus.parse(payment.status)])
+    incoming = (fetched.cancel_amount, _STATUS_RANK[fetched.status])
+    return incoming < current
+
+
+def _copy_fields(payment: Payment, fetched: GatewayPayment) -> bool:
+    values = {
+        "merchant_uid": fetched.merchant_uid,
+        "status": str(fetched.status),
+        "amount": fetched.amount,
+        "cancel_amount": fetched.cancel_amount,
+        "currency": fetched.currency,
+        "name": fetched.name,
+        "pg_provider": fetched.pg_provider,
+        "pay_method": fetched.pay_method,
+        "card_name": fetched.card_name,
+        "card_number": fetched.card_number,
+        "buyer_name": fetched.buyer_name,
+        "buyer_email": fetched.buyer_email,
+        "buyer_tel": fetched.buyer_tel,
+        "receipt_url": fetched.receipt_url,
+        "fail_reason": fetched.fail_reason,
+        "started_at": fetched.started_at,
+        "paid_at": fetched.paid_at,
+        "failed_at": fetched.failed_at,
+        "cancelled_at": fetched.cancelled_at,
+    }
+    changed = False
+    for key, value in values.items():
+        if getattr(payment, key) != value:
+            setattr(payment, key, value)
+            changed = True
+    payment.raw = dict(fetched.raw)
+    payment.synced_at = utcnow()
+    return changed
+
+
+def order_status_for(payment: Payment, matches_order: bool) -> OrderStatus:
+    if not matches_order and payment.status in (PortOneStatus.PAID, PortOneStatus.CANCELLED):
+        return OrderStatus.FORGERY
+    if payment.status == PortOneStatus.READY:
+        return OrderStatus.AWAITING_DEPOSIT
+    if payment.status == PortOneStatus.FAILED:
+        return OrderStatus.FAILED
+    if payment.status == PortOneStatus.CANCELLED:
+        return OrderStatus.REFUNDED
+    if payment.status == PortOneStatus.PAID:
+        return OrderStatus.PARTIALLY_REFUNDED if payment.cancel_amount > 0 else OrderStatus.PAID
+    return OrderStatus(OrderStatus.PENDING)
+
+
+def _record_portone_cancellations(session: Session, payment: Payment, fetched: GatewayPayment) -> None:
+    """Give every cancellation PortOne knows of (e.g. made in its console) a refund row.
+
+    A cancellation whose amount matches one of our attempts still in flight is left for that
+    attempt to claim, so a webhook racing our own refund never records it twice.
+    """
+    known = {r.portone_cancellation_id for r in payment.refunds if r.portone_cancellation_id}
+    in_flight = [r.amount for r in payment.refunds if r.status in (RefundStatus.PENDING, RefundStatus.UNKNOWN)]
+    for cancellation in fetched.cancellations:
+        if not cancellation.cancellation_id or cancellation.cancellation_id in known:
+            continue
+        if cancellation.amount in in_flight:
+            in_flight.remove(cancellation.amount)
+            continue
+        session.add(
+            Refund(
+                payment=payment,
+                amount=cancellation.amount,
+                currency=fetched.currency,
+                reason=cancellation.reason or "",
+                requested_by="PortOne",
+                source="portone",
+                status=RefundStatus.SUCCEEDED,
+                portone_cancellation_id=cancellation.cancellation_id,
+                created_at=cancellation.cancelled_at or utcnow(),
+                completed_at=cancellation.cancelled_at or utcnow(),
+            )
+        )
+
+
+def lock_payment(session: Session, imp_uid: str) -> Payment | None:
+    """Load a payment row for update (a row lock on PostgreSQL; SQLite writers are serialised)."""
+    return session.scalar(select(Payment).where(Payment.imp_uid == imp_uid).with_for_update())
+
+
+def apply_payment(session: Session, fetched: GatewayPayment, *, source: str) -> Applied:
+    """Record PortOne's view of one payment; the caller's transaction commits it."""
+    session.add(PaymentSnapshot(imp_uid=fetched.imp_uid, source=source, body=dict(fetched.raw)))
+    order = session.scalar(select(Order).where(Order.merchant_uid == fetched.merchant_uid))
+    payment = lock_payment(session, fetched.imp_uid)
+    changed = False
+    if payment is None:
+        payment = Payment(imp_uid=fetched.imp_uid, order=order)
+        session.add(payment)
+        changed = _copy_fields(payment, fetched) or True
+    elif not _is_stale(payment, fetched):
+        changed = _copy_fields(payment, fetched)
+        if order is not None and payment.order_id is None:
+            payment.order = order
+    matches = order is not None and payment.amount == order.amount and payment.currency == order.currency
+    payment.verified = matches
+    _record_portone_cancellations(session, payment, fetched)
+    if order is not None:
+        status = order_status_for(payment, matches)
+        # A failed retry must not undo an order that another payment already settled.
+        if not (status == OrderStatus.FAILED and order.status != OrderStatus.PENDING):
+            order.status = status
+    session.flush()
+    return Applied(payment=payment, order=order, matches_order=matches, changed=changed)

@@ -1,0 +1,124 @@
+"""Test helpers: build a runtime on a given database, drive the sandbox, wait for webhooks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from services.config import Settings
+from services.migrate import upgrade
+from services.models import WebhookEvent
+from services.runtime import Runtime, build_runtime
+
+APPROVED_CARD = "4111-1111-1111-1111"
+DECLINED_CARD = "4000-0000-0000-0002"
+INTERNAL_TOKEN = "test-internal-token"
+
+
+def make_runtime(*, database_url: str, portone_api_url: str, **overrides: Any) -> Runtime:
+    settings = Settings(
+        database_url=database_url,
+        portone_mode="sandbox",
+        portone_api_url=portone_api_url,
+        internal_api_token=INTERNAL_TOKEN,
+        portone_timeout_seconds=overrides.pop("portone_timeout_seconds", 3.0),
+        **overrides,
+    )
+    upgrade(database_url)
+    return build_runtime(settings)
+
+
+@dataclass
+class SandboxControl:
+    """The sandbox's /sandbox/ controls, and a PortOne API reader for assertions."""
+
+    url: str
+    http: httpx.Client
+
+    def reset(self) -> None:
+        self.http.post("/sandbox/reset").raise_for_status()
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        response = self.http.post("/sandbox/config", json=settings)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def checkout(
+        self, merchant_uid: str, amount: Decimal | int | str, currency: str = "KRW", **extra: Any
+    ) -> dict[str, Any]:
+        body = {
+            "merchant_uid": merchant_uid,
+            "amount": str(amount),
+            "currency": currency,
+            "card_number": APPROVED_CARD,
+            **extra,
+        }
+        if currency != "KRW":
+            body.setdefault("pg", "eximbay")
+        response = self.http.post("/sandbox/checkout", json=body)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def console_cancel(self, imp_uid: str, amount: Decimal | int | str | None = None, reason: str = "콘솔 취소") -> Any:
+        body: dict[str, Any] = {"reason": reason}
+        if amount is not None:
+            body["amount"] = str(amount)
+        response = self.http.post(f"/sandbox/payments/{imp_uid}/cancel", json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def calls(self) -> dict[str, Any]:
+        response = self.http.get("/sandbox/calls")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def payment(self, imp_uid: str) -> dict[str, Any]:
+        """PortOne's record, read through its public V1 API like any client would."""
+        from services.jsonutil import loads
+
+        token = self.http.post(
+            "/users/getToken", json={"imp_key": "sandbox-imp-key", "imp_secret": "sandbox-imp-secret"}
+        ).json()["response"]["access_token"]
+        response = self.http.get(f"/payments/{imp_uid}", headers={"Authorization": f"Bearer {token}"})
+        response.raise_for_status()
+        return dict(loads(response.content)["response"])
+
+
+def auth_headers(key: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {INTERNAL_TOKEN}", "Idempotency-Key": key or uuid.uuid4().hex}
+
+
+def new_order(api: httpx.Client, currency: str = "KRW", **extra: Any) -> dict[str, Any]:
+    body = {
+        "customer_email": "kim@example.com",
+        "customer_name": "김체카",
+        "customer_phone": "010-1234-5678",
+        "currency": currency,
+        **extra,
+    }
+    response = api.post("/api/orders", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def wait_for_webhooks(runtime: Runtime, imp_uid: str, count: int = 1, timeout: float = 15) -> None:
+    """Wait until `count` deliveries for this payment have been processed (or rejected)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with runtime.db.read() as session:
+            done = session.scalar(
+                select(func.count())
+                .select_from(WebhookEvent)
+                .where(WebhookEvent.imp_uid == imp_uid, WebhookEvent.processed_at.is_not(None))
+            )
+        if (done or 0) >= count:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {done} of {count} webhooks for {imp_uid} were processed in {timeout}s")
+        time.sleep(0.05)
