@@ -1,0 +1,73 @@
+# Chekar Payments Ops: developer commands.
+#   make run    everything up locally (SQLite + PortOne sandbox + demo data); prints the URLs
+#   make test   the whole test suite (needs Debian's `postgresql` package for the PostgreSQL tests)
+#   make lint   ruff check, ruff format --check, mypy services api
+# Ports: make run API_PORT=8001 SANDBOX_PORT=8091 DASHBOARD_PORT=8502
+# Tests: make test PYTEST_ARGS="-k refund -x"
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+REQUIREMENTS := requirements.txt requirements-dev.txt
+
+API_PORT ?= 8000
+SANDBOX_PORT ?= 8090
+DASHBOARD_PORT ?= 8501
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test lint format migrate clean distclean
+
+help:
+	@echo "make run       start sandbox :$(SANDBOX_PORT), API :$(API_PORT), dashboard :$(DASHBOARD_PORT) (demo data)"
+	@echo "make test      run the test suite (PYTEST_ARGS=... to pass options)"
+	@echo "make lint      ruff check, ruff format --check, mypy services api"
+	@echo "make format    ruff format and safe ruff fixes"
+	@echo "make migrate   upgrade the database (DATABASE_URL, default SQLite) to the latest schema"
+	@echo "make venv      create $(VENV) and install requirements-dev.txt (again only when requirements change)"
+	@echo "make clean     remove caches; make distclean also removes $(VENV)"
+
+venv: $(STAMP)
+
+# The stamp is newer than both requirements files once they are installed; editing either reinstalls.
+$(STAMP): $(REQUIREMENTS)
+	@if [ ! -x "$(PY)" ]; then \
+		if [ -z "$(PYTHON)" ]; then echo "No python3.11 or python3 on PATH: install Python 3.11." >&2; exit 1; fi; \
+		echo "Creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version 2>&1))"; \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	$(PY) -m pip install --disable-pip-version-check --quiet -r requirements-dev.txt
+	@touch $@
+
+run: venv
+	$(PY) tools/devserver.py --api-port $(API_PORT) --sandbox-port $(SANDBOX_PORT) --dashboard-port $(DASHBOARD_PORT)
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# All three checks run; the target fails if any of them did.
+lint: venv
+	@status=0; \
+	echo "+ ruff check ."; $(PY) -m ruff check . || status=1; \
+	echo "+ ruff format --check ."; $(PY) -m ruff format --check . || status=1; \
+	echo "+ mypy services api"; $(PY) -m mypy services api || status=1; \
+	exit $$status
+
+format: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+migrate: venv
+	$(PY) -m services migrate
+
+clean:
+	find "$(CURDIR)" \( -path "$(CURDIR)/.git" -o -path "$(abspath $(VENV))" \) -prune -o -type d \
+		\( -name __pycache__ -o -name .pytest_cache -o -name .ruff_cache -o -name .mypy_cache \) -print0 \
+		| xargs -0 rm -rf
+	rm -rf test-artifacts
+
+distclean: clean
+	rm -rf $(VENV)
