@@ -45,8 +45,8 @@ class ExactJSONResponse(JSONResponse):
         return jsonutil.dumps_exact(content).encode()
 
 
-def error(status: int, code: str, message: str, **extra: Any) -> ExactJSONResponse:
-    return ExactJSONResponse({"error": code, "message": message, **extra}, status_code=status)
+def error(http_status: int, code: str, message: str, **extra: Any) -> ExactJSONResponse:
+    return ExactJSONResponse({"error": code, "message": message, **extra}, status_code=http_status)
 
 
 # -- request models (for validation and the OpenAPI schema) ---------------------------------

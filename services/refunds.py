@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from services import audit
@@ -91,7 +92,7 @@ def payment_lease(rt: Runtime, payment_id: int) -> Iterator[str]:
     while True:
         now = utcnow()
         with rt.db.write() as session:
-            taken = session.execute(
+            result = session.execute(
                 update(Payment)
                 .where(
                     Payment.id == payment_id,
@@ -102,7 +103,8 @@ def payment_lease(rt: Runtime, payment_id: int) -> Iterator[str]:
                     refund_lock_expires_at=now + timedelta(seconds=rt.settings.refund_lock_lease_seconds),
                 )
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            )
+            taken = cast(CursorResult[Any], result).rowcount
         if taken:
             break
         if time.monotonic() > deadline:
