@@ -254,3 +254,66 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(60))
     target: Mapped[str | None] = mapped_column(String(100), index=True)
     detail: Mapped[dict[str, Any] | None]
+
+
+class Role(enum.StrEnum):
+    VIEWER = "viewer"  # read; exports with personal data masked
+    OPERATOR = "operator"  # + refunds, alert handling
+    ADMIN = "admin"  # + users, settings, unmasked exports
+
+
+class User(Base):
+    """A local dashboard account; passwords are argon2 hashes."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default=Role.VIEWER)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SavedView(Base):
+    """A user's named set of payment filters."""
+
+    __tablename__ = "saved_views"
+    __table_args__ = (Index("uq_saved_views_user_name", "user_id", "name", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    filters: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApprovalStatus(enum.StrEnum):
+    AWAITING = "awaiting_approval"
+    APPROVED = "approved"  # and sent: see the refund rows
+    REJECTED = "rejected"
+
+
+class RefundRequest(Base):
+    """Maker-checker: a refund above the threshold waits here for a second operator."""
+
+    __tablename__ = "refund_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    imp_uid: Mapped[str] = mapped_column(String(64), index=True)
+    amount: Mapped[Decimal | None]  # None: the whole remainder
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(500))
+    requested_by: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(24), default=ApprovalStatus.AWAITING, index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]

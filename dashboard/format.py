@@ -1,0 +1,68 @@
+"""Money, time and status as ops staff read them: ₩50,000, $38.50, KST with the date."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from dashboard.i18n import t
+from services.money import minor_unit_exponent
+
+KST = ZoneInfo("Asia/Seoul")
+SYMBOLS = {"KRW": "₩", "USD": "$", "EUR": "€", "JPY": "¥", "GBP": "£", "CNY": "CN¥"}
+STATUS_COLORS = {
+    "paid": "green",
+    "partially_refunded": "orange",
+    "cancelled": "gray",
+    "refunded": "gray",
+    "failed": "red",
+    "ready": "blue",
+    "awaiting_deposit": "blue",
+    "pending": "blue",
+    "forgery": "red",
+    "succeeded": "green",
+    "rejected": "red",
+    "unknown": "violet",
+    "open": "red",
+    "acknowledged": "orange",
+    "resolved": "green",
+}
+
+
+def money(amount: Decimal | None, currency: str) -> str:
+    if amount is None:
+        return "—"
+    try:
+        places = minor_unit_exponent(currency)
+    except ValueError:
+        places = 2
+    text = f"{abs(amount):,.{places}f}"
+    sign = "-" if amount < 0 else ""
+    symbol = SYMBOLS.get(currency.upper())
+    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
+
+
+def kst(moment: datetime | None, *, seconds: bool = False) -> str:
+    if moment is None:
+        return "—"
+    return moment.astimezone(KST).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def payment_state(status: str, cancel_amount: Decimal, verified: bool = True) -> str:
+    """Our display state: PortOne's status refined by partial refunds and verification."""
+    if not verified and status in ("paid", "cancelled"):
+        return "forgery"
+    if status == "paid" and cancel_amount > 0:
+        return "partially_refunded"
+    return status
+
+
+def status_label(state: str) -> str:
+    return t(f"status.{state}")
+
+
+def badge(state: str) -> str:
+    """Markdown for a coloured status badge with words (st.markdown renders it)."""
+    color = STATUS_COLORS.get(state, "gray")
+    return f":{color}-badge[{status_label(state)}]"
