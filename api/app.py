@@ -95,6 +95,21 @@ def _validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
         raise InvalidRequest(f"{where}: {first['msg']}") from None
 
 
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+RT = Annotated[Runtime, Depends(_runtime)]
+
+
+def require_internal_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Bearer token for internal routes, compared in constant time."""
+    expected = _runtime(request).settings.internal_api_token.get_secret_value()
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise _Unauthorized()
+
+
 def create_app(runtime: Runtime | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,17 +122,6 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app = FastAPI(
         title="Chekar payments API", version="1.0", lifespan=lifespan, default_response_class=ExactJSONResponse
     )
-
-    def rt(request: Request) -> Runtime:
-        return request.app.state.runtime  # type: ignore[no-any-return]
-
-    RT = Annotated[Runtime, Depends(rt)]
-
-    def require_internal_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-        expected = rt(request).settings.internal_api_token.get_secret_value()
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
-            raise _Unauthorized()
 
     _install_error_handlers(app)
 

@@ -1,11 +1,16 @@
-"""Command line for scripts: `python -m services migrate | seed-demo`."""
+"""Command line for scripts: `python -m services migrate | seed-demo | users add|list`."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 
-from services.config import get_settings
+from services.config import DATA_DIR, get_settings
+from services.errors import PaymentsError
+from services.runtime import Runtime, build_runtime
+
+ADMIN_PASSWORD_FILE = DATA_DIR / "admin-password.txt"
 
 
 def _migrate(_: argparse.Namespace) -> int:
@@ -16,19 +21,65 @@ def _migrate(_: argparse.Namespace) -> int:
     return 0
 
 
-def _seed_demo(_: argparse.Namespace) -> int:
-    from services.demo import seed_demo
-    from services.runtime import build_runtime
+def _with_runtime(func: object) -> object:
+    def run(args: argparse.Namespace) -> int:
+        runtime = build_runtime(get_settings())
+        try:
+            return int(func(runtime, args))  # type: ignore[operator]
+        except PaymentsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            runtime.close()
 
-    settings = get_settings()
-    if settings.portone_mode != "sandbox":
+    return run
+
+
+def _seed_demo(runtime: Runtime, _: argparse.Namespace) -> int:
+    from services.demo import seed_demo
+    from services.users import ensure_first_admin
+
+    if runtime.settings.portone_mode != "sandbox":
         print("seed-demo only runs in sandbox mode", file=sys.stderr)
         return 2
-    runtime = build_runtime(settings)
-    try:
-        print(seed_demo(runtime))
-    finally:
-        runtime.close()
+    password = ensure_first_admin(runtime, password_file=ADMIN_PASSWORD_FILE)
+    print(seed_demo(runtime))
+    if password:
+        print(f"dashboard login: admin / {password}  (also in {ADMIN_PASSWORD_FILE}, readable only by you)")
+    elif ADMIN_PASSWORD_FILE.exists():
+        print(f"dashboard login: admin / see {ADMIN_PASSWORD_FILE}")
+    return 0
+
+
+def _ensure_admin(runtime: Runtime, _: argparse.Namespace) -> int:
+    from services.users import ensure_first_admin
+
+    password = ensure_first_admin(runtime, password_file=ADMIN_PASSWORD_FILE)
+    if password:
+        print(f"first admin created: admin / {password}  (also in {ADMIN_PASSWORD_FILE})")
+    return 0
+
+
+def _users_add(runtime: Runtime, args: argparse.Namespace) -> int:
+    from services.users import create_user
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    create_user(
+        runtime, username=args.name, password=password, role=args.role, display_name=args.display_name, actor=None
+    )
+    print(f"user {args.name} created with role {args.role}")
+    return 0
+
+
+def _users_list(runtime: Runtime, _: argparse.Namespace) -> int:
+    from services.users import list_users
+
+    for user in list_users(runtime, actor=None):
+        state = "active" if user.active else "disabled"
+        print(f"{user.username}\t{user.role}\t{state}")
     return 0
 
 
@@ -36,7 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services", description="Chekar payments operations")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="upgrade the database to the newest schema").set_defaults(func=_migrate)
-    commands.add_parser("seed-demo", help="seed demo data once (sandbox mode only)").set_defaults(func=_seed_demo)
+    commands.add_parser("seed-demo", help="seed demo data once (sandbox mode only)").set_defaults(
+        func=_with_runtime(_seed_demo)
+    )
+    commands.add_parser("ensure-admin", help="create the first admin if there is no user").set_defaults(
+        func=_with_runtime(_ensure_admin)
+    )
+    users = commands.add_parser("users", help="dashboard accounts").add_subparsers(dest="users_command", required=True)
+    add = users.add_parser("add", help="add a user; the password is read from standard input")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=["viewer", "operator", "admin"])
+    add.add_argument("--display-name", default=None)
+    add.set_defaults(func=_with_runtime(_users_add))
+    users.add_parser("list", help="list users").set_defaults(func=_with_runtime(_users_list))
     args = parser.parse_args(argv)
     return int(args.func(args))
 

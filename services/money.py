@@ -89,3 +89,8 @@ def from_minor_units(units: int, currency: str) -> Decimal:
 def normalize(amount: Decimal, currency: str) -> Decimal:
     """Quantize an amount read from PortOne or the database to its currency's unit."""
     return validate_amount(amount, currency, allow_zero=True)
+
+
+def label(amount: Decimal, currency: str) -> str:
+    """`50000 KRW`, `38.50 USD`: an amount with its currency, at the currency's precision."""
+    return f"{normalize(amount, currency)} {currency.upper()}"

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from services import audit
+from services import audit, money
 from services.alerts import AlertKind, raise_alert
 from services.errors import ForgeryDetected, GatewayNotFound, InvalidRequest, NotFound
 from services.models import Order, Payment
@@ -73,7 +73,7 @@ def verify_payment(rt: Runtime, *, imp_uid: str, source: str, expected_merchant_
                 imp_uid=fetched.imp_uid,
                 merchant_uid=fetched.merchant_uid,
                 message=f"PortOne has a payment for merchant_uid {fetched.merchant_uid!r}, which is not our order",
-                portone_value=f"{fetched.amount} {fetched.currency} {fetched.status}",
+                portone_value=f"{money.label(fetched.amount, fetched.currency)} {fetched.status}",
             )
             return _verification(fetched, has_order=False, forgery=False)
         forgery = not applied.matches_order and fetched.status in (PortOneStatus.PAID, PortOneStatus.CANCELLED)
@@ -84,8 +84,8 @@ def verify_payment(rt: Runtime, *, imp_uid: str, source: str, expected_merchant_
                 imp_uid=fetched.imp_uid,
                 merchant_uid=fetched.merchant_uid,
                 message="paid amount or currency differs from the order: cancelled at PortOne",
-                db_value=f"{order.amount} {order.currency}",
-                portone_value=f"{fetched.amount} {fetched.currency}",
+                db_value=money.label(order.amount, order.currency),
+                portone_value=money.label(fetched.amount, fetched.currency),
             )
     if forgery and fetched.status == PortOneStatus.PAID:
         fetched = _cancel_forgery(rt, fetched)

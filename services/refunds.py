@@ -36,7 +36,7 @@ from services.errors import (
     RefundExceedsRemaining,
 )
 from services.models import Payment, Refund, RefundStatus, utcnow
-from services.money import InvalidAmount, parse_decimal, validate_amount
+from services.money import InvalidAmount, normalize, parse_decimal, validate_amount
 from services.portone.types import GatewayPayment, PortOneStatus
 from services.runtime import Runtime
 from services.sync import apply_payment
@@ -67,14 +67,15 @@ def _fingerprint(imp_uid: str, amount: Decimal | None, reason: str) -> str:
 def _result(refund: Refund, payment: Payment, *, replayed: bool = False) -> RefundResult:
     settled = refund.status == RefundStatus.SUCCEEDED
     total = refund.refunded_total if settled else payment.cancel_amount
+    currency = refund.currency
     return RefundResult(
         refund_id=refund.id,
         imp_uid=payment.imp_uid,
         status=RefundStatus(refund.status),
-        amount=refund.amount,
-        currency=refund.currency,
-        refunded_total=total,
-        remaining=None if total is None else payment.amount - total,
+        amount=normalize(refund.amount, currency),
+        currency=currency,
+        refunded_total=None if total is None else normalize(total, currency),
+        remaining=None if total is None else normalize(payment.amount - total, currency),
         cancellation_id=refund.portone_cancellation_id,
         error_message=refund.error_message,
         replayed=replayed,
