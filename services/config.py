@@ -28,9 +28,18 @@ SECRETS_FILE = PROJECT_ROOT / ".streamlit" / "secrets.toml"
 SANDBOX_IMP_KEY = "sandbox-imp-key"
 SANDBOX_IMP_SECRET = "sandbox-imp-secret"  # noqa: S105 - the sandbox's public test pair
 SANDBOX_INTERNAL_TOKEN = "sandbox-internal-token"  # noqa: S105 - refused outside sandbox mode
+SANDBOX_EXPORT_SECRET = "sandbox-export-link-secret"  # noqa: S105 - refused outside sandbox mode
 SANDBOX_API_URL = "http://127.0.0.1:8090"
 PORTONE_V1_URL = "https://api.iamport.kr"
-_PLACEHOLDERS = {"", "changeme", "change-me", SANDBOX_IMP_KEY, SANDBOX_IMP_SECRET, SANDBOX_INTERNAL_TOKEN}
+_PLACEHOLDERS = {
+    "",
+    "changeme",
+    "change-me",
+    SANDBOX_IMP_KEY,
+    SANDBOX_IMP_SECRET,
+    SANDBOX_INTERNAL_TOKEN,
+    SANDBOX_EXPORT_SECRET,
+}
 
 # The consignment fee (탁송비) per currency. KRW is the domestic fee; USD is what overseas
 # customers pay through Eximbay. Configurable with FEE_TABLE='{"KRW": "50000", "USD": "38.50"}'.
@@ -55,6 +64,15 @@ class Settings(BaseSettings):
     order_name: str = "체카 탁송비"
     refund_lock_wait_seconds: float = 30.0
     refund_lock_lease_seconds: float = 120.0
+    # Maker-checker: a refund (or bulk batch total) above this, per currency, needs a second operator.
+    refund_approval_threshold: dict[str, Decimal] = Field(
+        default_factory=lambda: {"KRW": Decimal("100000"), "USD": Decimal("100.00")}
+    )
+    # Large exports stream from the API through a short-lived signed link.
+    api_public_url: str = "http://127.0.0.1:8000"
+    export_link_secret: SecretStr = SecretStr(SANDBOX_EXPORT_SECRET)
+    export_link_ttl_seconds: int = 300
+    export_stream_threshold_rows: int = 200_000
 
     @classmethod
     def settings_customise_sources(
@@ -80,7 +98,7 @@ class Settings(BaseSettings):
             self.portone_api_url = SANDBOX_API_URL if sandbox else PORTONE_V1_URL
         self.portone_api_url = self.portone_api_url.rstrip("/")
         if self.portone_mode != "sandbox":
-            for name in ("portone_imp_key", "portone_imp_secret", "internal_api_token"):
+            for name in ("portone_imp_key", "portone_imp_secret", "internal_api_token", "export_link_secret"):
                 value: SecretStr = getattr(self, name)
                 if value.get_secret_value().strip().lower() in _PLACEHOLDERS:
                     raise ValueError(f"{name.upper()} must be set to a real value in {self.portone_mode} mode")
