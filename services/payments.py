@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from services import audit, money
 from services.alerts import AlertKind, raise_alert
@@ -22,6 +23,7 @@ from services.refunds import refund
 from services.runtime import Runtime
 from services.sync import apply_payment
 
+RACE_RETRIES = 3
 FORGERY_ACTOR = "system:forgery-guard"
 FORGERY_REASON = "결제 금액 위변조 의심: 주문 금액과 불일치 (payment amount differs from the order)"
 
@@ -55,14 +57,8 @@ def _verification(fetched: GatewayPayment, *, has_order: bool, forgery: bool) ->
     )
 
 
-def verify_payment(rt: Runtime, *, imp_uid: str, source: str, expected_merchant_uid: str | None = None) -> Verification:
-    """Fetch one payment from PortOne, record it, and act on a mismatch with its order."""
-    try:
-        fetched = rt.gateway.get_payment(imp_uid)
-    except GatewayNotFound:
-        raise NotFound(f"PortOne has no payment {imp_uid!r}") from None
-    if expected_merchant_uid is not None and fetched.merchant_uid != expected_merchant_uid:
-        raise InvalidRequest(f"payment {imp_uid!r} belongs to another order, not {expected_merchant_uid!r}")
+def _record(rt: Runtime, fetched: GatewayPayment, source: str) -> tuple[bool, bool]:
+    """Apply PortOne's record and raise what it shows; returns (has_order, forgery)."""
     with rt.db.write() as session:
         applied = apply_payment(session, fetched, source=source)
         order = applied.order
@@ -75,7 +71,7 @@ def verify_payment(rt: Runtime, *, imp_uid: str, source: str, expected_merchant_
                 message=f"PortOne has a payment for merchant_uid {fetched.merchant_uid!r}, which is not our order",
                 portone_value=f"{money.label(fetched.amount, fetched.currency)} {fetched.status}",
             )
-            return _verification(fetched, has_order=False, forgery=False)
+            return False, False
         forgery = not applied.matches_order and fetched.status in (PortOneStatus.PAID, PortOneStatus.CANCELLED)
         if forgery:
             raise_alert(
@@ -87,6 +83,32 @@ def verify_payment(rt: Runtime, *, imp_uid: str, source: str, expected_merchant_
                 db_value=money.label(order.amount, order.currency),
                 portone_value=money.label(fetched.amount, fetched.currency),
             )
+        return True, forgery
+
+
+def _record_racing(rt: Runtime, fetched: GatewayPayment, source: str) -> tuple[bool, bool]:
+    """A /complete and webhooks for a new payment may insert it at the same moment (PostgreSQL):
+    the loser of the unique-key race simply applies again onto the winner's row."""
+    for attempt in range(RACE_RETRIES):
+        try:
+            return _record(rt, fetched, source)
+        except IntegrityError:
+            if attempt == RACE_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def verify_payment(rt: Runtime, *, imp_uid: str, source: str, expected_merchant_uid: str | None = None) -> Verification:
+    """Fetch one payment from PortOne, record it, and act on a mismatch with its order."""
+    try:
+        fetched = rt.gateway.get_payment(imp_uid)
+    except GatewayNotFound:
+        raise NotFound(f"PortOne has no payment {imp_uid!r}") from None
+    if expected_merchant_uid is not None and fetched.merchant_uid != expected_merchant_uid:
+        raise InvalidRequest(f"payment {imp_uid!r} belongs to another order, not {expected_merchant_uid!r}")
+    has_order, forgery = _record_racing(rt, fetched, source)
+    if not has_order:
+        return _verification(fetched, has_order=False, forgery=False)
     if forgery and fetched.status == PortOneStatus.PAID:
         fetched = _cancel_forgery(rt, fetched)
     return _verification(fetched, has_order=True, forgery=forgery)
