@@ -223,13 +223,15 @@ def _validated(amount: object, reason: str, idempotency_key: str) -> tuple[Decim
 
 
 def _replay(session: Session, key: str, fingerprint: str) -> RefundResult | None:
+    """The recorded answer for this key, if there is one. An attempt still in flight has none
+    yet: the caller waits for the lease, by which time that attempt has been settled."""
     existing = session.scalar(select(Refund).where(Refund.idempotency_key == key))
     if existing is None:
         return None
     if existing.request_fingerprint != fingerprint:
         raise InvalidRequest("this idempotency key was already used for a different refund request")
     if existing.status == RefundStatus.PENDING:
-        raise Conflict("a refund with this idempotency key is still being processed")
+        return None
     return _result(existing, existing.payment, replayed=True)
 
 

@@ -122,9 +122,11 @@ def lock_payment(session: Session, imp_uid: str) -> Payment | None:
 
 def apply_payment(session: Session, fetched: GatewayPayment, *, source: str) -> Applied:
     """Record PortOne's view of one payment; the caller's transaction commits it."""
-    session.add(PaymentSnapshot(imp_uid=fetched.imp_uid, source=source, body=dict(fetched.raw)))
-    order = session.scalar(select(Order).where(Order.merchant_uid == fetched.merchant_uid))
+    # Lock the order first: every writer of this payment then queues on the same row, in the
+    # same order, so PostgreSQL never sees two of them deadlock over the order and the payment.
+    order = session.scalar(select(Order).where(Order.merchant_uid == fetched.merchant_uid).with_for_update())
     payment = lock_payment(session, fetched.imp_uid)
+    session.add(PaymentSnapshot(imp_uid=fetched.imp_uid, source=source, body=dict(fetched.raw)))
     changed = False
     if payment is None:
         payment = Payment(imp_uid=fetched.imp_uid, order=order)
