@@ -1,0 +1,110 @@
+"""Sandbox configuration: behaviour switches and fault injection knobs."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_IMP_KEY = "sandbox-imp-key"
+DEFAULT_IMP_SECRET = "sandbox-imp-secret"
+
+
+class SandboxConfig(BaseModel):
+    """All runtime settings; ``POST /sandbox/config`` patches a copy of it.
+
+    ``imp_key``/``imp_secret``/``webhook_url`` left as ``None`` fall back to the
+    environment (``PORTONE_IMP_KEY``, ``PORTONE_IMP_SECRET``,
+    ``SANDBOX_WEBHOOK_URL``) at the time they are used.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_assignment=True)
+
+    imp_key: str | None = None
+    imp_secret: str | None = None
+    token_ttl_seconds: int = Field(1800, ge=0)
+
+    # Checkout behaviour
+    enforce_prepare: bool = True
+    # PortOne refuses a new payment for a merchant_uid that is already paid.
+    allow_duplicate_merchant_uid: bool = False
+    # Listing window limit of GET /payments/status (PortOne: 90 days); 0 = unlimited.
+    max_search_days: int = Field(90, ge=0)
+    # Absolute base for receipt URLs; None = the base URL of the request.
+    public_base_url: str | None = None
+
+    # Webhooks
+    webhook_url: str | None = None
+    webhook_content_type: Literal["json", "form"] = "json"
+    webhook_retry_delays_ms: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: [200, 1000, 3000], max_length=20
+    )
+    webhook_duplicates: int = Field(0, ge=0, le=100)
+    webhook_drop_rate: float = Field(0.0, ge=0.0, le=1.0)
+    webhook_hold: bool = False
+    webhook_timeout_seconds: float = Field(5.0, gt=0)
+    # PortOne V1 sends no webhook for cancels made through the REST API (only
+    # for console cancels); switch on to get one anyway.
+    webhook_on_api_cancel: bool = False
+
+    # Fault injection (V1 endpoints only)
+    seed: int = 0
+    latency_ms: int = Field(0, ge=0)
+    error_rate: float = Field(0.0, ge=0.0, le=1.0)
+    fail_next: int = Field(0, ge=0)
+    cancel_timeout_after_apply: int = Field(0, ge=0)
+    cancel_hang_seconds: float = Field(10.0, ge=0)
+
+    def credentials(self) -> tuple[str, str]:
+        """The (imp_key, imp_secret) pair accepted by ``/users/getToken``."""
+        key = self.imp_key or os.environ.get("PORTONE_IMP_KEY") or DEFAULT_IMP_KEY
+        secret = self.imp_secret or os.environ.get("PORTONE_IMP_SECRET") or DEFAULT_IMP_SECRET
+        return key, secret
+
+    def resolved_webhook_url(self) -> str | None:
+        return self.webhook_url or os.environ.get("SANDBOX_WEBHOOK_URL") or None
+
+    def public_view(self) -> dict[str, Any]:
+        """Config as returned by ``GET /sandbox/config`` (secret masked)."""
+        data = self.model_dump()
+        key, _secret = self.credentials()
+        data["imp_key"] = key
+        data["imp_secret"] = "***"
+        data["webhook_url"] = self.resolved_webhook_url()
+        return data
+
+
+class ConfigHolder:
+    """Thread-safe holder of the current (immutable) config."""
+
+    def __init__(self, initial: SandboxConfig) -> None:
+        self._initial = initial
+        self._current = initial
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> SandboxConfig:
+        return self._current
+
+    def update(self, patch: dict[str, Any]) -> SandboxConfig:
+        """Validate and apply a partial update; raises pydantic.ValidationError."""
+        with self._lock:
+            merged = {**self._current.model_dump(), **patch}
+            self._current = SandboxConfig.model_validate(merged)
+            return self._current
+
+    def decrement(self, field: Literal["fail_next", "cancel_timeout_after_apply"]) -> bool:
+        """Atomically consume one unit of a counter; False when it is already 0."""
+        with self._lock:
+            value = getattr(self._current, field)
+            if value <= 0:
+                return False
+            self._current = self._current.model_copy(update={field: value - 1})
+            return True
+
+    def reset(self) -> SandboxConfig:
+        with self._lock:
+            self._current = self._initial
+            return self._current

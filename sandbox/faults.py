@@ -1,0 +1,124 @@
+"""Fault injection for V1 calls and the log of V1 calls received."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.config import ConfigHolder
+
+
+class FaultInjector:
+    """Decides, per V1 call, whether to answer with an injected error.
+
+    ``error_rate`` draws from a ``random.Random`` seeded with ``seed`` so the
+    same sequence of calls fails the same way on every run.
+    """
+
+    def __init__(self, holder: ConfigHolder) -> None:
+        self._holder = holder
+        self._lock = threading.Lock()
+        self._rng = random.Random()
+        self.reseed(holder.current.seed)
+
+    def reseed(self, seed: int) -> None:
+        with self._lock:
+            self._rng.seed(f"sandbox-errors:{seed}")
+
+    async def delay(self, stopping: threading.Event) -> None:
+        latency = self._holder.current.latency_ms
+        if latency > 0:
+            await sleep_unless(stopping, latency / 1000)
+
+    def injected_status(self) -> int | None:
+        """500 while ``fail_next`` lasts, else 503 with probability ``error_rate``."""
+        if self._holder.decrement("fail_next"):
+            return 500
+        rate = self._holder.current.error_rate
+        if rate > 0:
+            with self._lock:
+                if self._rng.random() < rate:
+                    return 503
+        return None
+
+    def take_cancel_hang(self) -> float | None:
+        """Seconds to hold this cancel's response, if ``cancel_timeout_after_apply`` is armed."""
+        if self._holder.decrement("cancel_timeout_after_apply"):
+            return self._holder.current.cancel_hang_seconds
+        return None
+
+
+async def sleep_unless(stopping: threading.Event, seconds: float) -> None:
+    """Sleep, but wake up early when the sandbox is stopping."""
+    deadline = time.monotonic() + seconds
+    while not stopping.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(left, 0.05))
+
+
+@dataclass
+class CallRecord:
+    at: float
+    endpoint: str
+    method: str
+    path: str
+    status: int | None = None
+    outcome: str | None = None  # "fault_500", "fault_503", "unauthorized", ...
+
+
+@dataclass
+class CallLog:
+    """Counters of V1 calls plus the detailed list of cancel requests."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    recent: deque[CallRecord] = field(default_factory=lambda: deque(maxlen=2000))
+    cancels: list[dict[str, Any]] = field(default_factory=list)
+    console_cancels: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, endpoint: str, method: str, path: str) -> CallRecord:
+        record = CallRecord(at=time.time(), endpoint=endpoint, method=method, path=path)
+        with self.lock:
+            self.counts[endpoint] += 1
+            self.recent.append(record)
+        return record
+
+    def add_cancel(self, entry: dict[str, Any], console: bool = False) -> None:
+        with self.lock:
+            (self.console_cancels if console else self.cancels).append(entry)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.counts.clear()
+            self.recent.clear()
+            self.cancels.clear()
+            self.console_cancels.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            cancels = list(self.cancels)
+            return {
+                "total": sum(self.counts.values()),
+                "counts": dict(self.counts),
+                "cancels": cancels,
+                "cancel_summary": dict(Counter(c["outcome"] for c in cancels)),
+                "console_cancels": list(self.console_cancels),
+                "recent": [
+                    {
+                        "at": r.at,
+                        "endpoint": r.endpoint,
+                        "method": r.method,
+                        "path": r.path,
+                        "status": r.status,
+                        "outcome": r.outcome,
+                    }
+                    for r in self.recent
+                ],
+            }

@@ -1,0 +1,221 @@
+"""Webhook delivery (PortOne V1 body: imp_uid, merchant_uid, status, cancellation_id).
+
+Deliveries run as asyncio tasks on the server's loop, so the API answer
+never waits for them and there are no extra threads: at shutdown the tasks
+are cancelled and the HTTP client closed. Each delivery is retried on a
+connection error or a non-2xx answer after ``webhook_retry_delays_ms``
+(PortOne retries 5xx/network errors up to 5 times a minute apart; the
+sandbox uses short, configurable delays instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from sandbox.config import ConfigHolder
+
+FlushOrder = Literal["fifo", "reverse", "shuffle"]
+
+
+@dataclass
+class Delivery:
+    id: int
+    event: str  # what caused it: checkout, deposit, console_cancel, api_cancel, manual
+    body: dict[str, str]
+    url: str | None
+    content_type: str
+    retry_delays_ms: list[int]
+    copy: int = 0  # 0 = original, 1..N = webhook_duplicates copies
+    state: str = "pending"  # pending|held|sending|retrying|delivered|failed|dropped|no_url|cancelled
+    created_at: float = field(default_factory=time.time)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "event": self.event,
+            "imp_uid": self.body.get("imp_uid"),
+            "merchant_uid": self.body.get("merchant_uid"),
+            "status": self.body.get("status"),
+            "cancellation_id": self.body.get("cancellation_id"),
+            "body": dict(self.body),
+            "url": self.url,
+            "content_type": self.content_type,
+            "copy": self.copy,
+            "state": self.state,
+            "created_at": self.created_at,
+            "attempts": list(self.attempts),
+        }
+
+
+class WebhookDispatcher:
+    def __init__(self, holder: ConfigHolder) -> None:
+        self._holder = holder
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._deliveries: list[Delivery] = []
+        self._held: list[Delivery] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+        self._rng = random.Random()
+        self.reseed(holder.current.seed)
+
+    def reseed(self, seed: int) -> None:
+        with self._lock:
+            self._rng.seed(f"sandbox-webhooks:{seed}")
+
+    # ---- producing -------------------------------------------------------
+    def emit(
+        self,
+        *,
+        event: str,
+        imp_uid: str,
+        merchant_uid: str,
+        status: str,
+        cancellation_id: str | None = None,
+        notice_url: str | None = None,
+    ) -> list[Delivery]:
+        """Queue a webhook (plus configured duplicates). Must run on the server loop."""
+        cfg = self._holder.current
+        url = notice_url or cfg.resolved_webhook_url()
+        body = {"imp_uid": imp_uid, "merchant_uid": merchant_uid, "status": status}
+        if cancellation_id is not None:
+            body["cancellation_id"] = cancellation_id
+        created: list[Delivery] = []
+        to_send: list[Delivery] = []
+        with self._lock:
+            for copy in range(1 + cfg.webhook_duplicates):
+                d = Delivery(
+                    id=next(self._ids),
+                    event=event,
+                    body=dict(body),
+                    url=url,
+                    content_type=cfg.webhook_content_type,
+                    retry_delays_ms=list(cfg.webhook_retry_delays_ms),
+                    copy=copy,
+                )
+                self._deliveries.append(d)
+                created.append(d)
+                if url is None:
+                    d.state = "no_url"  # logged, nowhere to send
+                elif cfg.webhook_drop_rate > 0 and self._rng.random() < cfg.webhook_drop_rate:
+                    d.state = "dropped"
+                elif cfg.webhook_hold:
+                    d.state = "held"
+                    self._held.append(d)
+                else:
+                    to_send.append(d)
+        for d in to_send:
+            self._spawn(self._deliver(d, first_attempt=0))
+        return created
+
+    def flush(self, order: FlushOrder = "fifo") -> list[Delivery]:
+        """Release held deliveries one after another in the requested order."""
+        with self._lock:
+            batch, self._held = self._held, []
+            if order == "reverse":
+                batch.reverse()
+            elif order == "shuffle":
+                self._rng.shuffle(batch)
+            for d in batch:
+                d.state = "pending"
+        if batch:
+            self._spawn(self._deliver_in_order(batch))
+        return batch
+
+    def views(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [d.view() for d in self._deliveries]
+
+    # ---- delivering ------------------------------------------------------
+    async def _deliver_in_order(self, batch: list[Delivery]) -> None:
+        # First attempts strictly sequential so the receiver sees this order;
+        # retries of failed ones continue independently.
+        for d in batch:
+            if not await self._attempt(d, 0):
+                self._spawn(self._deliver(d, first_attempt=1))
+
+    async def _deliver(self, d: Delivery, first_attempt: int) -> None:
+        for attempt in range(first_attempt, 1 + len(d.retry_delays_ms)):
+            if attempt > 0:
+                d.state = "retrying"
+                await asyncio.sleep(d.retry_delays_ms[attempt - 1] / 1000)
+            if await self._attempt(d, attempt):
+                return
+
+    async def _attempt(self, d: Delivery, attempt: int) -> bool:
+        """One POST; True when delivered. Marks ``failed`` after the last attempt."""
+        assert d.url is not None
+        d.state = "sending"
+        started = time.time()
+        record: dict[str, Any] = {"attempt": attempt + 1, "at": started}
+        try:
+            client = self._get_client()
+            timeout = self._holder.current.webhook_timeout_seconds
+            if d.content_type == "form":
+                resp = await client.post(d.url, data=d.body, timeout=timeout)
+            else:
+                resp = await client.post(d.url, json=d.body, timeout=timeout)
+            record["status_code"] = resp.status_code
+            ok = 200 <= resp.status_code < 300
+            if not ok:
+                record["error"] = f"HTTP {resp.status_code}"
+        except httpx.HTTPError as exc:
+            ok = False
+            record["status_code"] = None
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        record["duration_ms"] = round((time.time() - started) * 1000, 1)
+        d.attempts.append(record)
+        if ok:
+            d.state = "delivered"
+        elif attempt >= len(d.retry_delays_ms):
+            d.state = "failed"
+        return ok
+
+    def _get_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                headers={"User-Agent": "PortOne-V1-Sandbox-Webhook"},
+                trust_env=False,
+            )
+        return self._client
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- lifecycle -------------------------------------------------------
+    async def cancel_all(self) -> None:
+        """Cancel in-flight deliveries (reset/shutdown)."""
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        with self._lock:
+            for d in self._deliveries:
+                if d.state in ("pending", "sending", "retrying"):
+                    d.state = "cancelled"
+
+    async def reset(self) -> None:
+        await self.cancel_all()
+        with self._lock:
+            self._deliveries.clear()
+            self._held.clear()
+        self.reseed(self._holder.current.seed)
+
+    async def aclose(self) -> None:
+        await self.cancel_all()
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
