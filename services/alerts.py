@@ -16,6 +16,14 @@ class AlertKind(enum.StrEnum):
     PAYMENT_WITHOUT_ORDER = "payment_without_order"  # PortOne knows a payment for no order of ours
     REFUND_OUTCOME_UNKNOWN = "refund_outcome_unknown"
     REFUND_MISMATCH = "refund_mismatch"  # PortOne's cancel_amount disagrees with our attempt
+    # Found by reconciliation (and by the same rules run on every /complete and webhook):
+    MISSING_IN_DB = "missing_in_db"  # paid at PortOne, never recorded by us
+    UNKNOWN_TO_PORTONE = "unknown_to_portone"  # recorded by us, PortOne has no such payment
+    STATUS_MISMATCH = "status_mismatch"
+    REFUND_TOTAL_MISMATCH = "refund_total_mismatch"  # our refunded total differs from PortOne's cancel_amount
+    STUCK_READY = "stuck_ready"  # virtual account never paid past the configured age
+    WEBHOOK_UNVERIFIED = "webhook_unverified"  # a delivery that failed verification
+    WEBHOOK_GAP = "webhook_gap"  # PortOne changed a payment and no webhook told us in time
 
 
 SEVERITY = {
@@ -23,6 +31,13 @@ SEVERITY = {
     AlertKind.PAYMENT_WITHOUT_ORDER: "high",
     AlertKind.REFUND_OUTCOME_UNKNOWN: "critical",
     AlertKind.REFUND_MISMATCH: "high",
+    AlertKind.MISSING_IN_DB: "high",
+    AlertKind.UNKNOWN_TO_PORTONE: "critical",
+    AlertKind.STATUS_MISMATCH: "high",
+    AlertKind.REFUND_TOTAL_MISMATCH: "high",
+    AlertKind.STUCK_READY: "low",
+    AlertKind.WEBHOOK_UNVERIFIED: "medium",
+    AlertKind.WEBHOOK_GAP: "medium",
 }
 
 
