@@ -318,20 +318,3 @@ class RefundRequest(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None]
 
-
-class ReconciliationRun(Base):
-    """One reconciliation of a time window against PortOne: what it found, and who started it."""
-
-    __tablename__ = "reconciliation_runs"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    window_start: Mapped[datetime]
-    window_end: Mapped[datetime]
-    started_by: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(16), default="running")  # running | finished | failed
-    started_at: Mapped[datetime] = mapped_column(default=utcnow)
-    finished_at: Mapped[datetime | None]
-    checkpoint: Mapped[dict[str, Any] | None]  # where an interrupted run resumes
-    payments_checked: Mapped[int] = mapped_column(Integer, default=0)
-    counts: Mapped[dict[str, Any] | None]  # per alert kind: found, new, resolved
-    error: Mapped[str | None] = mapped_column(Text)
