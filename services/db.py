@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,10 +82,17 @@ class Database:
         write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
         self._writes = sessionmaker(write_engine, expire_on_commit=False)
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        self._sqlite_write_lock = threading.RLock()
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One unit of work: commit on success, roll back on any error."""
+        if self.is_sqlite:
+            # SQLite has one writer at a time. Queue this process's writers on a lock rather than
+            # on SQLite's busy handler, whose sleeps grow to 100 ms under contention.
+            with self._sqlite_write_lock, self._writes() as session, session.begin():
+                yield session
+            return
         with self._writes() as session, session.begin():
             yield session
 

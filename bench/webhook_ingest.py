@@ -1,0 +1,155 @@
+"""Webhook ingestion: sustained deliveries per second through POST /portone/webhook, each
+re-fetched from the sandbox, with 20% duplicates and shuffled (out-of-order) delivery.
+
+    python -m bench.webhook_ingest --payments 3000 [--concurrency 32]
+
+Checks afterwards: zero lost (every payment recorded), zero double-applied (one row each,
+one event per delivery, no refund rows). The peer is the same deliveries sent one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, insert, select
+
+from bench.stack import running_stack
+from services.db import Database
+from services.models import Order, Payment, WebhookEvent, utcnow
+
+DUPLICATE_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    deliveries: int
+    concurrency: int
+    seconds: float
+    per_second: float
+    non_2xx: int
+
+
+def seed(sandbox_url: str, database_url: str, count: int, rng: random.Random) -> list[dict[str, str]]:
+    """Paid payments at the sandbox, each with its order in our database."""
+    rows = []
+    for index in range(count):
+        usd = rng.random() < 0.2
+        rows.append(
+            {
+                "merchant_uid": f"bench_{index:07d}",
+                "amount": "38.50" if usd else "50000",
+                "currency": "USD" if usd else "KRW",
+                "status": "paid",
+                "pg_provider": "eximbay" if usd else "kcp",
+            }
+        )
+    created = httpx.post(f"{sandbox_url}/sandbox/payments/bulk", json={"payments": rows}, timeout=300)
+    created.raise_for_status()
+    imp_uids = created.json()["imp_uids"]
+    db = Database(database_url)
+    now = utcnow()
+    with db.write() as session:
+        session.execute(
+            insert(Order),
+            [
+                {
+                    "merchant_uid": row["merchant_uid"],
+                    "name": "체카 탁송비",
+                    "amount": row["amount"],
+                    "currency": row["currency"],
+                    "customer_email": "bench@example.com",
+                    "customer_name": "벤치",
+                    "status": "pending",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for row in rows
+            ],
+        )
+    db.dispose()
+    return [
+        {"imp_uid": uid, "merchant_uid": row["merchant_uid"], "status": "paid"}
+        for uid, row in zip(imp_uids, rows, strict=True)
+    ]
+
+
+async def deliver(api_url: str, bodies: list[dict[str, str]], concurrency: int) -> IngestResult:
+    queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    failures = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal failures
+        while True:
+            try:
+                body = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            response = await client.post("/portone/webhook", json=body)
+            if response.status_code >= 300:
+                failures += 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    return IngestResult(len(bodies), concurrency, seconds, len(bodies) / seconds, failures)
+
+
+def verify(database_url: str, payments: int, deliveries: int) -> dict[str, int]:
+    db = Database(database_url)
+    with db.read() as session:
+        recorded = session.scalar(select(func.count()).select_from(Payment)) or 0
+        distinct = session.scalar(select(func.count(func.distinct(Payment.imp_uid)))) or 0
+        verified = session.scalar(select(func.count()).select_from(Payment).where(Payment.verified.is_(True))) or 0
+        events = session.scalar(select(func.count()).select_from(WebhookEvent)) or 0
+        processed = (
+            session.scalar(select(func.count()).select_from(WebhookEvent).where(WebhookEvent.result == "processed"))
+            or 0
+        )
+    db.dispose()
+    return {
+        "lost": payments - distinct,
+        "double_applied": recorded - distinct,
+        "unverified": distinct - verified,
+        "events_missing": deliveries - events,
+        "events_not_processed": events - processed,
+    }
+
+
+def run(payments: int, concurrency: int, *, seed_value: int = 1) -> dict[str, object]:
+    rng = random.Random(seed_value)  # noqa: S311 - reproducible data
+    with tempfile.TemporaryDirectory() as tmp:
+        database_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        with running_stack(database_url) as stack:
+            bodies = seed(stack.sandbox_url, database_url, payments, rng)
+            bodies += rng.sample(bodies, int(len(bodies) * DUPLICATE_SHARE))
+            rng.shuffle(bodies)
+            half = len(bodies) // 2
+            # The peer: the first half sent one at a time; then the rest at full concurrency.
+            serial = asyncio.run(deliver(stack.api_url, bodies[:half], 1))
+            concurrent = asyncio.run(deliver(stack.api_url, bodies[half:], concurrency))
+            checks = verify(database_url, payments, len(bodies))
+    return {"serial": asdict(serial), "concurrent": asdict(concurrent), "checks": checks}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--payments", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    print(json.dumps(run(args.payments, args.concurrency), indent=2))
+
+
+if __name__ == "__main__":
+    main()
