@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard.auth import current_actor
 from dashboard.chrome import render_sidebar
 from dashboard.i18n import t
+from dashboard.runtime import get_runtime
 from services.access import Permission
 
 st.set_page_config(page_title="Chekar Payments Ops", page_icon="🚗", layout="wide")
@@ -32,10 +33,11 @@ actor = current_actor()
 if actor is None:
     navigation = st.navigation([st.Page("pages/login.py", title=t("nav.login"), icon=":material/login:")])
 else:
+    live = get_runtime().settings.is_live
     allowed = [
         st.Page(path, title=t(key), icon=icon, default=(path == "pages/overview.py"))
         for path, key, icon, permission in PAGES
-        if actor.can(permission)
+        if actor.can(permission) and not (live and path == "pages/test_payment.py")
     ]
     navigation = st.navigation(allowed)
     render_sidebar(actor)
