@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from api.exports import include_export_routes
 from services import jsonutil, orders, payments, refunds, webhooks
 from services.errors import (
     Conflict,
@@ -124,6 +125,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     )
 
     _install_error_handlers(app)
+    include_export_routes(app)
 
     @app.get("/healthz")
     def healthz(runtime: RT) -> dict[str, Any]:

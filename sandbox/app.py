@@ -1,4 +1,4 @@
-"""FastAPI application factory for the PortOne V1 sandbox."""
+"""FastAPI application factory for the PortOne sandbox (V1 and V2 side by side)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from sandbox import controls, v1
+from sandbox import controls, v1, v2, v2_controls
 from sandbox.config import SandboxConfig
 from sandbox.runtime import SandboxRuntime
+from sandbox.v2_config import V2Config
 
 
-def create_app(config: SandboxConfig | None = None) -> FastAPI:
+def create_app(config: SandboxConfig | None = None, v2_config: V2Config | None = None) -> FastAPI:
     """A sandbox app with its own in-memory state (several may run side by side)."""
     rt = SandboxRuntime.create(config)
+    rt2 = v2.V2Runtime.create(v2_config, rt.stopping)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -24,13 +26,17 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         finally:
             rt.stopping.set()
             await rt.webhooks.aclose()
+            await rt2.webhooks.aclose()
 
     app = FastAPI(
-        title="PortOne V1 sandbox",
-        description="PortOne (I'mport) V1 REST API emulation plus /sandbox controls.",
+        title="PortOne sandbox",
+        description="PortOne V1 (I'mport) and V2 REST API emulation plus /sandbox controls.",
         lifespan=lifespan,
     )
     app.state.sandbox = rt
+    app.state.sandbox_v2 = rt2
     v1.register(app, rt)
     controls.register(app, rt)
+    v2_controls.register(app, rt2)
+    v2.register(app, rt2)  # in front of V1's routes: see sandbox/v2.py on the shared paths
     return app

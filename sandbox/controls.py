@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from sandbox import money
+from sandbox import money, v2_controls
 from sandbox.bulk import BulkError, build_payments
 from sandbox.checkout import deposit, parse_checkout, perform_checkout
 from sandbox.http import BadRequest, JSONResponse, opt_str, read_params
@@ -61,6 +61,8 @@ def register(app: FastAPI, rt: SandboxRuntime) -> None:  # noqa: C901 - a flat l
     @app.post("/sandbox/checkout", tags=["sandbox"])
     async def checkout(request: Request) -> Response:
         params = await _params(request)
+        if str(params.get("version") or "v1").lower() == "v2":
+            return await v2_controls.checkout(app.state.sandbox_v2, request, params)
         try:
             inp = parse_checkout(params, request.headers.get("user-agent"))
             outcome = perform_checkout(
@@ -237,6 +239,9 @@ def register(app: FastAPI, rt: SandboxRuntime) -> None:  # noqa: C901 - a flat l
     @app.post("/sandbox/reset", tags=["sandbox"])
     async def reset() -> Response:
         await rt.reset()
+        v2_rt = getattr(app.state, "sandbox_v2", None)
+        if v2_rt is not None:
+            await v2_rt.reset()
         return JSONResponse({"ok": True})
 
     # ---- receipts ------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""Large CSV exports, streamed: `GET /api/exports/{kind}.csv?token=...`.
+
+The token is a short-lived signed link made by the dashboard (services.exports.issue_link); it
+names the user, the export and its filters. Every request re-checks the user (still there, still
+active, same role, still allowed), then streams the file chunk by chunk from the database, so no
+process ever holds a whole export. Include with `include_export_routes(app)` (or `router`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from services import exports
+from services.errors import Forbidden, InvalidRequest
+from services.runtime import Runtime
+
+router = APIRouter(tags=["exports"])
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _encoded(chunks: Iterator[str]) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield chunk.encode("utf-8")
+
+
+@router.get(
+    "/api/exports/{kind}.csv",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "the CSV (UTF-8 with BOM), streamed"},
+        401: {"description": "missing, malformed, forged or expired link"},
+        403: {"description": "the link is for another export, or its user may no longer export this"},
+        404: {"description": "no such export"},
+    },
+)
+async def export_csv(
+    kind: str,
+    request: Request,
+    token: Annotated[str | None, Query(max_length=4096)] = None,
+) -> Response:
+    if kind not in tuple(exports.ExportKind):
+        return _error(404, "not_found", f"no export {kind!r}; choose one of {', '.join(exports.ExportKind)}")
+    if not token:
+        return _error(401, "unauthorized", "this export needs a signed link (?token=...) made in the dashboard")
+    runtime: Runtime = request.app.state.runtime
+    try:
+        checked = await run_in_threadpool(exports.verify_link, runtime, token, kind=kind)
+    except exports.ExportLinkExpired as exc:
+        return _error(401, "link_expired", str(exc))
+    except exports.ExportLinkInvalid as exc:
+        return _error(401, "link_invalid", str(exc))
+    except Forbidden as exc:
+        return _error(403, "forbidden", str(exc))
+    except InvalidRequest as exc:
+        return _error(400, "invalid_request", str(exc))
+    return StreamingResponse(
+        _encoded(exports.stream(runtime, checked, via="link")),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{checked.file_name}"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def include_export_routes(app: FastAPI) -> None:
+    """Add the export routes to our API app (api.app.create_app)."""
+    app.include_router(router)

@@ -1,0 +1,60 @@
+"""`POST /portone/webhook/v2`: PortOne V2's signed webhooks (see services/webhooks_v2.py).
+
+Include with `app.include_router(api.webhooks_v2.router)`; the app's `state.runtime` serves it.
+Answers 200 when processed (or verified and ignored), 4xx with `{"error", "message", "event_id"}`
+when rejected (409 for a replay, 413 for a body over the limit, 400 otherwise) and 503 when
+PortOne could not be asked (PortOne then retries the delivery).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from services import webhooks_v2
+from services.runtime import Runtime
+from services.webhooks_v2 import Rejection, V2WebhookResult
+
+router = APIRouter()
+
+_REJECTION_STATUS = {Rejection.REPLAYED: 409, Rejection.TOO_LARGE: 413}
+_MESSAGES = {
+    Rejection.TOO_LARGE: "the webhook body is larger than allowed",
+    Rejection.UNSIGNED: "the webhook carries no (usable) Standard Webhooks signature headers",
+    Rejection.BAD_SIGNATURE: "the webhook signature does not match its body",
+    Rejection.STALE_TIMESTAMP: "the webhook timestamp is outside the accepted window",
+    Rejection.REPLAYED: "this webhook was already received and processed",
+    Rejection.UNREADABLE: "the webhook body is not readable",
+    Rejection.UNKNOWN_PAYMENT: "PortOne does not know the payment this webhook names",
+}
+
+
+@router.post("/portone/webhook/v2")
+async def portone_webhook_v2(request: Request) -> JSONResponse:
+    runtime: Runtime = request.app.state.runtime
+    raw = await request.body()
+    outcome = await run_in_threadpool(
+        webhooks_v2.receive,
+        runtime,
+        body=raw,
+        headers=dict(request.headers),
+        content_type=request.headers.get("content-type", ""),
+        source_ip=request.client.host if request.client else None,
+    )
+    if outcome.result in (V2WebhookResult.PROCESSED, V2WebhookResult.IGNORED):
+        return JSONResponse({"result": str(outcome.result), "detail": outcome.detail, "event_id": outcome.event_id})
+    if outcome.result == V2WebhookResult.ERROR:
+        return JSONResponse(
+            {"error": "unavailable", "message": outcome.detail, "event_id": outcome.event_id}, status_code=503
+        )
+    reason = outcome.reason or Rejection.UNREADABLE
+    return JSONResponse(
+        {
+            "error": str(reason),
+            "message": f"{_MESSAGES[reason]}: {outcome.detail}",
+            "result": str(outcome.result),
+            "event_id": outcome.event_id,
+        },
+        status_code=_REJECTION_STATUS.get(reason, 400),
+    )

@@ -1,0 +1,235 @@
+"""PortOne V2 webhook receiver: record every delivery, verify its signature, refuse replays, then
+re-fetch the payment from PortOne before anything changes.
+
+V2 webhooks (version `2024-04-25`) are signed per Standard Webhooks: `webhook-id`,
+`webhook-timestamp` and `webhook-signature` headers, HMAC-SHA256 with the webhook secret. The
+official SDK's `portone_server_sdk.webhook.verify` checks the signature and that the timestamp is
+within 5 minutes of now (either way). It does not remember messages, so a captured delivery could
+be replayed within those 5 minutes: the ids of accepted deliveries are remembered here, in the
+WebhookEvent rows themselves (see `_replayed`).
+
+Even a verified delivery is only a hint of which payment changed: the payment is read from PortOne
+through the gateway and recorded by `services.payments.verify_payment`, exactly like a V1 webhook.
+
+Results: processed (200), ignored (200: a verified event that is not about a payment, e.g. a
+billing key), rejected (4xx: unsigned, bad signature, stale timestamp, replayed, unreadable, or a
+payment PortOne does not know), error (503: PortOne could not be asked; PortOne retries).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from portone_server_sdk import webhook as sdk_webhook
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from services.config import Settings
+from services.errors import GatewayError, NotFound, PaymentsError
+from services.models import WebhookEvent, utcnow
+from services.payments import verify_payment
+from services.runtime import Runtime
+
+# The sandbox's public webhook secret (sandbox/v2_config.py), used in sandbox mode only.
+SANDBOX_V2_WEBHOOK_SECRET = "whsec_Y2hla2FyLXNhbmRib3gtdjItd2ViaG9vay1zZWNyZXQ="  # noqa: S105 - public test value
+MAX_WEBHOOK_ID_LENGTH = 256
+_MAX_FIELD = 64
+_CLAIMED_STATUS_LENGTH = 32
+# Earlier deliveries of a webhook-id in these states were accepted: a new one is a replay.
+_ACCEPTED = ("processed", "ignored")
+
+
+class V2WebhookResult(enum.StrEnum):
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    REJECTED = "rejected"
+    ERROR = "error"
+
+
+class Rejection(enum.StrEnum):
+    TOO_LARGE = "too_large"
+    UNSIGNED = "unsigned"
+    BAD_SIGNATURE = "bad_signature"
+    STALE_TIMESTAMP = "stale_timestamp"
+    REPLAYED = "replayed"
+    UNREADABLE = "unreadable"
+    UNKNOWN_PAYMENT = "unknown_payment"
+
+
+_SDK_REASONS = {
+    "MISSING_REQUIRED_HEADERS": Rejection.UNSIGNED,
+    "NO_MATCHING_SIGNATURE": Rejection.BAD_SIGNATURE,
+    "INVALID_SIGNATURE": Rejection.BAD_SIGNATURE,
+    "TIMESTAMP_TOO_OLD": Rejection.STALE_TIMESTAMP,
+    "TIMESTAMP_TOO_NEW": Rejection.STALE_TIMESTAMP,
+}
+
+
+@dataclass(frozen=True)
+class V2WebhookOutcome:
+    event_id: int
+    result: V2WebhookResult
+    detail: str
+    reason: Rejection | None = None
+    payment_id: str | None = None
+
+
+def webhook_secret(settings: Settings) -> str | None:
+    """The V2 webhook secret: `PORTONE_V2_WEBHOOK_SECRET` (a Settings field once it exists, else the
+    environment), or the sandbox's public one in sandbox mode. None outside sandbox mode if unset."""
+    value: Any = getattr(settings, "portone_v2_webhook_secret", None)
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if not value:
+        value = os.environ.get("PORTONE_V2_WEBHOOK_SECRET")
+    if not value and settings.portone_mode == "sandbox":
+        value = SANDBOX_V2_WEBHOOK_SECRET
+    return str(value) if value else None
+
+
+def _marker(webhook_id: str) -> str:
+    """The start of `detail` for a delivery carrying this webhook-id (JSON-quoted: unambiguous)."""
+    return f"webhook-id={json.dumps(webhook_id, ensure_ascii=False)}; "
+
+
+def _replayed(rt: Runtime, event_id: int, webhook_id: str, payment_id: str | None) -> bool:
+    """Was a delivery with this webhook-id already accepted? The signature covers id and body, so a
+    replay carries the same paymentId: the indexed `imp_uid` column narrows the search."""
+    with rt.db.read() as session:
+        query = select(WebhookEvent.id).where(
+            WebhookEvent.id != event_id,
+            WebhookEvent.result.in_(_ACCEPTED),
+            WebhookEvent.detail.startswith(_marker(webhook_id), autoescape=True),
+            WebhookEvent.imp_uid == payment_id if payment_id is not None else WebhookEvent.imp_uid.is_(None),
+        )
+        return session.scalar(query.limit(1)) is not None
+
+
+def _payment_event(verified: object) -> tuple[str | None, str | None]:
+    """(event type, paymentId) of a verified webhook; paymentId None when not about a payment."""
+    if isinstance(verified, Mapping):  # a type this SDK version does not know, or 2024-01-01
+        payment_id = verified.get("payment_id")
+        data = verified.get("data")
+        if payment_id is None and isinstance(data, Mapping):
+            payment_id = data.get("paymentId")
+        kind = verified.get("type") or verified.get("status")
+        return (str(kind) if kind else None), (payment_id if isinstance(payment_id, str) else None)
+    data = getattr(verified, "data", None)
+    payment_id = getattr(data, "payment_id", None)
+    kind = None
+    raw_type = getattr(verified, "type", None)
+    if isinstance(raw_type, str):
+        kind = raw_type
+    return kind, payment_id if isinstance(payment_id, str) else None
+
+
+def _event_type(text: str) -> str | None:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    kind = body.get("type") if isinstance(body, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def receive(
+    rt: Runtime,
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    content_type: str,
+    source_ip: str | None,
+    secret: str | None = None,
+) -> V2WebhookOutcome:
+    """Record, verify and process one V2 webhook delivery. `headers` as received (any case)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    webhook_id = (lowered.get("webhook-id") or "").strip()
+    limit = rt.settings.webhook_max_body_bytes
+    text = body[:limit].decode("utf-8", errors="replace")
+    with rt.db.write() as session:
+        event = WebhookEvent(
+            source_ip=source_ip,
+            content_type=(content_type or "")[:100],
+            body=text,
+            detail=_marker(webhook_id[:MAX_WEBHOOK_ID_LENGTH]) + "received",
+        )
+        session.add(event)
+        session.flush()
+        event_id = event.id
+
+    def reject(reason: Rejection, why: str, payment_id: str | None = None) -> V2WebhookOutcome:
+        return _finish(rt, event_id, webhook_id, V2WebhookResult.REJECTED, why, reason=reason, payment_id=payment_id)
+
+    if len(body) > limit:
+        return reject(Rejection.TOO_LARGE, f"body of {len(body)} bytes exceeds the {limit}-byte limit")
+    if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
+        return reject(Rejection.UNSIGNED, f"webhook-id longer than {MAX_WEBHOOK_ID_LENGTH} characters")
+    key = secret or webhook_secret(rt.settings)
+    if key is None:
+        return _finish(rt, event_id, webhook_id, V2WebhookResult.ERROR, "no V2 webhook secret is configured")
+    try:
+        payload = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return reject(Rejection.UNREADABLE, "the body is not UTF-8")
+    try:
+        verified = sdk_webhook.verify(key, payload, lowered)
+    except sdk_webhook.WebhookVerificationError as exc:
+        reason = _SDK_REASONS.get(exc.reason, Rejection.BAD_SIGNATURE)
+        return reject(reason, f"signature check failed: {exc.reason} ({exc.message})")
+    except sdk_webhook.InvalidInputError as exc:
+        return _finish(rt, event_id, webhook_id, V2WebhookResult.ERROR, f"the V2 webhook secret is unusable: {exc}")
+    except ValueError as exc:  # signed, but not a JSON object
+        return reject(Rejection.UNREADABLE, f"signed body is not a JSON object: {exc}")
+    kind, payment_id = _payment_event(verified)
+    kind = kind or _event_type(payload)
+    if payment_id is not None:
+        payment_id = payment_id.strip()[:_MAX_FIELD] or None
+    with rt.db.write() as session:
+        row = session.get_one(WebhookEvent, event_id)
+        row.imp_uid = payment_id
+        row.merchant_uid = payment_id
+        row.claimed_status = (kind or "")[:_CLAIMED_STATUS_LENGTH] or None
+    if _replayed(rt, event_id, webhook_id, payment_id):
+        return reject(Rejection.REPLAYED, "this webhook-id was already accepted: a replay", payment_id)
+    if payment_id is None:
+        return _finish(rt, event_id, webhook_id, V2WebhookResult.IGNORED, f"verified {kind or 'event'}; no payment")
+    try:
+        result = verify_payment(rt, imp_uid=payment_id, source="webhook")
+    except NotFound as exc:
+        return reject(Rejection.UNKNOWN_PAYMENT, str(exc), payment_id)
+    except GatewayError as exc:
+        why = f"PortOne could not be asked: {exc}"
+        return _finish(rt, event_id, webhook_id, V2WebhookResult.ERROR, why, payment_id=payment_id)
+    except PaymentsError as exc:
+        return _finish(rt, event_id, webhook_id, V2WebhookResult.ERROR, str(exc), payment_id=payment_id)
+    detail = f"verified {kind}; PortOne says {result.status}"
+    if result.forgery:
+        detail += "; amount differs from the order: cancelled and alerted"
+    if not result.has_order:
+        detail += "; no order of ours: alerted"
+    return _finish(rt, event_id, webhook_id, V2WebhookResult.PROCESSED, detail, payment_id=payment_id, fetched=True)
+
+
+def _finish(
+    rt: Runtime,
+    event_id: int,
+    webhook_id: str,
+    result: V2WebhookResult,
+    detail: str,
+    *,
+    reason: Rejection | None = None,
+    payment_id: str | None = None,
+    fetched: bool = False,
+) -> V2WebhookOutcome:
+    with rt.db.write() as session:
+        event = session.get_one(WebhookEvent, event_id)
+        event.result = result
+        event.detail = _marker(webhook_id[:MAX_WEBHOOK_ID_LENGTH]) + (f"{reason}: " if reason else "") + detail
+        event.verified = fetched
+        event.processed_at = utcnow()
+    return V2WebhookOutcome(event_id=event_id, result=result, detail=detail, reason=reason, payment_id=payment_id)

@@ -1,0 +1,112 @@
+"""`POST /portone/webhook/v2` served by uvicorn with the sandbox delivering real signed V2 webhooks
+to it: processed after a re-fetch; forged, tampered, stale, unsigned, oversized and replayed
+deliveries refused with a clear JSON error, each recorded. Also: the existing order, complete and
+refund routes work unchanged on the V2 adapter."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from api.app import create_app
+from api.webhooks_v2 import router
+from services.models import Payment, WebhookEvent
+from services.portone.v2 import PortOneV2Client
+from services.runtime import Runtime
+from tests.factories import SandboxControl, auth_headers, new_order, wait_for_webhooks
+from tests.servers import serve_in_thread
+from tests.v2_support import calls, checkout, configure, delivered, gateway_swapped, signed, v2_gateway
+
+FORGED_SECRET = "whsec_" + "Zm9yZ2VkLXNlY3JldA=="
+
+
+@pytest.fixture(scope="module")
+def shared_v2(sandbox_server: str) -> Iterator[PortOneV2Client]:
+    gateway = v2_gateway(sandbox_server)
+    yield gateway
+    gateway.close()
+
+
+@pytest.fixture
+def v2_api(runtime: Runtime, sandbox: SandboxControl, shared_v2: PortOneV2Client) -> Iterator[httpx.Client]:
+    """Our API (with the V2 router included) on loopback, PortOne V2 delivering webhooks to it."""
+    with gateway_swapped(runtime, shared_v2):
+        app = create_app(runtime)
+        app.include_router(router)
+        served = serve_in_thread(app)
+        configure(sandbox.http, webhook_url=f"{served.url}/portone/webhook/v2")
+        try:
+            with httpx.Client(base_url=served.url, timeout=30) as client:
+                yield client
+        finally:
+            served.stop()
+
+
+def _events(runtime: Runtime) -> list[WebhookEvent]:
+    with runtime.db.read() as session:
+        return list(session.scalars(select(WebhookEvent).order_by(WebhookEvent.id)))
+
+
+def test_delivered_webhook_is_processed_and_bad_ones_are_refused(
+    v2_api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    order = new_order(v2_api, currency="USD")
+    payment_id = order["merchant_uid"]
+    checkout(sandbox.http, payment_id, order["amount"], "USD")
+    wait_for_webhooks(runtime, payment_id)
+    with runtime.db.read() as session:
+        payment = session.scalar(select(Payment).where(Payment.imp_uid == payment_id))
+        assert payment is not None and payment.status == "paid" and payment.amount == Decimal("38.50")
+    [delivery] = delivered(sandbox.http, payment_id)
+    [attempt] = delivery["attempts"]
+    assert attempt["status_code"] == 200
+    body, headers = delivery["body"], attempt["headers"]
+
+    def post(content: str | bytes, with_headers: dict[str, str]) -> httpx.Response:
+        return v2_api.post("/portone/webhook/v2", content=content, headers=with_headers)
+
+    gets = calls(sandbox.http)["counts"]["GET /payments/{paymentId}"]
+    refused: list[tuple[httpx.Response, int, str]] = [
+        (post(body, headers), 409, "replayed"),
+        (post(body.replace("Transaction.Paid", "Transaction.Cancelled"), headers), 400, "bad_signature"),
+        (post(body, signed(body, webhook_id="msg_forged", secret=FORGED_SECRET)), 400, "bad_signature"),
+        (post(body, signed(body, webhook_id="msg_old", at=int(time.time()) - 3600)), 400, "stale_timestamp"),
+        (post(body, {"content-type": "application/json"}), 400, "unsigned"),
+        (post(b"{" + b" " * 70_000 + b"}", signed(b"{}", webhook_id="msg_big")), 413, "too_large"),
+    ]
+    for response, status, error in refused:
+        answer: dict[str, Any] = response.json()
+        assert (response.status_code, answer["error"]) == (status, error), answer
+        assert answer["message"] and answer["result"] == "rejected" and answer["event_id"]
+    assert calls(sandbox.http)["counts"]["GET /payments/{paymentId}"] == gets  # nothing was fetched
+    events = _events(runtime)
+    assert [e.result for e in events] == ["processed", *["rejected"] * len(refused)]
+    assert {e.id for e in events[1:]} == {r.json()["event_id"] for r, _, _ in refused}
+
+
+def test_orders_complete_and_refunds_work_unchanged_on_v2(
+    v2_api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    order = new_order(v2_api, currency="USD")
+    payment_id = order["merchant_uid"]
+    assert checkout(sandbox.http, payment_id, "38.51", "USD")["code"] == "PRE_REGISTERED_AMOUNT_MISMATCH"
+    checkout(sandbox.http, payment_id, "38.50", "USD")
+    done = v2_api.post("/api/payments/complete", json={"imp_uid": payment_id, "merchant_uid": payment_id})
+    assert done.status_code == 200 and done.json()["amount"] == 38.5 and done.text.count("38.50") == 1
+    refund = v2_api.post(f"/api/payments/{payment_id}/refunds", json={"amount": "10.25", "reason": "부분 환불"},
+                         headers=auth_headers())  # fmt: skip
+    assert refund.status_code == 201, refund.text
+    assert (refund.json()["refunded_total"], refund.json()["remaining"]) == (10.25, 28.25)
+    [cancel] = calls(sandbox.http)["cancels"]
+    assert (cancel["body"]["amount"], cancel["body"]["currentCancellableAmount"]) == (1025, 3850)
+    wait_for_webhooks(runtime, payment_id, count=2)  # Transaction.Paid, Transaction.PartialCancelled
+    with runtime.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(WebhookEvent)) == 2
+        payment = session.scalar(select(Payment).where(Payment.imp_uid == payment_id))
+        assert payment is not None and payment.cancel_amount == Decimal("10.25")

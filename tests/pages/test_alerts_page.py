@@ -1,0 +1,128 @@
+"""The alerts page: empty state, filters, an alert beside its payment, handling by role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from services.alerts import AlertKind, raise_alert
+from services.models import Alert, Payment
+from services.payments import verify_payment
+from services.runtime import Runtime
+from tests.factories import SandboxControl
+from tests.services.test_reports import forgery, paid
+
+
+def _alerts(open_app: Callable[..., AppTest], role: str, lang: str = "ko") -> AppTest:
+    at = open_app(role, lang=lang)
+    at.switch_page("pages/alerts.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _seed(rt: Runtime, sandbox: SandboxControl) -> tuple[str, str]:
+    forged = forgery(rt, sandbox)
+    stray = str(sandbox.checkout("not_our_order_9", "12000")["imp_uid"])
+    verify_payment(rt, imp_uid=stray, source="webhook")
+    return forged, stray
+
+
+def _handling_buttons(at: AppTest) -> set[str]:
+    return {b.key for b in at.button if b.key in ("alerts_resync", "alerts_acknowledge", "alerts_resolve")}
+
+
+def test_empty_database(open_app: Callable[..., AppTest], dashboard_runtime: Runtime) -> None:
+    at = _alerts(open_app, "operator")
+    assert at.title[0].value == "알림"
+    assert at.info[0].value.startswith("미처리 알림이 없습니다")
+    assert not at.dataframe
+    at.radio(key="alerts_status").set_value("resolved").run()
+    assert at.info[0].value == "해결된 알림이 아직 없습니다."
+    at = _alerts(open_app, "viewer", lang="en")
+    assert at.title[0].value == "Alerts"
+    assert at.info[0].value.startswith("No open alerts")
+
+
+def test_viewer_sees_alerts_and_filters_but_no_actions(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    forged, stray = _seed(dashboard_runtime, sandbox)
+    at = _alerts(open_app, "viewer")
+    table = at.dataframe[0].value
+    assert list(table["결제"]) == [forged, stray]  # critical first
+    assert list(table["종류"]) == ["금액 불일치(위변조)", "주문 없는 결제"]
+    assert at.radio(key="alerts_status").options[0] == "미처리 (2)"
+    assert [x.value for x in at.text] == ["50000 KRW", "100 KRW"]  # our record beside PortOne's
+    assert _handling_buttons(at) == set()
+    assert "조회 권한으로는 알림을 처리할 수 없습니다." in [c.value for c in at.caption]
+
+    at.selectbox(key="alerts_severity").select("high").run()
+    assert list(at.dataframe[0].value["결제"]) == [stray]
+    at.selectbox(key="alerts_severity").select("").run()
+    at.selectbox(key="alerts_kind").select("refund_mismatch").run()
+    assert at.info[0].value.startswith("조건에 맞는 알림이 없습니다")
+
+    at = _alerts(open_app, "viewer")
+    at.button(key="alerts_open_payment").click().run()
+    assert at.session_state["detail_imp_uid"] == forged
+
+
+def test_operator_acknowledges_then_resolves_with_a_required_note(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    forged, _ = _seed(dashboard_runtime, sandbox)
+    at = _alerts(open_app, "operator")
+    assert _handling_buttons(at) == {"alerts_resync", "alerts_acknowledge", "alerts_resolve"}
+    at.button(key="alerts_acknowledge").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value.endswith("확인함으로 표시했습니다.")
+    assert len(at.dataframe[0].value) == 1  # one open alert left
+
+    at.radio(key="alerts_status").set_value("acknowledged").run()
+    assert list(at.dataframe[0].value["담당"]) == ["operator"]
+    assert _handling_buttons(at) == {"alerts_resync", "alerts_resolve"}
+    at.button(key="alerts_resolve").click().run()
+    assert at.error[0].value.startswith("해결하려면 메모를 적어 주세요")
+    at.text_area(key="alerts_note").input("PG사 확인: 위변조 결제 취소 완료").run()
+    at.button(key="alerts_resolve").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value.endswith("해결 처리했습니다.")
+    with dashboard_runtime.db.read() as session:
+        alert = session.scalar(select(Alert).where(Alert.imp_uid == forged))
+        assert alert is not None
+        assert (alert.status, alert.acknowledged_by, alert.resolved_by, alert.resolution_note) == (
+            "resolved",
+            "operator",
+            "operator",
+            "PG사 확인: 위변조 결제 취소 완료",
+        )
+    at.radio(key="alerts_status").set_value("resolved").run()
+    assert _handling_buttons(at) == set()
+    assert "해결: operator — PG사 확인: 위변조 결제 취소 완료" in [c.value for c in at.caption]
+
+
+def test_resync_resolves_a_difference_portone_has_fixed(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    rt = dashboard_runtime
+    imp_uid = paid(rt, sandbox)
+    sandbox.console_cancel(imp_uid)
+    with rt.db.write() as session:
+        merchant_uid = session.scalar(select(Payment.merchant_uid).where(Payment.imp_uid == imp_uid))
+        raise_alert(
+            session,
+            kind=AlertKind.WEBHOOK_GAP,
+            imp_uid=imp_uid,
+            merchant_uid=merchant_uid,
+            message="PortOne changed the payment and no webhook told us",
+            db_value="paid",
+            portone_value="cancelled",
+        )
+    at = _alerts(open_app, "admin", lang="en")
+    at.button(key="alerts_resync").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value.startswith("PortOne (")
+    assert at.success[0].value.endswith("now agree. The alert was resolved automatically.")
+    assert at.info[0].value.startswith("No open alerts")
