@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from api import webhooks_v2 as webhooks_v2_routes
 from api.exports import include_export_routes
 from services import jsonutil, orders, payments, refunds, webhooks
 from services.errors import (
@@ -126,6 +127,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     _install_error_handlers(app)
     include_export_routes(app)
+    app.include_router(webhooks_v2_routes.router)
 
     @app.get("/healthz")
     def healthz(runtime: RT) -> dict[str, Any]:

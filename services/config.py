@@ -29,6 +29,10 @@ SANDBOX_IMP_KEY = "sandbox-imp-key"
 SANDBOX_IMP_SECRET = "sandbox-imp-secret"  # noqa: S105 - the sandbox's public test pair
 SANDBOX_INTERNAL_TOKEN = "sandbox-internal-token"  # noqa: S105 - refused outside sandbox mode
 SANDBOX_EXPORT_SECRET = "sandbox-export-link-secret"  # noqa: S105 - refused outside sandbox mode
+SANDBOX_V2_API_SECRET = "sandbox-v2-api-secret"  # noqa: S105 - refused outside sandbox mode
+SANDBOX_V2_STORE_ID = "store-00000000-0000-4000-8000-00000000c4e7"
+SANDBOX_V2_WEBHOOK_SECRET = "whsec_Y2hla2FyLXNhbmRib3gtdjItd2ViaG9vay1zZWNyZXQ="  # noqa: S105 - sandbox only
+PORTONE_V2_URL = "https://api.portone.io"
 SANDBOX_API_URL = "http://127.0.0.1:8090"
 PORTONE_V1_URL = "https://api.iamport.kr"
 _PLACEHOLDERS = {
@@ -39,6 +43,8 @@ _PLACEHOLDERS = {
     SANDBOX_IMP_SECRET,
     SANDBOX_INTERNAL_TOKEN,
     SANDBOX_EXPORT_SECRET,
+    SANDBOX_V2_API_SECRET,
+    SANDBOX_V2_WEBHOOK_SECRET,
 }
 
 # The consignment fee (탁송비) per currency. KRW is the domestic fee; USD is what overseas
@@ -55,6 +61,12 @@ class Settings(BaseSettings):
     portone_imp_key: SecretStr = SecretStr(SANDBOX_IMP_KEY)
     portone_imp_secret: SecretStr = SecretStr(SANDBOX_IMP_SECRET)
     portone_timeout_seconds: float = 10.0
+    # V2 (api.portone.io) beside V1: with "v2", new payments use V2 and V1 payments keep working.
+    portone_api_version: Literal["v1", "v2"] = "v1"
+    portone_v2_api_url: str = ""
+    portone_v2_api_secret: SecretStr = SecretStr(SANDBOX_V2_API_SECRET)
+    portone_v2_store_id: str = SANDBOX_V2_STORE_ID
+    portone_v2_webhook_secret: SecretStr = SecretStr(SANDBOX_V2_WEBHOOK_SECRET)
     internal_api_token: SecretStr = SecretStr("")
     # Webhooks: PortOne V1 signs nothing, so every delivery is re-fetched; optionally only
     # PortOne's published sender addresses are accepted.
@@ -93,12 +105,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _defaults_and_live_safety(self) -> Settings:
+        sandbox = self.portone_mode == "sandbox"
         if not self.portone_api_url:
-            sandbox = self.portone_mode == "sandbox"
             self.portone_api_url = SANDBOX_API_URL if sandbox else PORTONE_V1_URL
         self.portone_api_url = self.portone_api_url.rstrip("/")
-        if self.portone_mode != "sandbox":
-            for name in ("portone_imp_key", "portone_imp_secret", "internal_api_token", "export_link_secret"):
+        if not self.portone_v2_api_url:
+            # The sandbox serves both versions at one address, as PortOne serves each at its own.
+            self.portone_v2_api_url = self.portone_api_url if sandbox else PORTONE_V2_URL
+        self.portone_v2_api_url = self.portone_v2_api_url.rstrip("/")
+        if not sandbox:
+            required = ["portone_imp_key", "portone_imp_secret", "internal_api_token", "export_link_secret"]
+            if self.portone_api_version == "v2":
+                required += ["portone_v2_api_secret", "portone_v2_webhook_secret"]
+            for name in required:
                 value: SecretStr = getattr(self, name)
                 if value.get_secret_value().strip().lower() in _PLACEHOLDERS:
                     raise ValueError(f"{name.upper()} must be set to a real value in {self.portone_mode} mode")

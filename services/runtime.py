@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from services.config import Settings, get_settings
 from services.db import Database
+from services.portone.dual import DualGateway
 from services.portone.types import PortOneGateway
 from services.portone.v1 import PortOneV1Client
+from services.portone.v2 import PortOneV2Client
 
 
 @dataclass
@@ -22,12 +24,22 @@ class Runtime:
 
 
 def make_gateway(settings: Settings) -> PortOneGateway:
-    return PortOneV1Client(
+    """V1, or V2 for new payments with V1's still served (a merchant moving between them)."""
+    v1 = PortOneV1Client(
         base_url=settings.portone_api_url,
         imp_key=settings.portone_imp_key.get_secret_value(),
         imp_secret=settings.portone_imp_secret.get_secret_value(),
         timeout=settings.portone_timeout_seconds,
     )
+    if settings.portone_api_version == "v1":
+        return v1
+    v2 = PortOneV2Client(
+        base_url=settings.portone_v2_api_url,
+        api_secret=settings.portone_v2_api_secret.get_secret_value(),
+        store_id=settings.portone_v2_store_id or None,
+        timeout=settings.portone_timeout_seconds,
+    )
+    return DualGateway(v1=v1, v2=v2, new_payments="v2")
 
 
 def build_runtime(settings: Settings | None = None) -> Runtime:

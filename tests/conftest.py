@@ -34,19 +34,25 @@ def sandbox_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def sandbox(sandbox_server: str) -> Iterator[SandboxControl]:
+def portone_version() -> str:
+    """The PortOne API version under test; modules that cover both override it with params."""
+    return "v1"
+
+
+@pytest.fixture
+def sandbox(sandbox_server: str, portone_version: str) -> Iterator[SandboxControl]:
     with httpx.Client(base_url=sandbox_server, timeout=30) as client:
-        control = SandboxControl(url=sandbox_server, http=client)
+        control = SandboxControl(url=sandbox_server, http=client, version=portone_version)
         control.reset()
         yield control
         control.reset()
 
 
 @pytest.fixture
-def runtime(database_url: str, sandbox: SandboxControl) -> Iterator[object]:
+def runtime(database_url: str, sandbox: SandboxControl, portone_version: str) -> Iterator[object]:
     from tests.factories import make_runtime
 
-    rt = make_runtime(database_url=database_url, portone_api_url=sandbox.url)
+    rt = make_runtime(database_url=database_url, portone_api_url=sandbox.url, portone_api_version=portone_version)
     try:
         yield rt
     finally:
@@ -60,7 +66,8 @@ def api(runtime: object, sandbox: SandboxControl) -> Iterator[httpx.Client]:
     from tests.servers import serve_in_thread
 
     served = serve_in_thread(create_app(runtime))  # type: ignore[arg-type]
-    sandbox.configure(webhook_url=f"{served.url}/portone/webhook")
+    sandbox.http.post("/sandbox/config", json={"webhook_url": f"{served.url}/portone/webhook"}).raise_for_status()
+    sandbox.http.post("/sandbox/v2/config", json={"webhook_url": f"{served.url}/portone/webhook/v2"}).raise_for_status()
     try:
         with httpx.Client(base_url=served.url, timeout=60) as client:
             yield client

@@ -34,24 +34,46 @@ def make_runtime(*, database_url: str, portone_api_url: str, **overrides: Any) -
     return build_runtime(settings)
 
 
+V2_STATUSES = {
+    "PAID": "paid",
+    "PARTIAL_CANCELLED": "paid",
+    "CANCELLED": "cancelled",
+    "FAILED": "failed",
+    "READY": "ready",
+    "VIRTUAL_ACCOUNT_ISSUED": "ready",
+    "PAY_PENDING": "ready",
+}
+# Sandbox settings named differently on its V2 side.
+V2_SETTING_NAMES = {"enforce_prepare": "enforce_pre_register"}
+
+
 @dataclass
 class SandboxControl:
-    """The sandbox's /sandbox/ controls, and a PortOne API reader for assertions."""
+    """The sandbox's controls and a PortOne reader for assertions, speaking the API version under
+    test (`version`): tests read the same V1-shaped answers either way."""
 
     url: str
     http: httpx.Client
+    version: str = "v1"
+
+    @property
+    def _controls(self) -> str:
+        return "/sandbox/v2" if self.version == "v2" else "/sandbox"
 
     def reset(self) -> None:
         self.http.post("/sandbox/reset").raise_for_status()
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        response = self.http.post("/sandbox/config", json=settings)
+        if self.version == "v2":
+            settings = {V2_SETTING_NAMES.get(key, key): value for key, value in settings.items()}
+        response = self.http.post(f"{self._controls}/config", json=settings)
         response.raise_for_status()
         return dict(response.json())
 
     def checkout(
         self, merchant_uid: str, amount: Decimal | int | str, currency: str = "KRW", **extra: Any
     ) -> dict[str, Any]:
+        """Pay like the customer's browser; answers like V1's IMP.request_pay callback."""
         body = {
             "merchant_uid": merchant_uid,
             "amount": str(amount),
@@ -61,33 +83,65 @@ class SandboxControl:
         }
         if currency != "KRW":
             body.setdefault("pg", "eximbay")
+        if self.version == "v2":
+            body.update(version="v2", payment_id=merchant_uid)
         response = self.http.post("/sandbox/checkout", json=body)
         response.raise_for_status()
-        return dict(response.json())
+        answer = dict(response.json())
+        if self.version == "v2":
+            status = str(answer.get("status") or "")
+            return {
+                "success": "code" not in answer and status == "PAID",
+                "imp_uid": answer.get("paymentId") if status else None,
+                "merchant_uid": merchant_uid,
+                "status": V2_STATUSES.get(status, status.lower()),
+                "error_msg": answer.get("message"),
+            }
+        return answer
 
     def console_cancel(self, imp_uid: str, amount: Decimal | int | str | None = None, reason: str = "콘솔 취소") -> Any:
         body: dict[str, Any] = {"reason": reason}
         if amount is not None:
             body["amount"] = str(amount)
-        response = self.http.post(f"/sandbox/payments/{imp_uid}/cancel", json=body)
+        response = self.http.post(f"{self._controls}/payments/{imp_uid}/cancel", json=body)
         response.raise_for_status()
         return response.json()
 
     def calls(self) -> dict[str, Any]:
-        response = self.http.get("/sandbox/calls")
+        response = self.http.get(f"{self._controls}/calls")
         response.raise_for_status()
         return dict(response.json())
 
     def payment(self, imp_uid: str) -> dict[str, Any]:
-        """PortOne's record, read through its public V1 API like any client would."""
+        """PortOne's record, read through its public API like any client would (V1-shaped)."""
         from services.jsonutil import loads
 
+        if self.version == "v2":
+            return self._v2_payment(imp_uid)
         token = self.http.post(
             "/users/getToken", json={"imp_key": "sandbox-imp-key", "imp_secret": "sandbox-imp-secret"}
         ).json()["response"]["access_token"]
         response = self.http.get(f"/payments/{imp_uid}", headers={"Authorization": f"Bearer {token}"})
         response.raise_for_status()
         return dict(loads(response.content)["response"])
+
+    def _v2_payment(self, payment_id: str) -> dict[str, Any]:
+        from services.money import from_minor_units
+        from tests.v2_support import auth
+
+        response = self.http.get(f"/payments/{payment_id}", headers=auth())
+        response.raise_for_status()
+        data = response.json()
+        currency = data["currency"]
+        return {
+            "status": V2_STATUSES.get(data["status"], data["status"].lower()),
+            "amount": from_minor_units(int(data["amount"]["total"]), currency),
+            "cancel_amount": from_minor_units(int(data["amount"]["cancelled"]), currency),
+            "currency": currency,
+            "cancel_history": [
+                {"cancellation_id": c["id"]} for c in data.get("cancellations", []) if c.get("status") == "SUCCEEDED"
+            ],
+        }
 
 
 def auth_headers(key: str | None = None) -> dict[str, str]:

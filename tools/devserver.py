@@ -137,6 +137,7 @@ def child_environment(args: argparse.Namespace) -> dict[str, str]:
     if env["PORTONE_MODE"] == "sandbox":
         env.setdefault("PORTONE_API_URL", f"http://{HOST}:{args.sandbox_port}")
         env.setdefault("SANDBOX_WEBHOOK_URL", f"http://{HOST}:{args.api_port}/portone/webhook")
+        env.setdefault("SANDBOX_V2_WEBHOOK_URL", f"http://{HOST}:{args.api_port}/portone/webhook/v2")
     env["PYTHONUNBUFFERED"] = "1"  # children's logs appear as they happen
     return env
 

@@ -13,6 +13,12 @@ from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, new_order, wait_for_webhooks
 
 
+@pytest.fixture(params=["v1", "v2"])
+def portone_version(request: pytest.FixtureRequest) -> str:
+    """The whole flow runs against PortOne V1 and V2 alike."""
+    return str(request.param)
+
+
 def _refund(api: httpx.Client, imp_uid: str, amount: str | None, key: str | None = None) -> httpx.Response:
     body: dict[str, object] = {"reason": "고객 요청 환불"}
     if amount is not None:
