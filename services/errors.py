@@ -55,7 +55,7 @@ class ForgeryDetected(PaymentsError):
 class GatewayError(PaymentsError):
     retryable = False
 
-    def __init__(self, message: str, *, http_status: int | None = None, portone_code: int | None = None) -> None:
+    def __init__(self, message: str, *, http_status: int | None = None, portone_code: int | str | None = None) -> None:
         super().__init__(message)
         self.http_status = http_status
         self.portone_code = portone_code
