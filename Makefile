@@ -19,13 +19,15 @@ SANDBOX_PORT ?= 8090
 DASHBOARD_PORT ?= 8501
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint format migrate clean distclean
+.PHONY: help venv run test lint format migrate bench bench-smoke clean distclean
 
 help:
 	@echo "make run       start sandbox :$(SANDBOX_PORT), API :$(API_PORT), dashboard :$(DASHBOARD_PORT) (demo data)"
 	@echo "make test      run the test suite (PYTEST_ARGS=... to pass options)"
 	@echo "make lint      ruff check, ruff format --check, mypy services api"
 	@echo "make format    ruff format and safe ruff fixes"
+	@echo "make bench     every benchmark at full size beside its peer; table in bench/results/latest.md"
+	@echo "make bench-smoke  the same at small sizes (CI runs it so the suite never rots)"
 	@echo "make migrate   upgrade the database (DATABASE_URL, default SQLite) to the latest schema"
 	@echo "make venv      create $(VENV) and install requirements-dev.txt (again only when requirements change)"
 	@echo "make clean     remove caches; make distclean also removes $(VENV)"
@@ -62,6 +64,12 @@ format: venv
 
 migrate: venv
 	$(PY) -m services migrate
+
+bench: venv
+	$(PY) -m bench.run
+
+bench-smoke: venv
+	$(PY) -m bench.run --smoke
 
 clean:
 	find "$(CURDIR)" \( -path "$(CURDIR)/.git" -o -path "$(abspath $(VENV))" \) -prune -o -type d \

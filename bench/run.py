@@ -1,0 +1,101 @@
+"""One entry point for every benchmark: `make bench` (full sizes) or `make bench-smoke` (small
+sizes, run in CI so the suite never rots). Each case is measured beside its peer in the same run;
+the table goes to stdout, bench/results/latest.md and latest.json, with the machine it ran on.
+
+    python -m bench.run [--smoke] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    run: Callable[[bool], dict[str, Any]]  # smoke -> result
+    summary: Callable[[dict[str, Any]], tuple[str, str, str]]  # -> (ours, peer, verdict)
+
+
+def _client_lookups(smoke: bool) -> dict[str, Any]:
+    from bench import client_lookups
+
+    return client_lookups.run(200 if smoke else 3000)
+
+
+def _client_summary(r: dict[str, Any]) -> tuple[str, str, str]:
+    ok = r["ratio"] >= 2
+    return (
+        f"{r['ours']['per_second']}/s",
+        f"iamport-rest-client {r['iamport_rest_client']['per_second']}/s",
+        f"{r['ratio']}x (target ≥ 2x) {'✅' if ok else '❌'}",
+    )
+
+
+def _webhooks(smoke: bool) -> dict[str, Any]:
+    from bench import webhook_ingest
+
+    return webhook_ingest.run(200 if smoke else 3000, 32)
+
+
+def _webhook_summary(r: dict[str, Any]) -> tuple[str, str, str]:
+    checks = r["checks"]
+    clean = checks["lost"] == 0 and checks["double_applied"] == 0
+    rate = r["concurrent"]["per_second"]
+    verdict = f"{rate:.0f}/s (target ≥ 300/s) {'✅' if rate >= 300 else '❌'}; lost {checks['lost']}, doubled {checks['double_applied']} {'✅' if clean else '❌'}"
+    return (f"{rate:.0f}/s at 32 concurrent", f"one at a time {r['serial']['per_second']:.0f}/s", verdict)
+
+
+CASES = [
+    Case("PortOne V1 client look-ups", _client_lookups, _client_summary),
+    Case("Webhook ingestion (20% duplicates, shuffled)", _webhooks, _webhook_summary),
+]
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="small sizes: checks the suite runs, not the figures")
+    parser.add_argument("--only", nargs="*", default=None, help="case names (substring match)")
+    args = parser.parse_args()
+    chosen = [c for c in CASES if not args.only or any(o.lower() in c.name.lower() for o in args.only)]
+    results: dict[str, Any] = {"machine": machine(), "smoke": args.smoke, "cases": {}}
+    lines = ["| case | ours | peer (same run) | verdict |", "|---|---|---|---|"]
+    for case in chosen:
+        started = time.perf_counter()
+        result = case.run(args.smoke)
+        result["wall_seconds"] = round(time.perf_counter() - started, 1)
+        results["cases"][case.name] = result
+        ours, peer, verdict = case.summary(result)
+        lines.append(f"| {case.name} | {ours} | {peer} | {verdict} |")
+        print(lines[-1], flush=True)
+    m = results["machine"]
+    table = "\n".join(lines) + f"\n\n{m['date']}, Python {m['python']}, {m['cpus']} CPUs, {m['platform']}"
+    table += " (smoke sizes)\n" if args.smoke else "\n"
+    RESULTS.mkdir(exist_ok=True)
+    name = "smoke" if args.smoke else "latest"
+    (RESULTS / f"{name}.md").write_text(table)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2, default=str))
+    print("\n" + table)
+
+
+if __name__ == "__main__":
+    main()
