@@ -102,10 +102,16 @@ def test_live_mode_shows_nothing_actionable(
     at = open_app("operator")
     assert not at.exception, at.exception
     assert at.error[0].value.startswith("실결제(LIVE) 모드입니다")  # the app's LIVE banner
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    assert at.warning[0].value.startswith("실결제(LIVE) 모드에서는 테스트 결제를 할 수 없습니다")
-    assert not at.button and not at.text_input and not at.selectbox  # nothing to fill in or press
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(PAGE)  # not in the navigation in live mode
+    # Opened directly anyway, the page offers nothing to fill in or press.
+    direct = AppTest.from_file(str(Path(__file__).resolve().parents[2] / PAGE), default_timeout=60)
+    direct.session_state["auth_username"] = "operator"
+    direct.session_state["auth_last_seen"] = time.time()
+    direct.run()
+    assert not direct.exception, direct.exception
+    assert direct.warning[0].value.startswith("실결제(LIVE) 모드에서는 테스트 결제를 할 수 없습니다")
+    assert not direct.button and not direct.text_input and not direct.selectbox
 
 
 def test_test_mode_creates_the_order_and_completes_the_browsers_payment(
