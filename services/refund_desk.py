@@ -1,0 +1,901 @@
+"""The refund desk: how the dashboard refunds, around `services.refunds.refund`.
+
+- Only actors with `Permission.REFUND` may ask; a viewer calling in directly gets `Forbidden`.
+- Maker-checker: a refund above `settings.refund_approval_threshold[currency]` (or a bulk batch
+  whose total in a currency is above it; a currency without a threshold always needs one)
+  becomes `RefundRequest` rows awaiting approval and NOTHING is sent to PortOne. A different
+  operator or admin (`Permission.APPROVE_REFUND`) approves, which executes the refund with the
+  request's own idempotency key, or rejects it with a note. The requester cannot approve.
+- Every intent carries one idempotency key (the page makes one per confirmed dialog), so a
+  double click or a rerun replays the first answer instead of refunding twice; a request row
+  replays the same way.
+- Bulk: rows (from the payments page or a CSV of imp_uid/merchant_uid, optional amount and
+  reason) are previewed against our records, then sent one by one with a key per row, each
+  row's outcome reported in plain codes (see `OUTCOMES`). PortOne is re-checked for every row
+  before anything is sent (inside `refunds.refund`).
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services import audit, refunds
+from services.access import Actor, Permission, require
+from services.errors import (
+    Conflict,
+    Forbidden,
+    GatewayError,
+    GatewayRejected,
+    GatewayUnavailable,
+    InvalidRequest,
+    NotFound,
+    PaymentsError,
+    RefundExceedsRemaining,
+)
+from services.models import ApprovalStatus, Payment, Refund, RefundRequest, RefundStatus, utcnow
+from services.money import InvalidAmount, normalize, parse_decimal, validate_amount
+from services.refunds import RefundResult
+from services.runtime import Runtime
+
+MAX_BULK_ROWS = 1000
+MAX_NOTE_LENGTH = 1000
+_LOOKUP_CHUNK = 400
+
+Progress = Callable[[int, int], None]
+
+
+class Outcome(enum.StrEnum):
+    """What became of one refund request, in words the page translates."""
+
+    REFUNDED = "refunded"  # PortOne applied it
+    AWAITING_APPROVAL = "awaiting_approval"  # waits for a second operator; nothing sent
+    UNKNOWN = "unknown"  # sent, answer lost: being checked with PortOne, never resent
+    PORTONE_REFUSED = "portone_refused"  # PortOne said no (its message is kept)
+    UNAVAILABLE = "unavailable"  # PortOne unreachable; nothing was sent
+    EXCEEDS_REMAINDER = "exceeds_remainder"
+    NOTHING_LEFT = "nothing_left"  # already fully refunded
+    NOT_PAID = "not_paid"  # failed, waiting or cancelled: nothing to refund
+    NOT_FOUND = "not_found"
+    INVALID = "invalid"  # bad amount or missing reason
+    DUPLICATE = "duplicate"  # the same payment twice in one batch
+    BUSY = "busy"  # another refund of this payment is running, or its state forbids it
+    REJECTED = "rejected"  # an approver rejected the request
+    FAILED = "failed"  # recorded as failed earlier (a replay of that answer)
+
+
+OUTCOMES = tuple(Outcome)
+
+
+@dataclass(frozen=True)
+class DeskOutcome:
+    outcome: Outcome
+    imp_uid: str
+    currency: str
+    amount: Decimal | None  # None: the whole remainder (a request still awaiting approval)
+    remaining: Decimal | None
+    refund: RefundResult | None
+    request_id: int | None
+    replayed: bool
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundQuote:
+    """What the refund form shows before anything is sent."""
+
+    imp_uid: str
+    merchant_uid: str
+    currency: str
+    status: str
+    amount: Decimal
+    cancel_amount: Decimal
+    remaining: Decimal
+    buyer_name: str | None
+    paid_at: datetime | None
+    from_portone: bool  # False: PortOne could not be asked, these are our (possibly older) figures
+    approval_threshold: Decimal | None  # above this a second operator must approve
+
+
+@dataclass(frozen=True)
+class RequestView:
+    id: int
+    batch_id: str | None
+    imp_uid: str
+    amount: Decimal | None
+    currency: str
+    reason: str
+    requested_by: str
+    status: str
+    decided_by: str | None
+    decision_note: str | None
+    created_at: datetime
+    decided_at: datetime | None
+    refund_id: int | None
+    refund_status: str | None
+
+
+@dataclass(frozen=True)
+class BulkInputRow:
+    line: int  # 1-based, as the operator sees it (CSV: the data row number)
+    identifier: str  # imp_uid or merchant_uid
+    amount: str | None = None  # None or empty: the whole remainder
+    reason: str | None = None  # None: the batch's reason
+
+
+@dataclass(frozen=True)
+class BulkPreviewRow:
+    line: int
+    identifier: str
+    imp_uid: str | None
+    merchant_uid: str | None
+    buyer_name: str | None
+    currency: str | None
+    remaining: Decimal | None
+    amount: Decimal | None
+    reason: str
+    check: Outcome | None  # None: ready to send; otherwise why this row will be skipped
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class BulkPreview:
+    rows: list[BulkPreviewRow]
+    totals: dict[str, Decimal]  # ready rows, per currency
+    needs_approval: bool
+
+    @property
+    def ready(self) -> list[BulkPreviewRow]:
+        return [row for row in self.rows if row.check is None]
+
+
+@dataclass(frozen=True)
+class BulkResultRow:
+    line: int
+    identifier: str
+    imp_uid: str | None
+    currency: str | None
+    amount: Decimal | None
+    outcome: Outcome
+    message: str | None
+    remaining: Decimal | None
+    refund_id: int | None
+    request_id: int | None
+
+
+# -- thresholds and errors ----------------------------------------------------------------------
+
+
+def approval_threshold(rt: Runtime, currency: str) -> Decimal | None:
+    return rt.settings.refund_approval_threshold.get(currency.upper())
+
+
+def needs_approval(rt: Runtime, currency: str, amount: Decimal) -> bool:
+    """Above the currency's threshold; a currency without one always needs a second operator."""
+    threshold = approval_threshold(rt, currency)
+    return threshold is None or amount > threshold
+
+
+def outcome_of_error(exc: PaymentsError) -> Outcome:
+    if isinstance(exc, RefundExceedsRemaining):
+        return Outcome.EXCEEDS_REMAINDER
+    if isinstance(exc, GatewayRejected):
+        return Outcome.PORTONE_REFUSED
+    if isinstance(exc, GatewayUnavailable):
+        return Outcome.UNAVAILABLE
+    if isinstance(exc, NotFound):
+        return Outcome.NOT_FOUND
+    if isinstance(exc, InvalidRequest):
+        return Outcome.INVALID
+    if isinstance(exc, Conflict):
+        return Outcome.BUSY
+    if isinstance(exc, GatewayError):
+        return Outcome.PORTONE_REFUSED
+    return Outcome.INVALID
+
+
+_RESULT_OUTCOMES = {
+    RefundStatus.SUCCEEDED: Outcome.REFUNDED,
+    RefundStatus.UNKNOWN: Outcome.UNKNOWN,
+    RefundStatus.PENDING: Outcome.UNKNOWN,
+    RefundStatus.FAILED: Outcome.FAILED,
+    RefundStatus.REJECTED: Outcome.FAILED,
+}
+
+
+def _from_result(result: RefundResult, *, request_id: int | None = None, replayed: bool = False) -> DeskOutcome:
+    return DeskOutcome(
+        outcome=_RESULT_OUTCOMES[result.status],
+        imp_uid=result.imp_uid,
+        currency=result.currency,
+        amount=result.amount,
+        remaining=result.remaining,
+        refund=result,
+        request_id=request_id,
+        replayed=replayed or result.replayed,
+        message=result.error_message,
+    )
+
+
+# -- looking payments up ------------------------------------------------------------------------
+
+
+def _resolve(session: Session, identifier: str) -> Payment | None:
+    """By imp_uid; else the order's paid payment (the newest), else its newest payment."""
+    payment = session.scalar(select(Payment).where(Payment.imp_uid == identifier))
+    if payment is not None:
+        return payment
+    candidates = list(
+        session.scalars(select(Payment).where(Payment.merchant_uid == identifier).order_by(Payment.id.desc()))
+    )
+    paid = [p for p in candidates if p.status == "paid"]
+    best = paid or candidates
+    return best[0] if best else None
+
+
+def refund_quote(rt: Runtime, *, actor: Actor, identifier: str) -> RefundQuote:
+    """The payment behind an imp_uid or merchant_uid, with PortOne's live refundable remainder."""
+    require(actor, Permission.REFUND)
+    identifier = (identifier or "").strip()
+    if not identifier:
+        raise InvalidRequest("enter an imp_uid or merchant_uid")
+    with rt.db.read() as session:
+        payment = _resolve(session, identifier)
+        if payment is None:
+            raise NotFound(f"no payment {identifier!r} in our records")
+    currency = payment.currency
+    try:
+        fetched = rt.gateway.get_payment(payment.imp_uid)
+    except GatewayError:
+        fetched = None
+    if fetched is not None:
+        status, amount, cancel = str(fetched.status), fetched.amount, fetched.cancel_amount
+    else:
+        status, amount, cancel = payment.status, payment.amount, payment.cancel_amount
+    amount, cancel = normalize(amount, currency), normalize(cancel, currency)
+    return RefundQuote(
+        imp_uid=payment.imp_uid,
+        merchant_uid=payment.merchant_uid,
+        currency=currency,
+        status=status,
+        amount=amount,
+        cancel_amount=cancel,
+        remaining=amount - cancel if status == "paid" else Decimal(0),
+        buyer_name=payment.buyer_name,
+        paid_at=payment.paid_at,
+        from_portone=fetched is not None,
+        approval_threshold=approval_threshold(rt, currency),
+    )
+
+
+# -- one refund ---------------------------------------------------------------------------------
+
+
+def _amount(value: object | None, currency: str) -> Decimal | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return validate_amount(parse_decimal(value), currency)
+    except InvalidAmount as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def _reason(reason: str | None) -> str:
+    text = (reason or "").strip()
+    if not text:
+        raise InvalidRequest("a refund needs a reason")
+    if len(text) > refunds.MAX_REASON_LENGTH:
+        raise InvalidRequest(f"the reason is longer than {refunds.MAX_REASON_LENGTH} characters")
+    return text
+
+
+def _key(idempotency_key: str) -> str:
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > refunds.MAX_KEY_LENGTH:
+        raise InvalidRequest(f"an idempotency key of 1 to {refunds.MAX_KEY_LENGTH} characters is required")
+    return key
+
+
+def _request_outcome(session: Session, request: RefundRequest, *, replayed: bool) -> DeskOutcome:
+    if request.status == ApprovalStatus.AWAITING:
+        outcome = Outcome.AWAITING_APPROVAL
+    elif request.status == ApprovalStatus.REJECTED:
+        outcome = Outcome.REJECTED
+    else:
+        refund = session.get(Refund, request.refund_id) if request.refund_id else None
+        outcome = _RESULT_OUTCOMES[RefundStatus(refund.status)] if refund else Outcome.UNKNOWN
+    return DeskOutcome(
+        outcome=outcome,
+        imp_uid=request.imp_uid,
+        currency=request.currency,
+        amount=request.amount,
+        remaining=None,
+        refund=None,
+        request_id=request.id,
+        replayed=replayed,
+        message=request.decision_note,
+    )
+
+
+def _same_request(request: RefundRequest, imp_uid: str, amount: Decimal | None, reason: str) -> bool:
+    return request.imp_uid == imp_uid and request.amount == amount and request.reason == reason
+
+
+def _create_request(
+    rt: Runtime,
+    *,
+    actor: Actor,
+    payment_imp_uid: str,
+    currency: str,
+    amount: Decimal | None,
+    reason: str,
+    key: str,
+    batch_id: str | None = None,
+) -> DeskOutcome:
+    """A request awaiting approval; the same key again replays it (double click, rerun)."""
+    try:
+        with rt.db.write() as session:
+            existing = session.scalar(select(RefundRequest).where(RefundRequest.idempotency_key == key))
+            if existing is not None:
+                if not _same_request(existing, payment_imp_uid, amount, reason):
+                    raise InvalidRequest("this idempotency key was already used for a different refund request")
+                return _request_outcome(session, existing, replayed=True)
+            request = RefundRequest(
+                batch_id=batch_id,
+                imp_uid=payment_imp_uid,
+                amount=amount,
+                currency=currency,
+                reason=reason,
+                requested_by=actor.username,
+                idempotency_key=key,
+            )
+            session.add(request)
+            session.flush()
+            audit.record(
+                session,
+                actor=actor.username,
+                action="refund.approval_requested",
+                target=payment_imp_uid,
+                request_id=request.id,
+                amount=amount,
+                currency=currency,
+                batch_id=batch_id,
+            )
+            return _request_outcome(session, request, replayed=False)
+    except IntegrityError:  # the same key committed concurrently: replay it
+        with rt.db.read() as session:
+            existing = session.scalar(select(RefundRequest).where(RefundRequest.idempotency_key == key))
+            if existing is None:
+                raise
+            return _request_outcome(session, existing, replayed=True)
+
+
+def request_refund(
+    rt: Runtime,
+    *,
+    actor: Actor,
+    imp_uid: str,
+    amount: object | None,
+    reason: str,
+    idempotency_key: str,
+) -> DeskOutcome:
+    """Refund `amount` (None: the whole remainder) now, or ask for approval above the threshold.
+
+    Raises Forbidden, NotFound, InvalidRequest, RefundExceedsRemaining, Conflict, GatewayRejected
+    (PortOne refused) and GatewayUnavailable (nothing sent); an answer that never came is the
+    outcome UNKNOWN (being checked, never resent).
+    """
+    require(actor, Permission.REFUND)
+    reason, key = _reason(reason), _key(idempotency_key)
+    with rt.db.read() as session:
+        payment = session.scalar(select(Payment).where(Payment.imp_uid == (imp_uid or "").strip()))
+        if payment is None:
+            raise NotFound(f"no payment {imp_uid!r} in our records")
+        currency, ours_remaining, ours_status = payment.currency, payment.amount - payment.cancel_amount, payment.status
+        earlier_request = session.scalar(select(RefundRequest.id).where(RefundRequest.idempotency_key == key))
+        earlier_refund = session.scalar(select(Refund.id).where(Refund.idempotency_key == key))
+    value = _amount(amount, currency)
+    # The same intent again (double click, rerun): replay its first answer, decided as it was then.
+    if earlier_request is not None:
+        return _create_request(
+            rt, actor=actor, payment_imp_uid=payment.imp_uid, currency=currency, amount=value, reason=reason, key=key
+        )
+    if earlier_refund is not None:
+        return _from_result(
+            refunds.refund(
+                rt, imp_uid=payment.imp_uid, amount=value, reason=reason, actor=actor.username, idempotency_key=key
+            )
+        )
+    # Our remainder is never below PortOne's (refunds only grow), so above ours is above PortOne's.
+    if value is not None and value > ours_remaining:
+        raise RefundExceedsRemaining(value, normalize(ours_remaining, currency), currency)
+    if needs_approval(rt, currency, ours_remaining if value is None else value):
+        if ours_status != "paid":  # nothing to approve (refunds.refund re-checks PortOne for the rest)
+            raise Conflict(f"payment {payment.imp_uid} is {ours_status}, not paid; only paid payments are refunded")
+        return _create_request(
+            rt, actor=actor, payment_imp_uid=payment.imp_uid, currency=currency, amount=value, reason=reason, key=key
+        )
+    result = refunds.refund(
+        rt, imp_uid=payment.imp_uid, amount=value, reason=reason, actor=actor.username, idempotency_key=key
+    )
+    return _from_result(result)
+
+
+# -- approvals ----------------------------------------------------------------------------------
+
+
+def list_requests(
+    rt: Runtime, *, actor: Actor, status: ApprovalStatus | None = ApprovalStatus.AWAITING, limit: int = 200
+) -> list[RequestView]:
+    """Refund requests (awaiting approval by default), oldest first."""
+    require(actor, Permission.REFUND)
+    query = select(RefundRequest, Refund.status).outerjoin(Refund, Refund.id == RefundRequest.refund_id)
+    if status is not None:
+        query = query.where(RefundRequest.status == status)
+        query = query.order_by(RefundRequest.id)
+    else:
+        query = query.order_by(RefundRequest.id.desc())
+    with rt.db.read() as session:
+        rows = session.execute(query.limit(limit)).all()
+    return [
+        RequestView(
+            id=r.id,
+            batch_id=r.batch_id,
+            imp_uid=r.imp_uid,
+            amount=None if r.amount is None else normalize(r.amount, r.currency),
+            currency=r.currency,
+            reason=r.reason,
+            requested_by=r.requested_by,
+            status=r.status,
+            decided_by=r.decided_by,
+            decision_note=r.decision_note,
+            created_at=r.created_at,
+            decided_at=r.decided_at,
+            refund_id=r.refund_id,
+            refund_status=refund_status,
+        )
+        for r, refund_status in rows
+    ]
+
+
+def _decide(
+    rt: Runtime, request_id: int, *, status: ApprovalStatus, actor: Actor, note: str | None, refund_id: int | None
+) -> bool:
+    """Record the decision once: False when someone else decided first."""
+    with rt.db.write() as session:
+        result = session.execute(
+            update(RefundRequest)
+            .where(RefundRequest.id == request_id, RefundRequest.status == ApprovalStatus.AWAITING)
+            .values(
+                status=status, decided_by=actor.username, decided_at=utcnow(), decision_note=note, refund_id=refund_id
+            )
+            .execution_options(synchronize_session=False)
+        )
+        decided = cast(CursorResult[Any], result).rowcount == 1
+        if decided:
+            action = "refund.approved" if status == ApprovalStatus.APPROVED else "refund.approval_rejected"
+            request = session.get_one(RefundRequest, request_id)
+            audit.record(
+                session,
+                actor=actor.username,
+                action=action,
+                target=request.imp_uid,
+                request_id=request_id,
+                requested_by=request.requested_by,
+                refund_id=refund_id,
+                note=note,
+            )
+        return decided
+
+
+def _note(note: str | None, *, required: bool) -> str | None:
+    text = (note or "").strip()
+    if required and not text:
+        raise InvalidRequest("write a note saying why")
+    if len(text) > MAX_NOTE_LENGTH:
+        raise InvalidRequest(f"the note is longer than {MAX_NOTE_LENGTH} characters")
+    return text or None
+
+
+def approve_request(rt: Runtime, *, actor: Actor, request_id: int, note: str | None = None) -> DeskOutcome:
+    """A second operator approves: the refund is executed now with the request's idempotency key.
+
+    If PortOne is unreachable before anything was sent, the request stays awaiting (approve
+    again later). Any other outcome decides the request; an error is raised after recording it.
+    """
+    require(actor, Permission.APPROVE_REFUND)
+    note = _note(note, required=False)
+    with rt.db.read() as session:
+        request = session.get(RefundRequest, request_id)
+        if request is None:
+            raise NotFound(f"no refund request #{request_id}")
+        if request.status != ApprovalStatus.AWAITING:
+            if request.status == ApprovalStatus.REJECTED:
+                raise Conflict(f"refund request #{request_id} was already rejected by {request.decided_by}")
+            return _request_outcome(session, request, replayed=True)
+        if request.requested_by == actor.username:
+            raise Forbidden("a refund you requested must be approved by another operator")
+        imp_uid, amount, reason, key = request.imp_uid, request.amount, request.reason, request.idempotency_key
+        maker = request.requested_by
+    try:
+        result = refunds.refund(
+            rt, imp_uid=imp_uid, amount=amount, reason=reason, actor=maker, idempotency_key=key, source="ops"
+        )
+    except PaymentsError as exc:
+        attempt = _attempt_id(rt, key)
+        if not (isinstance(exc, GatewayUnavailable) and attempt is None):
+            _decide(
+                rt,
+                request_id,
+                status=ApprovalStatus.APPROVED,
+                actor=actor,
+                note=_joined(note, f"not refunded: {exc}"),
+                refund_id=attempt,
+            )
+        raise
+    _decide(rt, request_id, status=ApprovalStatus.APPROVED, actor=actor, note=note, refund_id=result.refund_id)
+    return _from_result(result, request_id=request_id)
+
+
+def _joined(note: str | None, extra: str) -> str:
+    return f"{note} · {extra}" if note else extra
+
+
+def _attempt_id(rt: Runtime, key: str) -> int | None:
+    with rt.db.read() as session:
+        return session.scalar(select(Refund.id).where(Refund.idempotency_key == key))
+
+
+def reject_request(rt: Runtime, *, actor: Actor, request_id: int, note: str) -> None:
+    """Reject (or, for its requester, withdraw) a request awaiting approval. Nothing is sent."""
+    require(actor, Permission.APPROVE_REFUND)
+    text = _note(note, required=True)
+    with rt.db.read() as session:
+        request = session.get(RefundRequest, request_id)
+        if request is None:
+            raise NotFound(f"no refund request #{request_id}")
+    if not _decide(rt, request_id, status=ApprovalStatus.REJECTED, actor=actor, note=text, refund_id=None):
+        raise Conflict(f"refund request #{request_id} was already decided")
+
+
+# -- bulk ---------------------------------------------------------------------------------------
+
+_HEADERS = {
+    "imp_uid": "imp_uid",
+    "merchant_uid": "merchant_uid",
+    "주문번호": "merchant_uid",
+    "amount": "amount",
+    "금액": "amount",
+    "환불금액": "amount",
+    "reason": "reason",
+    "사유": "reason",
+    "환불사유": "reason",
+}
+
+
+def parse_bulk_csv(data: bytes) -> list[BulkInputRow]:
+    """Rows of a CSV with an imp_uid or merchant_uid column, optional amount and reason columns.
+
+    UTF-8 (with or without BOM) or CP949 (Korean Excel's default) are both read.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = data.decode("cp949")
+        except UnicodeDecodeError:
+            raise InvalidRequest("the file is neither UTF-8 nor CP949 text") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        raise InvalidRequest("the file is empty")
+    columns = [_HEADERS.get(name.strip().lower()) for name in header]
+    if "imp_uid" not in columns and "merchant_uid" not in columns:
+        raise InvalidRequest("the first line must name an imp_uid or merchant_uid column")
+    rows: list[BulkInputRow] = []
+    for values in reader:
+        if not any(v.strip() for v in values):
+            continue
+        cells = {name: value.strip() for name, value in zip(columns, values, strict=False) if name}
+        identifier = cells.get("imp_uid") or cells.get("merchant_uid") or ""
+        rows.append(
+            BulkInputRow(
+                line=len(rows) + 1,
+                identifier=identifier,
+                amount=cells.get("amount") or None,
+                reason=cells.get("reason") or None,
+            )
+        )
+        if len(rows) > MAX_BULK_ROWS:
+            raise InvalidRequest(f"at most {MAX_BULK_ROWS} rows per batch")
+    if not rows:
+        raise InvalidRequest("the file has no rows")
+    return rows
+
+
+def _lookup(session: Session, identifiers: Sequence[str]) -> dict[str, Payment]:
+    found: dict[str, Payment] = {}
+    unique = list(dict.fromkeys(i for i in identifiers if i))
+    for start in range(0, len(unique), _LOOKUP_CHUNK):
+        chunk = unique[start : start + _LOOKUP_CHUNK]
+        payments = session.scalars(
+            select(Payment).where(or_(Payment.imp_uid.in_(chunk), Payment.merchant_uid.in_(chunk))).order_by(Payment.id)
+        )
+        for payment in payments:
+            found[payment.imp_uid] = payment
+            current = found.get(payment.merchant_uid)
+            # merchant_uid: its paid payment wins, then the newest
+            if current is None or payment.status == "paid" or current.status != "paid":
+                found[payment.merchant_uid] = payment
+    return found
+
+
+def _preview_row(
+    row: BulkInputRow, payment: Payment | None, default_reason: str | None, seen: set[str]
+) -> BulkPreviewRow:
+    reason = (row.reason or default_reason or "").strip()
+    if payment is None:
+        return BulkPreviewRow(
+            line=row.line,
+            identifier=row.identifier,
+            imp_uid=None,
+            merchant_uid=None,
+            buyer_name=None,
+            currency=None,
+            remaining=None,
+            amount=None,
+            reason=reason,
+            check=Outcome.NOT_FOUND,
+        )
+    currency = payment.currency
+    paid = payment.status == "paid"
+    remaining = normalize(payment.amount - payment.cancel_amount, currency) if paid else Decimal(0)
+    check, message, amount = _row_check(row, payment, remaining, reason, seen)
+    seen.add(payment.imp_uid)
+    return BulkPreviewRow(
+        line=row.line,
+        identifier=row.identifier,
+        imp_uid=payment.imp_uid,
+        merchant_uid=payment.merchant_uid,
+        buyer_name=payment.buyer_name,
+        currency=currency,
+        remaining=remaining,
+        amount=amount,
+        reason=reason,
+        check=check,
+        message=message,
+    )
+
+
+def _row_check(
+    row: BulkInputRow, payment: Payment, remaining: Decimal, reason: str, seen: set[str]
+) -> tuple[Outcome | None, str | None, Decimal | None]:
+    """(why the row is skipped or None, a message, the amount to refund)"""
+    try:
+        given = _amount(row.amount, payment.currency)
+    except InvalidRequest as exc:
+        return Outcome.INVALID, str(exc), None
+    amount = remaining if given is None else given
+    if payment.imp_uid in seen:
+        return Outcome.DUPLICATE, None, amount
+    if payment.status != "paid":
+        return (Outcome.NOTHING_LEFT if payment.status == "cancelled" else Outcome.NOT_PAID), None, amount
+    if remaining <= 0:
+        return Outcome.NOTHING_LEFT, None, amount
+    if amount > remaining:
+        return Outcome.EXCEEDS_REMAINDER, None, amount
+    if not reason:
+        return Outcome.INVALID, "a refund needs a reason", amount
+    if len(reason) > refunds.MAX_REASON_LENGTH:
+        return Outcome.INVALID, f"the reason is longer than {refunds.MAX_REASON_LENGTH} characters", amount
+    return None, None, amount
+
+
+def preview_bulk(
+    rt: Runtime, *, actor: Actor, rows: Sequence[BulkInputRow], default_reason: str | None = None
+) -> BulkPreview:
+    """Resolve every row against our records: found?, refundable remainder, amount, and why a row
+    would be skipped. Nothing is sent."""
+    require(actor, Permission.REFUND)
+    if not rows:
+        raise InvalidRequest("no rows to refund")
+    if len(rows) > MAX_BULK_ROWS:
+        raise InvalidRequest(f"at most {MAX_BULK_ROWS} rows per batch")
+    with rt.db.read() as session:
+        payments = _lookup(session, [row.identifier.strip() for row in rows])
+        seen: set[str] = set()
+        previewed = [_preview_row(row, payments.get(row.identifier.strip()), default_reason, seen) for row in rows]
+    totals: dict[str, Decimal] = {}
+    for row in previewed:
+        if row.check is None and row.currency and row.amount is not None:
+            totals[row.currency] = totals.get(row.currency, Decimal(0)) + row.amount
+    approval = any(needs_approval(rt, currency, total) for currency, total in totals.items())
+    return BulkPreview(rows=previewed, totals=totals, needs_approval=approval)
+
+
+def _skipped(row: BulkPreviewRow, check: Outcome) -> BulkResultRow:
+    return BulkResultRow(
+        line=row.line,
+        identifier=row.identifier,
+        imp_uid=row.imp_uid,
+        currency=row.currency,
+        amount=row.amount,
+        outcome=check,
+        message=row.message,
+        remaining=row.remaining,
+        refund_id=None,
+        request_id=None,
+    )
+
+
+def _bulk_key(batch_id: str, row: BulkPreviewRow) -> str:
+    return f"bulk:{batch_id}:{row.line}:{row.imp_uid}"
+
+
+def submit_bulk(
+    rt: Runtime,
+    *,
+    actor: Actor,
+    rows: Sequence[BulkInputRow],
+    default_reason: str | None,
+    batch_id: str,
+    on_progress: Progress | None = None,
+) -> list[BulkResultRow]:
+    """Refund every ready row once (a key per row under `batch_id`: a rerun replays), or, when a
+    currency's batch total is above its threshold, file the whole batch for approval."""
+    require(actor, Permission.REFUND)
+    batch_id = _key(batch_id)
+    preview = preview_bulk(rt, actor=actor, rows=rows, default_reason=default_reason)
+    earlier = _earlier_rows(rt, batch_id)  # a rerun: those rows replay whatever the preview says now
+    todo = [row for row in preview.rows if row.check is None or _bulk_key(batch_id, row) in earlier]
+    if not earlier:
+        with rt.db.write() as session:
+            audit.record(
+                session,
+                actor=actor.username,
+                action="refund.bulk_submitted",
+                target=None,
+                batch_id=batch_id,
+                rows=len(rows),
+                ready=len(todo),
+                totals={currency: str(total) for currency, total in preview.totals.items()},
+                needs_approval=preview.needs_approval,
+            )
+    results = {row.line: _skipped(row, row.check) for row in preview.rows if row.check is not None}
+    for done, row in enumerate(todo, start=1):
+        imp_uid, currency = row.imp_uid or "", row.currency or ""  # always set on these rows
+        key = _bulk_key(batch_id, row)
+        kind = "request" if preview.needs_approval else "refund"
+        if key in earlier:  # replay exactly what was asked then (the remainder has moved since)
+            kind, amount, reason = earlier[key]
+            row = replace(row, amount=None if amount is None else normalize(amount, currency), reason=reason)
+        if kind == "request":
+            outcome = _create_request(
+                rt,
+                actor=actor,
+                payment_imp_uid=imp_uid,
+                currency=currency,
+                amount=row.amount,
+                reason=row.reason,
+                key=key,
+                batch_id=batch_id,
+            )
+            results[row.line] = _bulk_result(row, outcome)
+        else:
+            results[row.line] = _send_row(rt, actor, row, imp_uid, key)
+        if on_progress is not None:
+            on_progress(done, len(todo))
+    return [results[row.line] for row in preview.rows]
+
+
+def _earlier_rows(rt: Runtime, batch_id: str) -> dict[str, tuple[str, Decimal | None, str]]:
+    """This batch's keys already used: key -> ("request" | "refund", amount, reason) as sent then."""
+    prefix = f"bulk:{batch_id}:"
+    found: dict[str, tuple[str, Decimal | None, str]] = {}
+    with rt.db.read() as session:
+        requests = session.execute(
+            select(RefundRequest.idempotency_key, RefundRequest.amount, RefundRequest.reason).where(
+                RefundRequest.idempotency_key.startswith(prefix, autoescape=True)
+            )
+        )
+        for key, amount, reason in requests:
+            found[key] = ("request", amount, reason)
+        refunded = session.execute(
+            select(Refund.idempotency_key, Refund.amount, Refund.reason).where(
+                Refund.idempotency_key.startswith(prefix, autoescape=True)
+            )
+        )
+        for refund_key, refund_amount, refund_reason in refunded:
+            if refund_key and refund_key not in found:
+                found[refund_key] = ("refund", refund_amount, refund_reason)
+    return found
+
+
+def _bulk_result(row: BulkPreviewRow, outcome: DeskOutcome) -> BulkResultRow:
+    return BulkResultRow(
+        line=row.line,
+        identifier=row.identifier,
+        imp_uid=row.imp_uid,
+        currency=row.currency,
+        amount=row.amount,
+        outcome=outcome.outcome,
+        message=outcome.message,
+        remaining=outcome.remaining,
+        refund_id=outcome.refund.refund_id if outcome.refund else None,
+        request_id=outcome.request_id,
+    )
+
+
+def _error_row(row: BulkPreviewRow, exc: PaymentsError, request_id: int | None = None) -> BulkResultRow:
+    return BulkResultRow(
+        line=row.line,
+        identifier=row.identifier,
+        imp_uid=row.imp_uid,
+        currency=row.currency,
+        amount=row.amount,
+        outcome=outcome_of_error(exc),
+        message=str(exc),
+        remaining=None,
+        refund_id=None,
+        request_id=request_id,
+    )
+
+
+def _send_row(rt: Runtime, actor: Actor, row: BulkPreviewRow, imp_uid: str, key: str) -> BulkResultRow:
+    try:
+        result = refunds.refund(
+            rt, imp_uid=imp_uid, amount=row.amount, reason=row.reason, actor=actor.username, idempotency_key=key
+        )
+    except PaymentsError as exc:
+        return _error_row(row, exc)
+    return _bulk_result(row, _from_result(result))
+
+
+def approve_batch(
+    rt: Runtime, *, actor: Actor, batch_id: str, note: str | None = None, on_progress: Progress | None = None
+) -> list[BulkResultRow]:
+    """Approve every request of a batch still awaiting approval, each executed once."""
+    require(actor, Permission.APPROVE_REFUND)
+    with rt.db.read() as session:
+        requests = list(
+            session.scalars(
+                select(RefundRequest)
+                .where(RefundRequest.batch_id == batch_id, RefundRequest.status == ApprovalStatus.AWAITING)
+                .order_by(RefundRequest.id)
+            )
+        )
+    if not requests:
+        raise NotFound(f"no requests of batch {batch_id!r} await approval")
+    if any(request.requested_by == actor.username for request in requests):
+        raise Forbidden("a refund you requested must be approved by another operator")
+    results = []
+    for done, request in enumerate(requests, start=1):
+        row = BulkPreviewRow(
+            line=done,
+            identifier=request.imp_uid,
+            imp_uid=request.imp_uid,
+            merchant_uid=None,
+            buyer_name=None,
+            currency=request.currency,
+            remaining=None,
+            amount=request.amount,
+            reason=request.reason,
+            check=None,
+        )
+        try:
+            results.append(_bulk_result(row, approve_request(rt, actor=actor, request_id=request.id, note=note)))
+        except PaymentsError as exc:
+            results.append(_error_row(row, exc, request.id))
+        if on_progress is not None:
+            on_progress(done, len(requests))
+    return results

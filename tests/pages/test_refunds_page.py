@@ -1,0 +1,220 @@
+"""The refunds page through AppTest: the confirm dialog refunds once, approvals, bulk refunds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from services import orders, payments
+from services.models import Refund, RefundRequest
+from services.runtime import Runtime
+from tests.factories import SandboxControl
+
+
+def _paid(runtime: Runtime, sandbox: SandboxControl) -> tuple[str, str]:
+    order = orders.create_order(runtime, customer_email="kim@example.com", customer_name="김체카")
+    imp_uid = str(sandbox.checkout(order.merchant_uid, order.amount, buyer_name="김체카")["imp_uid"])
+    payments.complete(runtime, imp_uid=imp_uid, merchant_uid=order.merchant_uid)
+    return imp_uid, order.merchant_uid
+
+
+def _refunds(runtime: Runtime) -> list[Refund]:
+    with runtime.db.read() as session:
+        return list(session.scalars(select(Refund)))
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for kind in (at.success, at.info, at.warning, at.error) for e in kind]
+    return "\n".join(str(p) for p in parts)
+
+
+def _frame(at: AppTest, column: str) -> pd.DataFrame:
+    """The table showing `column` (read-only tables carry no key in AppTest)."""
+    return next(frame.value for frame in at.dataframe if column in frame.value.columns)
+
+
+def _open(open_app: Callable[..., AppTest], role: str) -> AppTest:
+    at = open_app(role)
+    at.switch_page("pages/refunds.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_viewer_cannot_reach_the_refunds_page(open_app: Callable[..., AppTest]) -> None:
+    at = open_app("viewer")
+    with pytest.raises(ValueError, match="not a registered page|registered"):
+        at.switch_page("pages/refunds.py")
+
+
+def test_empty_database_says_what_to_do(open_app: Callable[..., AppTest]) -> None:
+    at = _open(open_app, "operator")
+    text = _texts(at)
+    assert "imp_uid나 주문번호를 입력하고" in text
+    assert "승인을 기다리는 환불 요청이 없습니다" in text
+    assert any("CSV 파일을 올리세요" in c.value for c in at.caption)
+
+
+def test_confirm_dialog_refunds_once_even_when_confirmed_twice(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    imp_uid, merchant_uid = _paid(dashboard_runtime, sandbox)
+    at = _open(open_app, "operator")
+    at.text_input(key="refunds.identifier").input(merchant_uid)
+    at.button(key="refunds.load").click().run()
+    assert at.text_input(key="refunds.amount").value == "50000"  # pre-filled with the remainder
+    at.text_input(key="refunds.amount").input("20000")
+    at.text_area(key="refunds.reason").input("고객 요청: 이중 결제")
+    at.button(key="refunds.start").click().run()
+    assert not at.exception, at.exception
+    dialog_text = "\n".join(m.value for m in at.markdown)
+    assert imp_uid in dialog_text and "₩20,000" in dialog_text and "₩30,000" in dialog_text
+    key = at.session_state["refunds.single.intent"].key
+
+    at.button(key="refunds.single.confirm").click().run()
+    assert not at.exception, at.exception
+    assert "환불했습니다: ₩20,000" in _texts(at)
+    assert [(r.amount, r.idempotency_key) for r in _refunds(dashboard_runtime)] == [(20000, key)]
+    # A second click that reached the server (the dialog still showing in the browser), and a rerun.
+    at.session_state["refunds.single.dialog_open"] = True
+    at.run()
+    at.button(key="refunds.single.confirm").click().run()
+    at.run()
+    assert "이미 처리된 요청" in _texts(at)
+    assert len(_refunds(dashboard_runtime)) == 1
+    assert len(sandbox.calls()["cancels"]) == 1
+    # The page now shows the new remainder; a new intent gets a new key.
+    assert at.text_input(key="refunds.amount").value == "30000"
+    at.text_area(key="refunds.reason").input("고객 요청: 이중 결제")
+    at.button(key="refunds.start").click().run()
+    assert at.session_state["refunds.single.intent"].key != key
+
+
+def test_errors_are_explained_and_nothing_is_sent(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    imp_uid, _ = _paid(dashboard_runtime, sandbox)
+    at = _open(open_app, "operator")
+    at.text_input(key="refunds.identifier").input(imp_uid)
+    at.button(key="refunds.load").click().run()
+    at.text_input(key="refunds.amount").input("100.5")
+    at.text_area(key="refunds.reason").input("x")
+    at.button(key="refunds.start").click().run()
+    assert "소수점 없이" in _texts(at)
+    at.text_input(key="refunds.amount").input("60000")
+    at.button(key="refunds.start").click().run()
+    assert "환불 가능 금액 ₩50,000보다 큽니다" in _texts(at)
+    at.text_input(key="refunds.amount").input("10000")
+    at.text_area(key="refunds.reason").input("")
+    at.button(key="refunds.start").click().run()
+    assert "환불 사유를 입력하세요" in _texts(at)
+    # PortOne unreachable at the moment of confirming: plain words, nothing sent.
+    at.text_area(key="refunds.reason").input("고객 요청")
+    at.button(key="refunds.start").click().run()
+    sandbox.configure(fail_next=100)
+    at.button(key="refunds.single.confirm").click().run()
+    sandbox.configure(fail_next=0)
+    assert "포트원에 연결할 수 없어 환불을 보내지 않았습니다" in _texts(at)
+    assert sandbox.calls()["cancels"] == [] and _refunds(dashboard_runtime) == []
+    at.text_input(key="refunds.identifier").input("imp_nope")
+    at.button(key="refunds.load").click().run()
+    assert "해당 결제를 찾을 수 없습니다" in _texts(at)
+
+
+def test_above_the_threshold_another_operator_approves(
+    open_app: Callable[..., AppTest],
+    dashboard_runtime: Runtime,
+    sandbox: SandboxControl,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REFUND_APPROVAL_THRESHOLD", '{"KRW": "30000", "USD": "20.00"}')
+    imp_uid, _ = _paid(dashboard_runtime, sandbox)
+    at = _open(open_app, "operator")
+    at.text_input(key="refunds.identifier").input(imp_uid)
+    at.button(key="refunds.load").click().run()
+    at.text_area(key="refunds.reason").input("전액 환불 요청")
+    at.button(key="refunds.start").click().run()
+    assert any("승인 기준을 넘습니다" in w.value for w in at.warning)
+    at.button(key="refunds.single.confirm").click().run()
+    assert "승인 대기열에 올렸습니다" in _texts(at)
+    assert sandbox.calls()["cancels"] == []
+    # The requester cannot approve their own request.
+    assert at.button(key="refunds.approve").disabled
+    assert "본인이 요청한 건은" in "\n".join(c.value for c in at.caption)
+
+    admin = _open(open_app, "admin")
+    assert admin.selectbox(key="refunds.queue_pick").value is not None
+    admin.button(key="refunds.approve").click().run()
+    assert not admin.exception, admin.exception
+    assert "환불했습니다: ₩50,000" in _texts(admin)
+    assert len(sandbox.calls()["cancels"]) == 1
+    with dashboard_runtime.db.read() as session:
+        request = session.scalars(select(RefundRequest)).one()
+        assert (request.requested_by, request.decided_by, request.status) == ("operator", "admin", "approved")
+    assert "승인을 기다리는 환불 요청이 없습니다" in _texts(admin)
+
+
+def test_bulk_refund_from_a_csv(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    first, _ = _paid(dashboard_runtime, sandbox)
+    second, second_order = _paid(dashboard_runtime, sandbox)
+    csv = f"imp_uid,merchant_uid,amount\n{first},,10000\n,{second_order},\n{first},,70000\nimp_missing,,\n"
+    at = _open(open_app, "operator")
+    at.file_uploader(key="refunds.bulk_file").set_value(("refunds.csv", csv.encode("utf-8-sig"), "text/csv"))
+    at.text_input(key="refunds.bulk_reason").input("일괄 환불 테스트")
+    at.run()
+    at.button(key="refunds.bulk_preview_button").click().run()
+    assert not at.exception, at.exception
+    preview = _frame(at, "check")
+    assert list(preview["check"]) == ["환불 가능", "환불 가능", "중복된 결제", "결제를 찾을 수 없음"]
+    assert sandbox.calls()["cancels"] == []
+    at.button(key="refunds.bulk_start").click().run()
+    at.button(key="refunds.bulk.confirm").click().run()
+    assert not at.exception, at.exception
+    results = _frame(at, "결과")
+    assert list(results["결과"]) == ["환불 완료", "환불 완료", "중복", "결제 없음"]
+    assert len(sandbox.calls()["cancels"]) == 2
+    download = at.get("download_button")[0]
+    assert download.proto.label == "결과 CSV 내려받기"
+    # Confirmed again (a double click): replayed, nothing more sent.
+    at.session_state["refunds.bulk.dialog_open"] = True
+    at.run()
+    at.button(key="refunds.bulk.confirm").click().run()
+    assert len(sandbox.calls()["cancels"]) == 2
+    assert sorted(r.amount for r in _refunds(dashboard_runtime)) == [10000, 50000]
+    assert second in {r.payment.imp_uid for r in _refunds_with_payment(dashboard_runtime)}
+
+
+def _refunds_with_payment(runtime: Runtime) -> list[Refund]:
+    with runtime.db.read() as session:
+        rows = list(session.scalars(select(Refund)))
+        for row in rows:
+            _ = row.payment.imp_uid
+        return rows
+
+
+def test_a_link_with_imp_uid_loads_the_payment(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    imp_uid, _ = _paid(dashboard_runtime, sandbox)
+    at = open_app("operator")
+    at.query_params["imp_uid"] = imp_uid
+    at.switch_page("pages/refunds.py").run()
+    assert not at.exception, at.exception
+    assert at.text_input(key="refunds.identifier").value == imp_uid
+    assert at.text_input(key="refunds.amount").value == "50000"
+    assert "imp_uid" not in at.query_params  # consumed: typing another payment is not overridden
+    at.text_input(key="refunds.identifier").input("imp_other")
+    at.button(key="refunds.load").click().run()
+    assert at.text_input(key="refunds.identifier").value == "imp_other"
+
+
+def test_english(open_app: Callable[..., AppTest]) -> None:
+    at = open_app("operator", lang="en")
+    at.switch_page("pages/refunds.py").run()
+    assert at.title[0].value == "Refunds"
+    assert "No refund requests are waiting" in _texts(at)

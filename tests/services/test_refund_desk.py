@@ -1,0 +1,269 @@
+"""The refund desk: permissions, maker-checker approval, idempotent intents and bulk refunds,
+against the sandbox over HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from services import orders, payments, refund_desk
+from services.access import Actor
+from services.errors import Conflict, Forbidden, GatewayUnavailable, InvalidRequest, RefundExceedsRemaining
+from services.models import ApprovalStatus, AuditEntry, Refund, RefundRequest, RefundStatus, Role
+from services.refund_desk import BulkInputRow, Outcome
+from services.runtime import Runtime
+from tests.factories import DECLINED_CARD, SandboxControl
+
+KIM = Actor("kim", Role.OPERATOR)
+PARK = Actor("park", Role.OPERATOR)
+BOSS = Actor("boss", Role.ADMIN)
+VIEWER = Actor("lee", Role.VIEWER)
+
+
+def _paid(runtime: Runtime, sandbox: SandboxControl, currency: str = "KRW") -> tuple[str, str]:
+    order = orders.create_order(runtime, customer_email="a@example.com", customer_name="김체카", currency=currency)
+    imp_uid = str(sandbox.checkout(order.merchant_uid, order.amount, currency)["imp_uid"])
+    payments.complete(runtime, imp_uid=imp_uid, merchant_uid=order.merchant_uid)
+    return imp_uid, order.merchant_uid
+
+
+def _strict(runtime: Runtime, krw: str = "30000", usd: str = "20.00") -> Runtime:
+    """The same runtime with a lower approval threshold (the fee itself is below the default)."""
+    settings = runtime.settings.model_copy(
+        update={"refund_approval_threshold": {"KRW": Decimal(krw), "USD": Decimal(usd)}}
+    )
+    return Runtime(settings=settings, db=runtime.db, gateway=runtime.gateway)
+
+
+def _cancels(sandbox: SandboxControl) -> list[dict[str, object]]:
+    return list(sandbox.calls()["cancels"])
+
+
+def test_a_viewer_calling_the_desk_directly_is_forbidden(runtime: Runtime, sandbox: SandboxControl) -> None:
+    imp_uid, _ = _paid(runtime, sandbox)
+    with pytest.raises(Forbidden):
+        refund_desk.request_refund(
+            runtime, actor=VIEWER, imp_uid=imp_uid, amount="1000", reason="x", idempotency_key="v1"
+        )
+    with pytest.raises(Forbidden):
+        refund_desk.refund_quote(runtime, actor=VIEWER, identifier=imp_uid)
+    with pytest.raises(Forbidden):
+        refund_desk.submit_bulk(
+            runtime, actor=VIEWER, rows=[BulkInputRow(1, imp_uid)], default_reason="x", batch_id="b-viewer"
+        )
+    assert _cancels(sandbox) == []
+
+
+def test_an_operator_refunds_once_per_intent(runtime: Runtime, sandbox: SandboxControl) -> None:
+    imp_uid, merchant_uid = _paid(runtime, sandbox)
+    quote = refund_desk.refund_quote(runtime, actor=KIM, identifier=merchant_uid)
+    assert (quote.imp_uid, quote.remaining, quote.from_portone) == (imp_uid, Decimal(50000), True)
+
+    first = refund_desk.request_refund(
+        runtime, actor=KIM, imp_uid=imp_uid, amount="20000", reason="고객 요청", idempotency_key="intent-1"
+    )
+    again = refund_desk.request_refund(  # a double click: same intent, same key
+        runtime, actor=KIM, imp_uid=imp_uid, amount="20000", reason="고객 요청", idempotency_key="intent-1"
+    )
+    assert first.outcome == again.outcome == Outcome.REFUNDED
+    assert (first.amount, first.remaining, first.replayed, again.replayed) == (
+        Decimal(20000),
+        Decimal(30000),
+        False,
+        True,
+    )
+    assert len(_cancels(sandbox)) == 1
+    # The whole remainder once more: refunded, and a replay afterwards does not trip the remainder check.
+    rest = refund_desk.request_refund(
+        runtime, actor=KIM, imp_uid=imp_uid, amount=None, reason="나머지", idempotency_key="intent-2"
+    )
+    replay = refund_desk.request_refund(
+        runtime, actor=KIM, imp_uid=imp_uid, amount=None, reason="나머지", idempotency_key="intent-2"
+    )
+    assert (rest.outcome, rest.remaining, replay.replayed) == (Outcome.REFUNDED, Decimal(0), True)
+    assert len(_cancels(sandbox)) == 2
+    with pytest.raises(RefundExceedsRemaining):
+        refund_desk.request_refund(runtime, actor=KIM, imp_uid=imp_uid, amount="1", reason="x", idempotency_key="k3")
+    with pytest.raises(InvalidRequest):
+        refund_desk.request_refund(runtime, actor=KIM, imp_uid=imp_uid, amount="1", reason=" ", idempotency_key="k4")
+    assert len(_cancels(sandbox)) == 2
+
+
+def test_above_the_threshold_a_different_operator_must_approve(runtime: Runtime, sandbox: SandboxControl) -> None:
+    rt = _strict(runtime)
+    imp_uid, _ = _paid(rt, sandbox)
+    asked = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="big-1"
+    )
+    assert asked.outcome == Outcome.AWAITING_APPROVAL and asked.request_id is not None
+    replay = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="big-1"
+    )
+    assert (replay.outcome, replay.request_id, replay.replayed) == (Outcome.AWAITING_APPROVAL, asked.request_id, True)
+    assert _cancels(sandbox) == []  # nothing sent to PortOne while it waits
+    assert [r.id for r in refund_desk.list_requests(rt, actor=PARK)] == [asked.request_id]
+
+    with pytest.raises(Forbidden):  # the maker is not the checker
+        refund_desk.approve_request(rt, actor=KIM, request_id=asked.request_id)
+    with pytest.raises(Forbidden):
+        refund_desk.approve_request(rt, actor=VIEWER, request_id=asked.request_id)
+    assert _cancels(sandbox) == []
+
+    approved = refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id, note="확인함")
+    assert (approved.outcome, approved.amount, approved.remaining) == (Outcome.REFUNDED, Decimal(40000), Decimal(10000))
+    assert len(_cancels(sandbox)) == 1
+    again = refund_desk.approve_request(rt, actor=BOSS, request_id=asked.request_id)  # a second click
+    assert again.outcome == Outcome.REFUNDED and again.replayed
+    assert len(_cancels(sandbox)) == 1
+    with rt.db.read() as session:
+        request = session.get_one(RefundRequest, asked.request_id)
+        refund = session.get_one(Refund, request.refund_id)
+        assert (request.status, request.requested_by, request.decided_by) == (ApprovalStatus.APPROVED, "kim", "park")
+        assert (refund.status, refund.requested_by, refund.idempotency_key) == (RefundStatus.SUCCEEDED, "kim", "big-1")
+        actions = set(session.scalars(select(AuditEntry.action).where(AuditEntry.target == imp_uid)))
+    assert {"refund.approval_requested", "refund.approved", "refund.succeeded"} <= actions
+    assert refund_desk.list_requests(rt, actor=PARK) == []
+
+
+def test_a_rejected_request_sends_nothing(runtime: Runtime, sandbox: SandboxControl) -> None:
+    rt = _strict(runtime)
+    imp_uid, _ = _paid(rt, sandbox)
+    asked = refund_desk.request_refund(  # the whole remainder (50,000) is above 30,000
+        rt, actor=KIM, imp_uid=imp_uid, amount=None, reason="전액 환불", idempotency_key="whole-1"
+    )
+    assert asked.outcome == Outcome.AWAITING_APPROVAL and asked.amount is None
+    assert asked.request_id is not None
+    with pytest.raises(InvalidRequest):  # a rejection says why
+        refund_desk.reject_request(rt, actor=PARK, request_id=asked.request_id, note="")
+    refund_desk.reject_request(rt, actor=PARK, request_id=asked.request_id, note="고객이 취소를 철회함")
+    with pytest.raises(Conflict):
+        refund_desk.approve_request(rt, actor=BOSS, request_id=asked.request_id)
+    with rt.db.read() as session:
+        request = session.get_one(RefundRequest, asked.request_id)
+        assert (request.status, request.decided_by, request.decision_note) == (
+            ApprovalStatus.REJECTED,
+            "park",
+            "고객이 취소를 철회함",
+        )
+        assert session.scalars(select(Refund)).all() == []
+    assert _cancels(sandbox) == []
+
+
+def test_approval_while_portone_is_down_keeps_the_request_waiting(runtime: Runtime, sandbox: SandboxControl) -> None:
+    rt = _strict(runtime)
+    imp_uid, _ = _paid(rt, sandbox)
+    asked = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=imp_uid, amount="45000", reason="x", idempotency_key="down-1"
+    )
+    assert asked.request_id is not None
+    sandbox.configure(fail_next=50)
+    with pytest.raises(GatewayUnavailable):
+        refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id)
+    sandbox.configure(fail_next=0)
+    assert [r.id for r in refund_desk.list_requests(rt, actor=PARK)] == [asked.request_id]
+    assert refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id).outcome == Outcome.REFUNDED
+    assert len(_cancels(sandbox)) == 1
+
+
+def test_bulk_refund_reports_every_row(runtime: Runtime, sandbox: SandboxControl) -> None:
+    first, _ = _paid(runtime, sandbox)
+    second, second_order = _paid(runtime, sandbox)
+    third, _ = _paid(runtime, sandbox)
+    dollars, _ = _paid(runtime, sandbox, "USD")
+    csv = (
+        "\ufeffimp_uid,merchant_uid,금액,사유\n"
+        f"{first},,10000,부분 환불\n"
+        f",{second_order},,\n"  # by order number, the whole remainder, the batch's reason
+        f"{third},,60000,너무 많이\n"
+        "imp_does_not_exist,,,\n"
+        f"{first},,5000,중복\n"
+        f"{dollars},,12.25,달러 부분 환불\n"
+    ).encode()
+    rows = refund_desk.parse_bulk_csv(csv)
+    assert [(r.line, r.identifier, r.amount) for r in rows[:2]] == [(1, first, "10000"), (2, second_order, None)]
+
+    preview = refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄 환불")
+    assert [r.check for r in preview.rows] == [
+        None,
+        None,
+        Outcome.EXCEEDS_REMAINDER,
+        Outcome.NOT_FOUND,
+        Outcome.DUPLICATE,
+        None,
+    ]
+    assert preview.rows[1].imp_uid == second and preview.rows[1].amount == Decimal(50000)
+    assert preview.totals == {"KRW": Decimal(60000), "USD": Decimal("12.25")} and not preview.needs_approval
+    assert _cancels(sandbox) == []  # a preview sends nothing
+
+    progress: list[tuple[int, int]] = []
+    results = refund_desk.submit_bulk(
+        runtime,
+        actor=KIM,
+        rows=rows,
+        default_reason="일괄 환불",
+        batch_id="batch-1",
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
+    assert [(r.line, r.outcome) for r in results] == [
+        (1, Outcome.REFUNDED),
+        (2, Outcome.REFUNDED),
+        (3, Outcome.EXCEEDS_REMAINDER),
+        (4, Outcome.NOT_FOUND),
+        (5, Outcome.DUPLICATE),
+        (6, Outcome.REFUNDED),
+    ]
+    assert [r.remaining for r in results if r.outcome == Outcome.REFUNDED] == [
+        Decimal(40000),
+        Decimal(0),
+        Decimal("26.25"),
+    ]
+    assert progress == [(1, 3), (2, 3), (3, 3)]
+    assert len(_cancels(sandbox)) == 3
+    # The same batch again (a rerun of the confirm): every row replays, nothing is sent twice.
+    rerun = refund_desk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄 환불", batch_id="batch-1")
+    assert [r.outcome for r in rerun] == [r.outcome for r in results]
+    assert [(r.remaining, r.refund_id) for r in rerun if r.outcome == Outcome.REFUNDED] == [
+        (r.remaining, r.refund_id) for r in results if r.outcome == Outcome.REFUNDED
+    ]
+    assert len(_cancels(sandbox)) == 3
+    assert sandbox.payment(first)["cancel_amount"] == 10000
+
+
+def test_a_bulk_batch_above_the_threshold_waits_for_approval(runtime: Runtime, sandbox: SandboxControl) -> None:
+    rt = _strict(runtime, krw="60000")
+    uids = [_paid(rt, sandbox)[0] for _ in range(2)]  # 2 × ₩40,000 = ₩80,000 > ₩60,000 in one batch
+    rows = [BulkInputRow(line, uid, amount="40000") for line, uid in enumerate(uids, start=1)]
+    results = refund_desk.submit_bulk(rt, actor=KIM, rows=rows, default_reason="일괄", batch_id="batch-big")
+    assert [r.outcome for r in results] == [Outcome.AWAITING_APPROVAL] * 2
+    assert _cancels(sandbox) == []
+    with pytest.raises(Forbidden):
+        refund_desk.approve_batch(rt, actor=KIM, batch_id="batch-big")
+    approved = refund_desk.approve_batch(rt, actor=PARK, batch_id="batch-big")
+    assert [r.outcome for r in approved] == [Outcome.REFUNDED] * 2
+    assert len(_cancels(sandbox)) == 2
+    assert refund_desk.list_requests(rt, actor=PARK) == []
+
+
+def test_csv_errors_are_explained() -> None:
+    with pytest.raises(InvalidRequest):
+        refund_desk.parse_bulk_csv(b"")
+    with pytest.raises(InvalidRequest):
+        refund_desk.parse_bulk_csv(b"name,phone\nkim,010\n")
+    korean_excel = "주문번호,환불사유\nchekar_1,고객 요청\n".encode("cp949")
+    rows = refund_desk.parse_bulk_csv(korean_excel)
+    assert [(r.identifier, r.reason) for r in rows] == [("chekar_1", "고객 요청")]
+
+
+def test_a_payment_that_was_never_paid_cannot_be_filed_for_approval(runtime: Runtime, sandbox: SandboxControl) -> None:
+    rt = _strict(runtime)
+    order = orders.create_order(rt, customer_email="a@example.com", customer_name="김")
+    declined = str(sandbox.checkout(order.merchant_uid, order.amount, card_number=DECLINED_CARD)["imp_uid"])
+    payments.complete(rt, imp_uid=declined, merchant_uid=order.merchant_uid)
+    assert refund_desk.refund_quote(rt, actor=KIM, identifier=declined).remaining == 0
+    with pytest.raises(Conflict):
+        refund_desk.request_refund(rt, actor=KIM, imp_uid=declined, amount=None, reason="x", idempotency_key="f-1")
+    with pytest.raises(Conflict):  # below the threshold PortOne's own status refuses it
+        refund_desk.request_refund(rt, actor=KIM, imp_uid=declined, amount="1000", reason="x", idempotency_key="f-2")
+    assert refund_desk.list_requests(rt, actor=PARK) == [] and _cancels(sandbox) == []
