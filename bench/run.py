@@ -56,7 +56,32 @@ def _webhook_summary(r: dict[str, Any]) -> tuple[str, str, str]:
     return (f"{rate:.0f}/s at 32 concurrent", f"one at a time {r['serial']['per_second']:.0f}/s", verdict)
 
 
+def _payments_page(smoke: bool) -> dict[str, Any]:
+    from bench import payments_page
+
+    timings = payments_page.run(
+        rows=3000 if smoke else 1_000_000, database_url=None, runs=3 if smoke else 7, naive_runs=1, apptest=True
+    )
+    return {
+        t.name: {"p50_ms": round(t.p50 * 1000, 1), "p95_ms": round(t.p95 * 1000, 1), "rows": t.rows} for t in timings
+    }
+
+
+def _payments_summary(r: dict[str, Any]) -> tuple[str, str, str]:
+    first = r["first page (default filters) + totals"]["p50_ms"]
+    naive = r["naive: whole table into pandas + filter"]["p50_ms"]
+    render = r["AppTest: render pages/payments.py"]["p50_ms"]
+    ratio = naive / first if first else 0
+    ok = first < 30 and ratio >= 100
+    return (
+        f"first page + totals p50 {first} ms; AppTest render {render} ms",
+        f"pandas whole table {naive:.0f} ms",
+        f"{ratio:.0f}x (target p50 < 30 ms and ≥ 100x) {'✅' if ok else '❌'}",
+    )
+
+
 CASES = [
+    Case("Payments page query (SQLite)", _payments_page, _payments_summary),
     Case("PortOne V1 client look-ups", _client_lookups, _client_summary),
     Case("Webhook ingestion (20% duplicates, shuffled)", _webhooks, _webhook_summary),
 ]
