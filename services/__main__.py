@@ -1,4 +1,4 @@
-"""Command line for scripts: `python -m services migrate | seed-demo | users add|list`."""
+"""Command line for scripts: `python -m services migrate | seed-demo | users add|list | reconcile`."""
 
 from __future__ import annotations
 
@@ -83,6 +83,12 @@ def _users_list(runtime: Runtime, _: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(runtime: Runtime, args: argparse.Namespace) -> int:
+    from services.reconcile_cli import run_cli
+
+    return run_cli(runtime, args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services", description="Chekar payments operations")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--display-name", default=None)
     add.set_defaults(func=_with_runtime(_users_add))
     users.add_parser("list", help="list users").set_defaults(func=_with_runtime(_users_list))
+    from services.reconcile_cli import add_arguments as reconcile_arguments
+
+    reconcile = commands.add_parser("reconcile", help="compare our records with PortOne over a time window")
+    reconcile_arguments(reconcile)
+    reconcile.set_defaults(func=_with_runtime(_reconcile))
     args = parser.parse_args(argv)
     return int(args.func(args))
 

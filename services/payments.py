@@ -19,6 +19,7 @@ from services.alerts import AlertKind, raise_alert
 from services.errors import ForgeryDetected, GatewayNotFound, InvalidRequest, NotFound
 from services.models import Order, Payment
 from services.portone.types import GatewayPayment, PortOneStatus
+from services.reconcile_rules import check_recorded
 from services.refunds import refund
 from services.runtime import Runtime
 from services.sync import apply_payment
@@ -61,6 +62,7 @@ def _record(rt: Runtime, fetched: GatewayPayment, source: str) -> tuple[bool, bo
     """Apply PortOne's record and raise what it shows; returns (has_order, forgery)."""
     with rt.db.write() as session:
         applied = apply_payment(session, fetched, source=source)
+        check_recorded(session, fetched, applied, source=source, settings=rt.settings)
         order = applied.order
         if order is None:
             raise_alert(

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 from services.errors import GatewayError, NotFound, PaymentsError
 from services.models import WebhookEvent, utcnow
 from services.payments import verify_payment
+from services.reconcile_rules import check_rejected_webhook
 from services.runtime import Runtime
 
 _MAX_FIELD = 64
@@ -98,4 +99,6 @@ def _finish(
         event.detail = detail
         event.verified = verified
         event.processed_at = utcnow()
+        if result == WebhookResult.REJECTED:
+            check_rejected_webhook(session, event)
     return WebhookOutcome(event_id=event_id, result=result, detail=detail)
