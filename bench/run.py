@@ -80,8 +80,27 @@ def _payments_summary(r: dict[str, Any]) -> tuple[str, str, str]:
     )
 
 
+def _reconcile(smoke: bool) -> dict[str, Any]:
+    from bench import reconcile
+
+    if smoke:
+        return reconcile.run(1000, naive_sample=100, concurrency=4, max_rps=0.0)
+    return reconcile.run(100_000, naive_sample=5000, concurrency=4, max_rps=0.0)
+
+
+def _reconcile_summary(r: dict[str, Any]) -> tuple[str, str, str]:
+    speedup, vs_download = r["engine_speedup_vs_naive"], r["engine_vs_download"]
+    ok = speedup >= 20 and vs_download <= 2
+    return (
+        f"{r['engine_seconds']:.2f} s for {r['engine_payments_checked']:,} payments",
+        f"naive {r['naive_seconds_extrapolated']:.1f} s (sampled), download only {r['download_seconds']:.2f} s",
+        f"{speedup}x naive (≥ 20x), {vs_download}x download (≤ 2x) {'✅' if ok else '❌'}",
+    )
+
+
 CASES = [
     Case("Payments page query (SQLite)", _payments_page, _payments_summary),
+    Case("Reconciliation against the sandbox", _reconcile, _reconcile_summary),
     Case("PortOne V1 client look-ups", _client_lookups, _client_summary),
     Case("Webhook ingestion (20% duplicates, shuffled)", _webhooks, _webhook_summary),
 ]
