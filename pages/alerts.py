@@ -4,15 +4,16 @@ ask PortOne again, acknowledge or resolve it with a note (operators and admins).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pandas as pd
 import streamlit as st
 
 from dashboard.auth import gate
-from dashboard.format import badge, kst, money, payment_state, status_label
+from dashboard.format import KST, badge, kst, money, payment_state, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import alert_desk
+from services import alert_desk, reconcile, reconcile_runs
 from services.access import Permission
 from services.errors import Conflict, GatewayError, InvalidRequest, PaymentsError
 
@@ -191,12 +192,60 @@ def _detail(alert_id: int) -> None:
     _actions(alert)
 
 
+def _reconciliation() -> None:
+    """Run a reconciliation now (operators) and show the recent runs (everyone)."""
+    with st.expander(t("reconcile.heading")):
+        st.caption(t("reconcile.intro"))
+        if actor.can(Permission.RUN_RECONCILIATION):
+            today = datetime.now(KST).date()
+            since_day = st.date_input(t("reconcile.since"), value=today - timedelta(days=7), key="reconcile_since")
+            if st.button(t("reconcile.run"), key="reconcile_run"):
+                bar = st.progress(0.0)
+
+                def report(step: reconcile.Progress) -> None:
+                    bar.progress(min(step.fraction, 1.0), text=t("reconcile.running", checked=step.payments_checked))
+
+                since = datetime.combine(since_day, datetime.min.time(), tzinfo=KST)
+                try:
+                    run = reconcile.start_run(rt, since=since, actor=actor, progress=report)
+                except PaymentsError as exc:
+                    st.warning(t("reconcile.failed", message=str(exc)))
+                else:
+                    new = sum(c.new for c in run.counts.values())
+                    resolved = sum(c.resolved for c in run.counts.values())
+                    st.success(
+                        t(
+                            "reconcile.done",
+                            checked=run.payments_checked,
+                            new=new,
+                            resolved=resolved,
+                            seconds=run.duration_seconds,
+                        )
+                    )
+        runs = reconcile_runs.list_runs(rt, limit=10, actor=actor)
+        st.markdown(f"**{t('reconcile.runs')}**")
+        if not runs:
+            st.info(t("reconcile.no_runs"))
+            return
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    t("reconcile.col_started"): [kst(r.started_at) for r in runs],
+                    t("reconcile.col_window"): [f"{kst(r.window_start)} ~ {kst(r.window_end)}" for r in runs],
+                    t("reconcile.col_by"): [r.started_by for r in runs],
+                    t("reconcile.col_status"): [r.status for r in runs],
+                    t("reconcile.col_checked"): [r.payments_checked for r in runs],
+                    t("reconcile.col_new"): [sum(c.new for c in r.counts.values()) for r in runs],
+                    t("reconcile.col_resolved"): [sum(c.resolved for c in r.counts.values()) for r in runs],
+                    t("reconcile.col_seconds"): [round(r.duration_seconds, 1) for r in runs],
+                }
+            ),
+            hide_index=True,
+        )
+
+
 st.title(t("alerts.title"))
 st.caption(t("alerts.intro"))
-# ── Reconciliation ──────────────────────────────────────────────────────────────────────────
-# The "Run reconciliation now" button (Permission.RUN_RECONCILIATION) belongs here; it comes
-# with the reconciliation issue. Nothing is shown until it exists.
-# ────────────────────────────────────────────────────────────────────────────────────────────
 _flash()
 status, kind, severity = _filters()
 signature = (status, kind, severity)
@@ -225,3 +274,4 @@ else:
     picked = st.selectbox(t("alerts.pick"), list(by_id), format_func=pick_labels.__getitem__, key="alerts_pick")
     if picked is not None:
         _detail(int(picked))
+_reconciliation()
