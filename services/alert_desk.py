@@ -300,7 +300,7 @@ def resync(rt: Runtime, *, actor: Actor, alert_id: int) -> ResyncResult:
     # now is resolved in this operator's name.
     with attributed_to(actor.username, f"re-sync of alert #{alert_id}"):
         if alert.kind in (AlertKind.REFUND_OUTCOME_UNKNOWN, AlertKind.REFUND_MISMATCH, AlertKind.REFUND_TOTAL_MISMATCH):
-            refunds.settle_open_attempts(rt, imp_uid=alert.imp_uid, actor=actor.username)
+            refunds.settle_with_lease(rt, imp_uid=alert.imp_uid, actor=actor.username)
         try:
             verification = verify_payment(rt, imp_uid=alert.imp_uid, source="sync")
         except NotFound:

@@ -82,7 +82,7 @@ from services.reconcile_runs import (
     save,
     store,
 )
-from services.refunds import payment_lease, settle_open_attempts
+from services.refunds import settle_with_lease
 from services.runtime import Runtime
 from services.sync import apply_payment, lock_payment
 
@@ -878,12 +878,8 @@ def _repair_payment(rt: Runtime, *, imp_uid: str, kinds: set[AlertKind], actor: 
     actions: list[str] = []
     with attributed_to(actor, where):
         if kinds & _REFUND_KINDS:
-            with rt.db.read() as session:
-                payment_id = session.scalar(select(Payment.id).where(Payment.imp_uid == imp_uid))
-            if payment_id is not None:
-                with payment_lease(rt, payment_id):
-                    settled = settle_open_attempts(rt, imp_uid=imp_uid, actor=actor)
-                actions.append(f"settled {settled} refund attempt(s) from PortOne's cancel history")
+            settled = settle_with_lease(rt, imp_uid=imp_uid, actor=actor)
+            actions.append(f"settled {settled} refund attempt(s) from PortOne's cancel history")
         try:
             verified = verify_payment(rt, imp_uid=imp_uid, source="reconcile")
         except NotFound:

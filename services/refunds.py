@@ -180,7 +180,10 @@ def _mark(
 
 
 def settle_open_attempts(rt: Runtime, *, imp_uid: str, actor: str = "system") -> int:
-    """Settle this payment's pending or unknown attempts by asking PortOne; returns how many."""
+    """Settle this payment's pending or unknown attempts by asking PortOne; returns how many.
+
+    The caller must hold the payment's lease (an attempt in flight would look unapplied);
+    from outside a refund, use `settle_with_lease`."""
     with rt.db.read() as session:
         open_ids = session.scalars(
             select(Refund.id)
@@ -196,6 +199,16 @@ def settle_open_attempts(rt: Runtime, *, imp_uid: str, actor: str = "system") ->
             _settle_from_portone(session, refund, fetched, actor=actor)
         apply_payment(session, fetched, source="refund")
     return len(open_ids)
+
+
+def settle_with_lease(rt: Runtime, *, imp_uid: str, actor: str = "system") -> int:
+    """Settle open attempts once no refund of this payment is in flight (takes the lease)."""
+    with rt.db.read() as session:
+        payment_id = session.scalar(select(Payment.id).where(Payment.imp_uid == imp_uid))
+    if payment_id is None:
+        return 0
+    with payment_lease(rt, payment_id):
+        return settle_open_attempts(rt, imp_uid=imp_uid, actor=actor)
 
 
 # -- refund ---------------------------------------------------------------------------------
