@@ -33,6 +33,7 @@ from services.config import Settings
 from services.errors import GatewayError, NotFound, PaymentsError
 from services.models import WebhookEvent, utcnow
 from services.payments import verify_payment
+from services.reconcile_rules import check_rejected_webhook
 from services.runtime import Runtime
 
 # The sandbox's public webhook secret (sandbox/v2_config.py), used in sandbox mode only.
@@ -232,4 +233,6 @@ def _finish(
         event.detail = _marker(webhook_id[:MAX_WEBHOOK_ID_LENGTH]) + (f"{reason}: " if reason else "") + detail
         event.verified = fetched
         event.processed_at = utcnow()
+        if result == V2WebhookResult.REJECTED:
+            check_rejected_webhook(session, event)
     return V2WebhookOutcome(event_id=event_id, result=result, detail=detail, reason=reason, payment_id=payment_id)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from services.models import Order, Payment, WebhookEvent
+from services.models import Alert, Order, Payment, WebhookEvent
 from services.orders import create_order
 from services.portone.v2 import PortOneV2Client
 from services.runtime import Runtime
@@ -114,6 +114,8 @@ def test_forged_tampered_stale_and_unsigned_deliveries_are_refused_and_recorded(
     events = _events(rt)
     assert len(events) == len(attempts) and {e.result for e in events} == {"rejected"}
     assert [e.detail.split("; ", 1)[1].split(":")[0] for e in events if e.detail] == [str(a[2]) for a in attempts]
+    with rt.db.read() as session:  # and reconciliation's rule raised them for ops to see
+        assert "webhook_unverified" in {a.kind for a in session.scalars(select(Alert))}
 
     # Refused deliveries of an id do not make its genuine delivery a replay.
     genuine = _deliver(rt, body, signed(body, webhook_id="msg_2"))
