@@ -11,7 +11,7 @@ import pytest
 
 from tests.factories import SandboxControl
 
-pytest_plugins = ["tests.postgres_server"]
+pytest_plugins = ["tests.postgres_server", "tests.reliability_report"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from services.models import Alert, Payment, Refund
@@ -12,6 +13,11 @@ from services.runtime import Runtime
 from tests.factories import SandboxControl, new_order
 
 
+@pytest.mark.reliability(
+    area="concurrency",
+    case="duplicate and out-of-order webhooks racing /complete for one payment",
+    outcome="one payment row, paid and verified; no refund, no alert",
+)
 def test_complete_and_webhooks_racing_record_one_payment(
     api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
 ) -> None:
@@ -40,6 +46,11 @@ def test_complete_and_webhooks_racing_record_one_payment(
         assert session.scalar(select(func.count()).select_from(Alert)) == 0
 
 
+@pytest.mark.reliability(
+    area="concurrency",
+    case="forged amount raced by webhooks",
+    outcome="cancelled at PortOne exactly once, alerted, never shown as paid",
+)
 def test_forgery_raced_by_webhooks_is_cancelled_once(
     api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
 ) -> None:
