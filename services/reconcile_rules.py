@@ -757,34 +757,48 @@ def _attribution(default_where: str) -> tuple[str, str]:
 def check_recorded(
     session: Session, fetched: GatewayPayment, applied: Applied, *, source: str, settings: Settings
 ) -> None:
-    """Run every rule on a payment just recorded from PortOne (inside the recording transaction).
+    """Run every rule on a payment just recorded from PortOne (inside the recording transaction)."""
+    check_recorded_many(session, [(fetched, applied)], source=source, settings=settings)
 
-    Our row was just copied from PortOne's answer, so a record-against-PortOne difference here can
-    only be a stale answer racing a newer one: such rules only ever resolve in real time.
+
+def check_recorded_many(
+    session: Session, recorded: Sequence[tuple[GatewayPayment, Applied]], *, source: str, settings: Settings
+) -> None:
+    """Run every rule on payments just recorded from PortOne, in the recording transaction.
+
+    Our rows were just copied from PortOne's answers, so a record-against-PortOne difference here
+    can only be a stale answer racing a newer one: such rules only ever resolve in real time.
     """
-    payment = applied.payment
-    ours = OurPayment.of(payment)
-    deliveries = load_deliveries(session, [fetched.imp_uid]).get(fetched.imp_uid, [])
-    if source == "webhook":
-        deliveries.append(Delivery(utcnow(), DeliveryResult.IN_PROGRESS))
-    same = (ours.status, ours.cancel_amount, ours.amount, ours.currency) == (
-        fetched.status,
-        fetched.cancel_amount,
-        fetched.amount,
-        fetched.currency,
-    )
-    order = applied.order
-    facts = Facts(
-        imp_uid=fetched.imp_uid,
-        ours=ours,
-        order=None if order is None else OurOrder(order.merchant_uid, order.amount, order.currency),
-        portone=fetched,
-        portone_checked=True,
-        comparable=same,
-        refunds=tuple(OurRefund.of(r) for r in payment.refunds),
-        deliveries=tuple(deliveries),
-    )
-    verdicts = evaluate(facts, RuleConfig.from_settings(settings), utcnow())
+    if not recorded:
+        return
+    deliveries_by_uid = load_deliveries(session, [fetched.imp_uid for fetched, _ in recorded])
+    cfg = RuleConfig.from_settings(settings)
+    now = utcnow()
+    verdicts: list[Verdict] = []
+    for fetched, applied in recorded:
+        payment = applied.payment
+        ours = OurPayment.of(payment)
+        deliveries = list(deliveries_by_uid.get(fetched.imp_uid, []))
+        if source == "webhook":
+            deliveries.append(Delivery(now, DeliveryResult.IN_PROGRESS))
+        same = (ours.status, ours.cancel_amount, ours.amount, ours.currency) == (
+            fetched.status,
+            fetched.cancel_amount,
+            fetched.amount,
+            fetched.currency,
+        )
+        order = applied.order
+        facts = Facts(
+            imp_uid=fetched.imp_uid,
+            ours=ours,
+            order=None if order is None else OurOrder(order.merchant_uid, order.amount, order.currency),
+            portone=fetched,
+            portone_checked=True,
+            comparable=same,
+            refunds=tuple(OurRefund.of(r) for r in payment.refunds),
+            deliveries=tuple(deliveries),
+        )
+        verdicts.extend(evaluate(facts, cfg, now))
     actor, where = _attribution(f"real-time check on {source}")
     write_verdicts(session, verdicts, actor=actor, where=where)
 
