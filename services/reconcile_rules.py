@@ -43,20 +43,20 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from services.alerts import SEVERITY, AlertKind
+from services.config import Settings
 from services.models import Alert, AlertStatus, AuditEntry, RefundStatus, WebhookEvent, utcnow
 from services.money import InvalidAmount, label
 from services.portone.types import GatewayPayment, PortOneStatus
 
 if TYPE_CHECKING:
-    from services.config import Settings
     from services.models import Payment, Refund
     from services.sync import Applied
 
-# Defaults; Settings fields of the same name (lower case, e.g. `reconcile_stuck_ready_hours`) win.
-STUCK_READY_HOURS = 72.0  # a virtual account unpaid this long is "stuck" (Chekar's vbank due date is 3 days)
-WEBHOOK_GAP_MINUTES = 10.0  # PortOne delivers within seconds and retries for a few minutes
-WEBHOOK_CLOCK_SKEW_SECONDS = 30.0  # PortOne's clock against ours
-MISSING_GRACE_MINUTES = 5.0  # a payment this fresh may still be on its way to /complete
+# Defaults of the thresholds (Settings.reconcile_*, where each is explained).
+STUCK_READY_HOURS = float(Settings.model_fields["reconcile_stuck_ready_hours"].default)
+WEBHOOK_GAP_MINUTES = float(Settings.model_fields["reconcile_webhook_gap_minutes"].default)
+WEBHOOK_CLOCK_SKEW_SECONDS = float(Settings.model_fields["reconcile_webhook_skew_seconds"].default)
+MISSING_GRACE_MINUTES = float(Settings.model_fields["reconcile_missing_grace_minutes"].default)
 SQL_IN_CHUNK = 500
 
 RULE_KINDS: tuple[AlertKind, ...] = (
@@ -87,14 +87,11 @@ class RuleConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuleConfig:
-        def number(name: str, default: float) -> float:
-            return float(getattr(settings, name, default))
-
         return cls(
-            stuck_ready_after=timedelta(hours=number("reconcile_stuck_ready_hours", STUCK_READY_HOURS)),
-            webhook_gap_delay=timedelta(minutes=number("reconcile_webhook_gap_minutes", WEBHOOK_GAP_MINUTES)),
-            webhook_clock_skew=timedelta(seconds=number("reconcile_webhook_skew_seconds", WEBHOOK_CLOCK_SKEW_SECONDS)),
-            missing_grace=timedelta(minutes=number("reconcile_missing_grace_minutes", MISSING_GRACE_MINUTES)),
+            stuck_ready_after=timedelta(hours=settings.reconcile_stuck_ready_hours),
+            webhook_gap_delay=timedelta(minutes=settings.reconcile_webhook_gap_minutes),
+            webhook_clock_skew=timedelta(seconds=settings.reconcile_webhook_skew_seconds),
+            missing_grace=timedelta(minutes=settings.reconcile_missing_grace_minutes),
             refund_pending_after=timedelta(seconds=settings.refund_lock_lease_seconds),
         )
 
