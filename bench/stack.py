@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -43,11 +44,15 @@ class Stack:
     api_url: str
     database_url: str
     env: dict[str, str]
+    sandbox_pid: int | None = None
+    api_pid: int | None = None  # for sampling its memory (bench/soak.py)
 
 
 @contextmanager
-def running_stack(database_url: str, *, api: bool = True) -> Iterator[Stack]:
-    """The sandbox (and our API, wired to it) as subprocesses; stopped on exit."""
+def running_stack(database_url: str, *, api: bool = True, log_dir: Path | None = None) -> Iterator[Stack]:
+    """The sandbox (and our API, wired to it) as subprocesses; stopped on exit.
+
+    With `log_dir`, each process's stderr goes to `<name>.log` there (else it is discarded)."""
     sandbox_port, api_port = free_port(), free_port()
     sandbox_url, api_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{api_port}"
     env = {
@@ -60,19 +65,35 @@ def running_stack(database_url: str, *, api: bool = True) -> Iterator[Stack]:
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": ROOT, "env": env}
     subprocess.run([sys.executable, "-m", "services", "migrate"], check=True, **quiet)  # noqa: S603
     processes: list[subprocess.Popen[bytes]] = []
+    logs: list[IO[bytes]] = []
+
+    def output(name: str) -> dict[str, object]:
+        if log_dir is None:
+            return quiet
+        logs.append((log_dir / f"{name}.log").open("ab"))
+        return {**quiet, "stderr": logs[-1]}
+
     try:
         sandbox = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "sandbox", "--port", str(sandbox_port), "--log-level", "warning"], **quiet
+            [sys.executable, "-m", "sandbox", "--port", str(sandbox_port), "--log-level", "warning"],
+            **output("sandbox"),
         )
         processes.append(sandbox)
         _wait(f"{sandbox_url}/sandbox/config", sandbox, "sandbox")
         if api:
             server = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "api", "--port", str(api_port), "--log-level", "warning"], **quiet
+                [sys.executable, "-m", "api", "--port", str(api_port), "--log-level", "warning"], **output("api")
             )
             processes.append(server)
             _wait(f"{api_url}/healthz", server, "api")
-        yield Stack(sandbox_url=sandbox_url, api_url=api_url, database_url=database_url, env=env)
+        yield Stack(
+            sandbox_url=sandbox_url,
+            api_url=api_url,
+            database_url=database_url,
+            env=env,
+            sandbox_pid=processes[0].pid,
+            api_pid=processes[1].pid if api else None,
+        )
     finally:
         for process in processes:
             process.terminate()
@@ -81,3 +102,6 @@ def running_stack(database_url: str, *, api: bool = True) -> Iterator[Stack]:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+        for log in logs:
+            log.close()
