@@ -45,6 +45,8 @@ from services.sync import apply_payment
 MAX_REASON_LENGTH = 500
 MAX_KEY_LENGTH = 200
 PENDING_AT_PORTONE = "cancel_requested"  # error_code of an attempt PortOne accepted as REQUESTED
+LEASE_FIRST_PAUSE = 0.02  # seconds between polls of a busy lease, doubling up to LEASE_MAX_PAUSE
+LEASE_MAX_PAUSE = 0.25
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def payment_lease(rt: Runtime, payment_id: int) -> Iterator[str]:
     """Hold the payment's refund lease; waits for another holder up to the configured time."""
     owner = uuid.uuid4().hex
     deadline = time.monotonic() + rt.settings.refund_lock_wait_seconds
+    pause = LEASE_FIRST_PAUSE
     while True:
         now = utcnow()
         with rt.db.write() as session:
@@ -112,7 +115,10 @@ def payment_lease(rt: Runtime, payment_id: int) -> Iterator[str]:
             break
         if time.monotonic() > deadline:
             raise Conflict("another refund of this payment is in progress; try again in a moment")
-        time.sleep(random.uniform(0.01, 0.05))  # noqa: S311 - jitter, not security
+        # Back off: every waiter polls with a write, so many waiters polling fast would take the
+        # CPU and connections the holder needs to finish.
+        time.sleep(random.uniform(pause / 2, pause))  # noqa: S311 - jitter, not security
+        pause = min(pause * 2, LEASE_MAX_PAUSE)
     try:
         yield owner
     finally:
