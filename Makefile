@@ -18,8 +18,10 @@ API_PORT ?= 8000
 SANDBOX_PORT ?= 8090
 DASHBOARD_PORT ?= 8501
 PYTEST_ARGS ?=
+SOAK_SECONDS ?= 600
+SOAK_DB ?= sqlite
 
-.PHONY: help venv run test lint format migrate bench bench-smoke reliability-table clean distclean
+.PHONY: help venv run test lint format migrate bench bench-smoke soak reliability-table clean distclean
 
 help:
 	@echo "make run       start sandbox :$(SANDBOX_PORT), API :$(API_PORT), dashboard :$(DASHBOARD_PORT) (demo data)"
@@ -28,6 +30,7 @@ help:
 	@echo "make format    ruff format and safe ruff fixes"
 	@echo "make bench     every benchmark at full size beside its peer; table in bench/results/latest.md"
 	@echo "make bench-smoke  the same at small sizes (CI runs it so the suite never rots)"
+	@echo "make soak      mixed load on API + sandbox for SOAK_SECONDS=$(SOAK_SECONDS) (SOAK_DB=sqlite|postgresql); bench/results/soak.json"
 	@echo "make reliability-table  README's reliability table from the last test run's results"
 	@echo "make migrate   upgrade the database (DATABASE_URL, default SQLite) to the latest schema"
 	@echo "make venv      create $(VENV) and install requirements-dev.txt (again only when requirements change)"
@@ -74,6 +77,9 @@ bench: venv
 
 bench-smoke: venv
 	$(PY) -m bench.run --smoke
+
+soak: venv
+	$(PY) -m bench.soak --seconds $(SOAK_SECONDS) --database $(SOAK_DB)
 
 clean:
 	find "$(CURDIR)" \( -path "$(CURDIR)/.git" -o -path "$(abspath $(VENV))" \) -prune -o -type d \
