@@ -18,6 +18,7 @@ API_PORT ?= 8000
 SANDBOX_PORT ?= 8090
 DASHBOARD_PORT ?= 8501
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help venv run test lint format migrate bench bench-smoke reliability-table clean distclean
 
@@ -26,7 +27,8 @@ help:
 	@echo "make test      run the test suite (PYTEST_ARGS=... to pass options)"
 	@echo "make lint      ruff check, ruff format --check, mypy services api"
 	@echo "make format    ruff format and safe ruff fixes"
-	@echo "make bench     every benchmark at full size beside its peer; table in bench/results/latest.md"
+	@echo "make bench     every benchmark at full size beside its peer; table in bench/results/latest.md and README"
+	@echo "               (BENCH_ARGS=\"--only export\" for some cases; about 15 minutes in all)"
 	@echo "make bench-smoke  the same at small sizes (CI runs it so the suite never rots)"
 	@echo "make reliability-table  README's reliability table from the last test run's results"
 	@echo "make migrate   upgrade the database (DATABASE_URL, default SQLite) to the latest schema"
@@ -70,10 +72,10 @@ migrate: venv
 	$(PY) -m services migrate
 
 bench: venv
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 bench-smoke: venv
-	$(PY) -m bench.run --smoke
+	$(PY) -m bench.run --smoke $(BENCH_ARGS)
 
 clean:
 	find "$(CURDIR)" \( -path "$(CURDIR)/.git" -o -path "$(abspath $(VENV))" \) -prune -o -type d \
