@@ -6,6 +6,7 @@ Request bodies with money are parsed with Decimal (never float).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ from services.errors import (
 from services.models import RefundStatus
 from services.portone.types import PortOneStatus
 from services.runtime import Runtime, build_runtime
+from services.webhook_batcher import WebhookBatcher
 
 log = logging.getLogger("chekar.api")
 MAX_JSON_BODY = 16 * 1024
@@ -117,7 +119,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
         app.state.runtime = runtime or build_runtime()
+        app.state.webhook_batcher = WebhookBatcher(app.state.runtime)
         yield
+        app.state.webhook_batcher.close()
         if owned:
             app.state.runtime.close()
 
@@ -225,13 +229,11 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         allowed = runtime.settings.webhook_allowed_ips
         if allowed and source_ip not in allowed:
             return error(403, "forbidden", "webhooks are accepted only from PortOne's addresses")
-        outcome = await _in_thread(
-            webhooks.receive,
-            runtime,
-            body=raw,
-            content_type=request.headers.get("content-type", ""),
-            source_ip=source_ip,
+        delivery = webhooks.Delivery(
+            body=raw, content_type=request.headers.get("content-type", ""), source_ip=source_ip
         )
+        batcher: WebhookBatcher = request.app.state.webhook_batcher
+        outcome = await asyncio.wrap_future(batcher.submit(delivery))
         status = {
             webhooks.WebhookResult.PROCESSED: 200,
             webhooks.WebhookResult.REJECTED: 400,

@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import aiohttp
 import httpx
 from sqlalchemy import func, insert, select
 
@@ -82,26 +83,28 @@ def seed(sandbox_url: str, database_url: str, count: int, rng: random.Random) ->
 
 
 async def deliver(api_url: str, bodies: list[dict[str, str]], concurrency: int) -> IngestResult:
-    queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
+    """POST every body with `concurrency` connections kept alive.
+
+    The driver is aiohttp: httpx's async client spends about 2 ms of CPU per request here, which on
+    a 2-core machine would measure the driver rather than the API.
+    """
+    pending = list(reversed(bodies))
     failures = 0
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal failures
-        while True:
-            try:
-                body = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            response = await client.post("/portone/webhook", json=body)
-            if response.status_code >= 300:
-                failures += 1
+        while pending:
+            body = pending.pop()
+            async with session.post("/portone/webhook", json=body) as response:
+                await response.read()
+                if response.status >= 300:
+                    failures += 1
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(base_url=api_url, connector=connector, timeout=timeout) as session:
         started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         seconds = time.perf_counter() - started
     return IngestResult(len(bodies), concurrency, seconds, len(bodies) / seconds, failures)
 

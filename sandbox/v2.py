@@ -347,12 +347,22 @@ async def cancel_payment(rt: V2Runtime, request: Request) -> Response:
             if body.get(name) is not None:
                 _int(body[name], name, minimum=0)
         skip_webhook = body.get("skipWebhook") is True
-        result = apply_cancel(rt, payment_id, amount=amount, checksum=checksum, reason=reason, trigger="API")
+        deferred = rt.holder.decrement("cancel_requested_next")
+        result = apply_cancel(
+            rt, payment_id, amount=amount, checksum=checksum, reason=reason, trigger="API", deferred=deferred
+        )
     except V2Error as exc:
         entry.update(outcome="refused" if exc.status == 409 or exc.status == 404 else "invalid", type=exc.type)
         rt.calls.add_cancel(entry)
         raise
     p, cancellation = result
+    base = str(request.base_url).rstrip("/")
+    if deferred:
+        entry.update(outcome="requested", amount=cancellation.total_amount, cancellation_id=cancellation.id)
+        rt.calls.add_cancel(entry)
+        if rt.config.webhook_on_api_cancel and not skip_webhook:
+            rt.emit(p, event="api_cancel", type_="Transaction.CancelPending", cancellation_id=cancellation.id)
+        return JSONResponse({"cancellation": render_cancellation(cancellation, p.id, base, status="REQUESTED")})
     entry.update(outcome="applied", amount=cancellation.total_amount, cancellation_id=cancellation.id)
     hang = rt.config.cancel_hang_seconds if rt.holder.decrement("cancel_timeout_after_apply") else None
     entry["response_delayed_seconds"] = hang
@@ -363,14 +373,23 @@ async def cancel_payment(rt: V2Runtime, request: Request) -> Response:
     if hang:
         # Applied, but the answer comes too late: the client's outcome is unknown.
         await sleep_unless(rt.stopping, hang)
-    base = str(request.base_url).rstrip("/")
     return JSONResponse({"cancellation": render_cancellation(cancellation, p.id, base)})
 
 
 def apply_cancel(
-    rt: V2Runtime, payment_id: str, *, amount: int | None, checksum: int | None, reason: str, trigger: str
+    rt: V2Runtime,
+    payment_id: str,
+    *,
+    amount: int | None,
+    checksum: int | None,
+    reason: str,
+    trigger: str,
+    deferred: bool = False,
 ) -> tuple[V2Payment, V2Cancellation]:
-    """Validate and apply one (partial) cancel atomically; raises V2Error for a refusal."""
+    """Validate and apply one (partial) cancel atomically; raises V2Error for a refusal.
+
+    `deferred`: accept it as REQUESTED and keep it pending (see `complete_pending_cancellations`).
+    """
     with rt.store.lock:
         p = rt.store.get(payment_id)
         if p is None:
@@ -405,15 +424,40 @@ def apply_cancel(
             trigger=trigger,
         )
 
+        if deferred:
+            rt.store.update(p, lambda pay: pay.pending_cancellations.append(cancellation))
+        else:
+            rt.store.update(p, lambda pay: _cancel(pay, cancellation, now))
+        return p, cancellation
+
+
+def _cancel(pay: V2Payment, cancellation: V2Cancellation, now: int) -> None:
+    pay.cancelled += cancellation.total_amount
+    pay.cancellations.append(cancellation)
+    pay.cancelled_at = now
+    pay.updated_at = pay.status_changed_at = now
+    pay.status = "CANCELLED" if pay.cancelled >= pay.total else "PARTIAL_CANCELLED"
+
+
+def complete_pending_cancellations(rt: V2Runtime, payment_id: str) -> tuple[V2Payment, list[V2Cancellation]]:
+    """The PG finished the REQUESTED cancels: each one that still fits the remainder is applied."""
+    with rt.store.lock:
+        p = rt.store.get(payment_id)
+        if p is None:
+            raise V2Error(404, "PAYMENT_NOT_FOUND", f"결제 건이 존재하지 않습니다: {payment_id}")
+        done: list[V2Cancellation] = []
+
         def mutate(pay: V2Payment) -> None:
-            pay.cancelled += value
-            pay.cancellations.append(cancellation)
-            pay.cancelled_at = now
-            pay.updated_at = pay.status_changed_at = now
-            pay.status = "CANCELLED" if pay.cancelled >= pay.total else "PARTIAL_CANCELLED"
+            for cancellation in pay.pending_cancellations:
+                if cancellation.total_amount <= pay.cancellable:
+                    now = now_ms()
+                    cancellation.cancelled_at = now
+                    _cancel(pay, cancellation, now)
+                    done.append(cancellation)
+            pay.pending_cancellations = []
 
         rt.store.update(p, mutate)
-        return p, cancellation
+        return p, done
 
 
 async def pre_register(rt: V2Runtime, request: Request) -> Response:

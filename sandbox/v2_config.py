@@ -41,6 +41,9 @@ class V2Config(BaseModel):
     fault_body: Literal["json", "html"] = "json"  # html: a proxy's 502 page, not JSON
     cancel_timeout_after_apply: int = Field(0, ge=0)
     cancel_hang_seconds: float = Field(10.0, ge=0)
+    # The next N API cancels are accepted as REQUESTED (an asynchronous cancel, as some PGs do):
+    # nothing changes until POST /sandbox/v2/payments/{id}/pending-cancellations/complete.
+    cancel_requested_next: int = Field(0, ge=0)
 
     def resolved_api_secret(self) -> str:
         return self.api_secret or os.environ.get("PORTONE_V2_API_SECRET") or DEFAULT_V2_API_SECRET
@@ -79,7 +82,7 @@ class V2ConfigHolder:
             self._current = V2Config.model_validate({**self._current.model_dump(), **patch})
             return self._current
 
-    def decrement(self, name: Literal["fail_next", "cancel_timeout_after_apply"]) -> bool:
+    def decrement(self, name: Literal["fail_next", "cancel_timeout_after_apply", "cancel_requested_next"]) -> bool:
         with self._lock:
             value = getattr(self._current, name)
             if value <= 0:

@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, Response
 from sandbox import money
 from sandbox.http import BadRequest, JSONResponse, opt_str, read_params
 from sandbox.money import AmountError, currency_decimals, parse_amount
-from sandbox.v2 import V2Error, V2Runtime, apply_cancel
+from sandbox.v2 import V2Error, V2Runtime, apply_cancel, complete_pending_cancellations
 from sandbox.v2_checkout import deposit_v2, perform_checkout_v2
 
 # The webhook type for a payment's current status (POST /sandbox/v2/webhooks/send).
@@ -102,6 +102,19 @@ def register(app: FastAPI, rt: V2Runtime) -> None:  # noqa: C901 - a flat list o
                 "webhooks": [d.webhook_id for d in deliveries],
             }
         )
+
+    @app.post("/sandbox/v2/payments/{payment_id}/pending-cancellations/complete", tags=["sandbox v2"])
+    async def complete_pending(payment_id: str, request: Request) -> Response:
+        """The PG finishes the cancels accepted as REQUESTED (config cancel_requested_next)."""
+        try:
+            p, done = complete_pending_cancellations(rt, payment_id)
+        except V2Error as exc:
+            return JSONResponse({"error": exc.message, "type": exc.type}, status_code=exc.status)
+        for cancellation in done:
+            kind = "Transaction.Cancelled" if p.status == "CANCELLED" else "Transaction.PartialCancelled"
+            rt.emit(p, event="api_cancel", type_=kind, cancellation_id=cancellation.id)
+        with rt.store.lock:
+            return JSONResponse({"completed": [c.id for c in done], "payment": rt.render(p, request)})
 
     @app.post("/sandbox/v2/payments/{payment_id}/deposit", tags=["sandbox v2"])
     async def deposit(payment_id: str, request: Request) -> Response:

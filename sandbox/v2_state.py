@@ -102,6 +102,7 @@ class V2Payment:
     failure: dict[str, str] | None = None
     virtual_account: dict[str, Any] | None = None
     cancellations: list[V2Cancellation] = field(default_factory=list)
+    pending_cancellations: list[V2Cancellation] = field(default_factory=list)  # REQUESTED, not applied
     notice_urls: list[str] = field(default_factory=list)
     custom_data: str | None = None
     user_agent: str | None = None
@@ -265,9 +266,22 @@ def _channel(p: V2Payment) -> dict[str, Any]:
     }
 
 
-def render_cancellation(c: V2Cancellation, payment_id: str, base_url: str) -> dict[str, Any]:
+def render_cancellation(
+    c: V2Cancellation, payment_id: str, base_url: str, *, status: str = "SUCCEEDED"
+) -> dict[str, Any]:
+    if status == "REQUESTED":  # RequestedPaymentCancellation: not cancelled yet, no receipt
+        return {
+            "status": status,
+            "id": c.id,
+            "totalAmount": c.total_amount,
+            "taxFreeAmount": 0,
+            "vatAmount": c.vat_amount,
+            "reason": c.reason,
+            "requestedAt": rfc3339(c.requested_at),
+            "trigger": c.trigger,
+        }
     return {
-        "status": "SUCCEEDED",
+        "status": status,
         "id": c.id,
         "pgCancellationId": c.pg_cancellation_id,
         "totalAmount": c.total_amount,

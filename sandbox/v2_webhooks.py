@@ -12,21 +12,19 @@ with portone-server-sdk checks two independent implementations against each othe
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import itertools
 import json
 import secrets
-import threading
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from sandbox.delivery import DeliveryLoop
 from sandbox.v2_config import V2ConfigHolder
 
 WEBHOOK_VERSION = "2024-04-25"
@@ -85,16 +83,15 @@ class V2Delivery:
         }
 
 
-class V2WebhookDispatcher:
+class V2WebhookDispatcher(DeliveryLoop[V2Delivery]):
     """Signed deliveries as asyncio tasks on the server loop, retried after the configured delays."""
 
+    user_agent = "PortOne-V2-Sandbox-Webhook"
+
     def __init__(self, holder: V2ConfigHolder) -> None:
+        super().__init__()
         self._holder = holder
-        self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._deliveries: list[V2Delivery] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
 
     def emit(
         self,
@@ -141,70 +138,15 @@ class V2WebhookDispatcher:
         with self._lock:
             return [d.view() for d in self._deliveries if payment_id is None or d.payment_id == payment_id]
 
-    async def _deliver(self, d: V2Delivery) -> None:
-        for attempt in range(1 + len(d.retry_delays_ms)):
-            if attempt > 0:
-                d.state = "retrying"
-                await asyncio.sleep(d.retry_delays_ms[attempt - 1] / 1000)
-            if await self._attempt(d, attempt):
-                return
-
-    async def _attempt(self, d: V2Delivery, attempt: int) -> bool:
-        assert d.url is not None
+    async def _post(self, client: httpx.AsyncClient, d: V2Delivery, record: dict[str, Any]) -> httpx.Response:
         cfg = self._holder.current
         headers = signed_headers(cfg.resolved_webhook_secret(), d.webhook_id, d.body)
-        d.state = "sending"
-        started = time.time()
-        record: dict[str, Any] = {"attempt": attempt + 1, "at": started, "headers": dict(headers)}
-        try:
-            client = self._get_client()
-            resp = await client.post(
-                d.url, content=d.body.encode(), headers=headers, timeout=cfg.webhook_timeout_seconds
-            )
-            record["status_code"] = resp.status_code
-            ok = 200 <= resp.status_code < 300
-            if not ok:
-                record["error"] = f"HTTP {resp.status_code}"
-        except httpx.HTTPError as exc:
-            ok = False
-            record["status_code"] = None
-            record["error"] = f"{type(exc).__name__}: {exc}"
-        record["duration_ms"] = round((time.time() - started) * 1000, 1)
-        d.attempts.append(record)
-        if ok:
-            d.state = "delivered"
-        elif attempt >= len(d.retry_delays_ms):
-            d.state = "failed"
-        return ok
-
-    def _get_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(headers={"User-Agent": "PortOne-V2-Sandbox-Webhook"}, trust_env=False)
-        return self._client
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def cancel_all(self) -> None:
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        with self._lock:
-            for d in self._deliveries:
-                if d.state in ("pending", "sending", "retrying"):
-                    d.state = "cancelled"
+        record["headers"] = dict(headers)
+        return await client.post(
+            d.url or "", content=d.body.encode(), headers=headers, timeout=cfg.webhook_timeout_seconds
+        )
 
     async def reset(self) -> None:
         await self.cancel_all()
         with self._lock:
             self._deliveries.clear()
-
-    async def aclose(self) -> None:
-        await self.cancel_all()
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()

@@ -10,18 +10,16 @@ sandbox uses short, configurable delays instead).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import random
-import threading
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 
 from sandbox.config import ConfigHolder
+from sandbox.delivery import DeliveryLoop
 
 FlushOrder = Literal["fifo", "reverse", "shuffle"]
 
@@ -57,15 +55,14 @@ class Delivery:
         }
 
 
-class WebhookDispatcher:
+class WebhookDispatcher(DeliveryLoop[Delivery]):
+    user_agent = "PortOne-V1-Sandbox-Webhook"
+
     def __init__(self, holder: ConfigHolder) -> None:
+        super().__init__()
         self._holder = holder
-        self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._deliveries: list[Delivery] = []
         self._held: list[Delivery] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
         self._rng = random.Random()
         self.reseed(holder.current.seed)
 
@@ -144,78 +141,16 @@ class WebhookDispatcher:
             if not await self._attempt(d, 0):
                 self._spawn(self._deliver(d, first_attempt=1))
 
-    async def _deliver(self, d: Delivery, first_attempt: int) -> None:
-        for attempt in range(first_attempt, 1 + len(d.retry_delays_ms)):
-            if attempt > 0:
-                d.state = "retrying"
-                await asyncio.sleep(d.retry_delays_ms[attempt - 1] / 1000)
-            if await self._attempt(d, attempt):
-                return
-
-    async def _attempt(self, d: Delivery, attempt: int) -> bool:
-        """One POST; True when delivered. Marks ``failed`` after the last attempt."""
-        assert d.url is not None
-        d.state = "sending"
-        started = time.time()
-        record: dict[str, Any] = {"attempt": attempt + 1, "at": started}
-        try:
-            client = self._get_client()
-            timeout = self._holder.current.webhook_timeout_seconds
-            if d.content_type == "form":
-                resp = await client.post(d.url, data=d.body, timeout=timeout)
-            else:
-                resp = await client.post(d.url, json=d.body, timeout=timeout)
-            record["status_code"] = resp.status_code
-            ok = 200 <= resp.status_code < 300
-            if not ok:
-                record["error"] = f"HTTP {resp.status_code}"
-        except httpx.HTTPError as exc:
-            ok = False
-            record["status_code"] = None
-            record["error"] = f"{type(exc).__name__}: {exc}"
-        record["duration_ms"] = round((time.time() - started) * 1000, 1)
-        d.attempts.append(record)
-        if ok:
-            d.state = "delivered"
-        elif attempt >= len(d.retry_delays_ms):
-            d.state = "failed"
-        return ok
-
-    def _get_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                headers={"User-Agent": "PortOne-V1-Sandbox-Webhook"},
-                trust_env=False,
-            )
-        return self._client
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _post(self, client: httpx.AsyncClient, d: Delivery, record: dict[str, Any]) -> httpx.Response:
+        timeout = self._holder.current.webhook_timeout_seconds
+        if d.content_type == "form":
+            return await client.post(d.url or "", data=d.body, timeout=timeout)
+        return await client.post(d.url or "", json=d.body, timeout=timeout)
 
     # ---- lifecycle -------------------------------------------------------
-    async def cancel_all(self) -> None:
-        """Cancel in-flight deliveries (reset/shutdown)."""
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        with self._lock:
-            for d in self._deliveries:
-                if d.state in ("pending", "sending", "retrying"):
-                    d.state = "cancelled"
-
     async def reset(self) -> None:
         await self.cancel_all()
         with self._lock:
             self._deliveries.clear()
             self._held.clear()
         self.reseed(self._holder.current.seed)
-
-    async def aclose(self) -> None:
-        await self.cancel_all()
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     export_link_secret: SecretStr = SecretStr(SANDBOX_EXPORT_SECRET)
     export_link_ttl_seconds: int = 300
     export_stream_threshold_rows: int = 200_000
+    # Reconciliation: when a difference counts, and how hard a run may press PortOne.
+    reconcile_stuck_ready_hours: float = Field(72.0, gt=0)  # Chekar's virtual-account due date is 3 days
+    reconcile_webhook_gap_minutes: float = Field(10.0, gt=0)  # PortOne delivers in seconds, retries for minutes
+    reconcile_webhook_skew_seconds: float = Field(30.0, ge=0)  # PortOne's clock against ours
+    reconcile_missing_grace_minutes: float = Field(5.0, ge=0)  # a payment this fresh may be on its way to /complete
+    reconcile_max_requests_per_second: float = Field(20.0, ge=0)  # 0 = unpaced
+    reconcile_concurrency: int = Field(4, ge=1, le=32)
 
     @classmethod
     def settings_customise_sources(

@@ -79,3 +79,8 @@ class GatewayUnavailable(GatewayError):
 
 class OutcomeUnknown(GatewayError):
     """A write (cancel) whose answer never came: it may have been applied."""
+
+
+class CancellationPending(OutcomeUnknown):
+    """PortOne accepted the cancel as REQUESTED (V2, an asynchronous PG cancel): it will succeed or
+    fail later, and until it shows as SUCCEEDED the payment read back does not show it at all."""

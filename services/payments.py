@@ -7,22 +7,24 @@ never shown as paid.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from services import audit, money
 from services.alerts import AlertKind, raise_alert
 from services.errors import ForgeryDetected, GatewayNotFound, InvalidRequest, NotFound
 from services.models import Order, Payment
 from services.portone.types import GatewayPayment, PortOneStatus
-from services.reconcile_rules import check_recorded
+from services.reconcile_rules import check_recorded, check_recorded_many
 from services.refunds import refund
 from services.runtime import Runtime
-from services.sync import apply_payment
+from services.sync import Applied, apply_payment, load_for_apply
 
 RACE_RETRIES = 3
 FORGERY_ACTOR = "system:forgery-guard"
@@ -58,46 +60,78 @@ def _verification(fetched: GatewayPayment, *, has_order: bool, forgery: bool) ->
     )
 
 
+def _judge(session: Session, fetched: GatewayPayment, applied: Applied) -> tuple[bool, bool]:
+    """Alert what a just-recorded payment shows about its order; returns (has_order, forgery)."""
+    order = applied.order
+    if order is None:
+        raise_alert(
+            session,
+            kind=AlertKind.PAYMENT_WITHOUT_ORDER,
+            imp_uid=fetched.imp_uid,
+            merchant_uid=fetched.merchant_uid,
+            message=f"PortOne has a payment for merchant_uid {fetched.merchant_uid!r}, which is not our order",
+            portone_value=f"{money.label(fetched.amount, fetched.currency)} {fetched.status}",
+        )
+        return False, False
+    forgery = not applied.matches_order and fetched.status in (PortOneStatus.PAID, PortOneStatus.CANCELLED)
+    if forgery:
+        raise_alert(
+            session,
+            kind=AlertKind.AMOUNT_MISMATCH,
+            imp_uid=fetched.imp_uid,
+            merchant_uid=fetched.merchant_uid,
+            message="paid amount or currency differs from the order: cancelled at PortOne",
+            db_value=money.label(order.amount, order.currency),
+            portone_value=money.label(fetched.amount, fetched.currency),
+        )
+    return True, forgery
+
+
 def _record(rt: Runtime, fetched: GatewayPayment, source: str) -> tuple[bool, bool]:
     """Apply PortOne's record and raise what it shows; returns (has_order, forgery)."""
     with rt.db.write() as session:
         applied = apply_payment(session, fetched, source=source)
         check_recorded(session, fetched, applied, source=source, settings=rt.settings)
-        order = applied.order
-        if order is None:
-            raise_alert(
-                session,
-                kind=AlertKind.PAYMENT_WITHOUT_ORDER,
-                imp_uid=fetched.imp_uid,
-                merchant_uid=fetched.merchant_uid,
-                message=f"PortOne has a payment for merchant_uid {fetched.merchant_uid!r}, which is not our order",
-                portone_value=f"{money.label(fetched.amount, fetched.currency)} {fetched.status}",
-            )
-            return False, False
-        forgery = not applied.matches_order and fetched.status in (PortOneStatus.PAID, PortOneStatus.CANCELLED)
-        if forgery:
-            raise_alert(
-                session,
-                kind=AlertKind.AMOUNT_MISMATCH,
-                imp_uid=fetched.imp_uid,
-                merchant_uid=fetched.merchant_uid,
-                message="paid amount or currency differs from the order: cancelled at PortOne",
-                db_value=money.label(order.amount, order.currency),
-                portone_value=money.label(fetched.amount, fetched.currency),
-            )
-        return True, forgery
+        return _judge(session, fetched, applied)
 
 
 def _record_racing(rt: Runtime, fetched: GatewayPayment, source: str) -> tuple[bool, bool]:
     """A /complete and webhooks for a new payment may insert it at the same moment (PostgreSQL):
     the loser of the unique-key race simply applies again onto the winner's row."""
-    for attempt in range(RACE_RETRIES):
+    for _ in range(RACE_RETRIES - 1):
         try:
             return _record(rt, fetched, source)
         except IntegrityError:
-            if attempt == RACE_RETRIES - 1:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    return _record(rt, fetched, source)
+
+
+def record_many(rt: Runtime, fetched: Sequence[GatewayPayment], source: str) -> dict[str, tuple[bool, bool]]:
+    """Record several payments fetched together in one transaction (webhook bursts).
+
+    The rows are loaded and locked in bulk, orders before payments as in `apply_payment`. If a
+    concurrent writer wins a unique-key race, the batch is rolled back and recorded one by one.
+    Returns (has_order, forgery) per imp_uid.
+    """
+    latest = {payment.imp_uid: payment for payment in fetched}
+    try:
+        with rt.db.write() as session:
+            rows = load_for_apply(session, list(latest.values()))
+            recorded = [
+                (payment, apply_payment(session, payment, source=source, rows=rows)) for payment in latest.values()
+            ]
+            rows.insert_snapshots(session)
+            check_recorded_many(session, recorded, source=source, settings=rt.settings)
+            return {payment.imp_uid: _judge(session, payment, applied) for payment, applied in recorded}
+    except IntegrityError:
+        return {imp_uid: _record_racing(rt, payment, source) for imp_uid, payment in latest.items()}
+
+
+def cancel_if_forged(rt: Runtime, fetched: GatewayPayment, *, forgery: bool) -> GatewayPayment:
+    """A paid forgery is cancelled once; returns PortOne's record afterwards."""
+    if forgery and fetched.status == PortOneStatus.PAID:
+        return _cancel_forgery(rt, fetched)
+    return fetched
 
 
 def verify_payment(rt: Runtime, *, imp_uid: str, source: str, expected_merchant_uid: str | None = None) -> Verification:
@@ -109,11 +143,13 @@ def verify_payment(rt: Runtime, *, imp_uid: str, source: str, expected_merchant_
     if expected_merchant_uid is not None and fetched.merchant_uid != expected_merchant_uid:
         raise InvalidRequest(f"payment {imp_uid!r} belongs to another order, not {expected_merchant_uid!r}")
     has_order, forgery = _record_racing(rt, fetched, source)
+    return verification_after_record(rt, fetched, has_order=has_order, forgery=forgery)
+
+
+def verification_after_record(rt: Runtime, fetched: GatewayPayment, *, has_order: bool, forgery: bool) -> Verification:
     if not has_order:
         return _verification(fetched, has_order=False, forgery=False)
-    if forgery and fetched.status == PortOneStatus.PAID:
-        fetched = _cancel_forgery(rt, fetched)
-    return _verification(fetched, has_order=True, forgery=forgery)
+    return _verification(cancel_if_forged(rt, fetched, forgery=forgery), has_order=True, forgery=forgery)
 
 
 def _cancel_forgery(rt: Runtime, fetched: GatewayPayment) -> GatewayPayment:

@@ -47,6 +47,7 @@ from sqlalchemy.types import NullType
 from services import audit
 from services.access import Actor, Permission, require
 from services.alerts import AlertKind
+from services.config import Settings
 from services.errors import Conflict, GatewayRejected, InvalidRequest, NotFound
 from services.models import Alert, AlertStatus, Order, Payment, Refund, WebhookEvent, utcnow
 from services.payments import verify_payment
@@ -88,9 +89,9 @@ from services.sync import apply_payment, lock_payment
 
 __all__ = ["EngineOptions", "Progress", "RepairResult", "list_runs", "repair", "start_run"]
 
-# Defaults; Settings fields of the same name (lower case, e.g. `reconcile_max_requests_per_second`) win.
-MAX_REQUESTS_PER_SECOND = 20.0  # PortOne-friendly pacing of every call a run makes; 0 = unpaced
-CONCURRENCY = 4  # PortOne calls in flight at once
+# Defaults of Settings.reconcile_max_requests_per_second and .reconcile_concurrency.
+MAX_REQUESTS_PER_SECOND = float(Settings.model_fields["reconcile_max_requests_per_second"].default)
+CONCURRENCY = int(Settings.model_fields["reconcile_concurrency"].default)
 PAGE_SIZE = 1000  # PortOne's maximum `limit`
 SLICE_PAYMENTS = 5_000  # payments per slice: the checkpoint step and the memory bound
 MAX_WINDOW_SECONDS = 90 * 86400  # PortOne lists at most 90 days per request
@@ -124,12 +125,10 @@ class EngineOptions:
     rules: RuleConfig | None = None  # None: RuleConfig.from_settings
 
     @classmethod
-    def from_settings(cls, settings: Any) -> EngineOptions:
+    def from_settings(cls, settings: Settings) -> EngineOptions:
         return cls(
-            max_requests_per_second=float(
-                getattr(settings, "reconcile_max_requests_per_second", MAX_REQUESTS_PER_SECOND)
-            ),
-            concurrency=int(getattr(settings, "reconcile_concurrency", CONCURRENCY)),
+            max_requests_per_second=settings.reconcile_max_requests_per_second,
+            concurrency=settings.reconcile_concurrency,
         )
 
 

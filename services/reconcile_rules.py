@@ -43,20 +43,20 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from services.alerts import SEVERITY, AlertKind
+from services.config import Settings
 from services.models import Alert, AlertStatus, AuditEntry, RefundStatus, WebhookEvent, utcnow
 from services.money import InvalidAmount, label
 from services.portone.types import GatewayPayment, PortOneStatus
 
 if TYPE_CHECKING:
-    from services.config import Settings
     from services.models import Payment, Refund
     from services.sync import Applied
 
-# Defaults; Settings fields of the same name (lower case, e.g. `reconcile_stuck_ready_hours`) win.
-STUCK_READY_HOURS = 72.0  # a virtual account unpaid this long is "stuck" (Chekar's vbank due date is 3 days)
-WEBHOOK_GAP_MINUTES = 10.0  # PortOne delivers within seconds and retries for a few minutes
-WEBHOOK_CLOCK_SKEW_SECONDS = 30.0  # PortOne's clock against ours
-MISSING_GRACE_MINUTES = 5.0  # a payment this fresh may still be on its way to /complete
+# Defaults of the thresholds (Settings.reconcile_*, where each is explained).
+STUCK_READY_HOURS = float(Settings.model_fields["reconcile_stuck_ready_hours"].default)
+WEBHOOK_GAP_MINUTES = float(Settings.model_fields["reconcile_webhook_gap_minutes"].default)
+WEBHOOK_CLOCK_SKEW_SECONDS = float(Settings.model_fields["reconcile_webhook_skew_seconds"].default)
+MISSING_GRACE_MINUTES = float(Settings.model_fields["reconcile_missing_grace_minutes"].default)
 SQL_IN_CHUNK = 500
 
 RULE_KINDS: tuple[AlertKind, ...] = (
@@ -87,14 +87,11 @@ class RuleConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuleConfig:
-        def number(name: str, default: float) -> float:
-            return float(getattr(settings, name, default))
-
         return cls(
-            stuck_ready_after=timedelta(hours=number("reconcile_stuck_ready_hours", STUCK_READY_HOURS)),
-            webhook_gap_delay=timedelta(minutes=number("reconcile_webhook_gap_minutes", WEBHOOK_GAP_MINUTES)),
-            webhook_clock_skew=timedelta(seconds=number("reconcile_webhook_skew_seconds", WEBHOOK_CLOCK_SKEW_SECONDS)),
-            missing_grace=timedelta(minutes=number("reconcile_missing_grace_minutes", MISSING_GRACE_MINUTES)),
+            stuck_ready_after=timedelta(hours=settings.reconcile_stuck_ready_hours),
+            webhook_gap_delay=timedelta(minutes=settings.reconcile_webhook_gap_minutes),
+            webhook_clock_skew=timedelta(seconds=settings.reconcile_webhook_skew_seconds),
+            missing_grace=timedelta(minutes=settings.reconcile_missing_grace_minutes),
             refund_pending_after=timedelta(seconds=settings.refund_lock_lease_seconds),
         )
 
@@ -757,34 +754,48 @@ def _attribution(default_where: str) -> tuple[str, str]:
 def check_recorded(
     session: Session, fetched: GatewayPayment, applied: Applied, *, source: str, settings: Settings
 ) -> None:
-    """Run every rule on a payment just recorded from PortOne (inside the recording transaction).
+    """Run every rule on a payment just recorded from PortOne (inside the recording transaction)."""
+    check_recorded_many(session, [(fetched, applied)], source=source, settings=settings)
 
-    Our row was just copied from PortOne's answer, so a record-against-PortOne difference here can
-    only be a stale answer racing a newer one: such rules only ever resolve in real time.
+
+def check_recorded_many(
+    session: Session, recorded: Sequence[tuple[GatewayPayment, Applied]], *, source: str, settings: Settings
+) -> None:
+    """Run every rule on payments just recorded from PortOne, in the recording transaction.
+
+    Our rows were just copied from PortOne's answers, so a record-against-PortOne difference here
+    can only be a stale answer racing a newer one: such rules only ever resolve in real time.
     """
-    payment = applied.payment
-    ours = OurPayment.of(payment)
-    deliveries = load_deliveries(session, [fetched.imp_uid]).get(fetched.imp_uid, [])
-    if source == "webhook":
-        deliveries.append(Delivery(utcnow(), DeliveryResult.IN_PROGRESS))
-    same = (ours.status, ours.cancel_amount, ours.amount, ours.currency) == (
-        fetched.status,
-        fetched.cancel_amount,
-        fetched.amount,
-        fetched.currency,
-    )
-    order = applied.order
-    facts = Facts(
-        imp_uid=fetched.imp_uid,
-        ours=ours,
-        order=None if order is None else OurOrder(order.merchant_uid, order.amount, order.currency),
-        portone=fetched,
-        portone_checked=True,
-        comparable=same,
-        refunds=tuple(OurRefund.of(r) for r in payment.refunds),
-        deliveries=tuple(deliveries),
-    )
-    verdicts = evaluate(facts, RuleConfig.from_settings(settings), utcnow())
+    if not recorded:
+        return
+    deliveries_by_uid = load_deliveries(session, [fetched.imp_uid for fetched, _ in recorded])
+    cfg = RuleConfig.from_settings(settings)
+    now = utcnow()
+    verdicts: list[Verdict] = []
+    for fetched, applied in recorded:
+        payment = applied.payment
+        ours = OurPayment.of(payment)
+        deliveries = list(deliveries_by_uid.get(fetched.imp_uid, []))
+        if source == "webhook":
+            deliveries.append(Delivery(now, DeliveryResult.IN_PROGRESS))
+        same = (ours.status, ours.cancel_amount, ours.amount, ours.currency) == (
+            fetched.status,
+            fetched.cancel_amount,
+            fetched.amount,
+            fetched.currency,
+        )
+        order = applied.order
+        facts = Facts(
+            imp_uid=fetched.imp_uid,
+            ours=ours,
+            order=None if order is None else OurOrder(order.merchant_uid, order.amount, order.currency),
+            portone=fetched,
+            portone_checked=True,
+            comparable=same,
+            refunds=tuple(OurRefund.of(r) for r in payment.refunds),
+            deliveries=tuple(deliveries),
+        )
+        verdicts.extend(evaluate(facts, cfg, now))
     actor, where = _attribution(f"real-time check on {source}")
     write_verdicts(session, verdicts, actor=actor, where=where)
 

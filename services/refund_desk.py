@@ -137,14 +137,14 @@ class BulkInputRow:
 class BulkPreviewRow:
     line: int
     identifier: str
-    imp_uid: str | None
-    merchant_uid: str | None
-    buyer_name: str | None
-    currency: str | None
-    remaining: Decimal | None
-    amount: Decimal | None
     reason: str
     check: Outcome | None  # None: ready to send; otherwise why this row will be skipped
+    imp_uid: str | None = None
+    merchant_uid: str | None = None
+    buyer_name: str | None = None
+    currency: str | None = None
+    remaining: Decimal | None = None
+    amount: Decimal | None = None
     message: str | None = None
 
 
@@ -645,18 +645,7 @@ def _preview_row(
 ) -> BulkPreviewRow:
     reason = (row.reason or default_reason or "").strip()
     if payment is None:
-        return BulkPreviewRow(
-            line=row.line,
-            identifier=row.identifier,
-            imp_uid=None,
-            merchant_uid=None,
-            buyer_name=None,
-            currency=None,
-            remaining=None,
-            amount=None,
-            reason=reason,
-            check=Outcome.NOT_FOUND,
-        )
+        return BulkPreviewRow(line=row.line, identifier=row.identifier, reason=reason, check=Outcome.NOT_FOUND)
     currency = payment.currency
     paid = payment.status == "paid"
     remaining = normalize(payment.amount - payment.cancel_amount, currency) if paid else Decimal(0)
@@ -883,14 +872,11 @@ def approve_batch(
         row = BulkPreviewRow(
             line=done,
             identifier=request.imp_uid,
-            imp_uid=request.imp_uid,
-            merchant_uid=None,
-            buyer_name=None,
-            currency=request.currency,
-            remaining=None,
-            amount=request.amount,
             reason=request.reason,
             check=None,
+            imp_uid=request.imp_uid,
+            currency=request.currency,
+            amount=request.amount,
         )
         try:
             results.append(_bulk_result(row, approve_request(rt, actor=actor, request_id=request.id, note=note)))

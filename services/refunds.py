@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from services import audit
 from services.alerts import AlertKind, raise_alert
 from services.errors import (
+    CancellationPending,
     Conflict,
     GatewayError,
     GatewayRejected,
@@ -43,6 +44,7 @@ from services.sync import apply_payment
 
 MAX_REASON_LENGTH = 500
 MAX_KEY_LENGTH = 200
+PENDING_AT_PORTONE = "cancel_requested"  # error_code of an attempt PortOne accepted as REQUESTED
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,8 @@ def _settle_from_portone(session: Session, refund: Refund, fetched: GatewayPayme
     claimed = _claim_cancellation(refund, fetched, taken)
     if fetched.cancel_amount >= before + refund.amount and claimed is not None:
         _mark(refund, RefundStatus.SUCCEEDED, cancellation_id=claimed, refunded_total=fetched.cancel_amount)
+    elif refund.error_code == PENDING_AT_PORTONE:
+        return  # PortOne shows a REQUESTED cancel only once it succeeded: keep waiting, never resend
     elif fetched.cancel_amount == before:
         _mark(refund, RefundStatus.FAILED, error="PortOne did not apply this refund (confirmed by re-query)")
     else:
@@ -272,6 +276,7 @@ def refund(
 
     with payment_lease(rt, payment_id):
         settle_open_attempts(rt, imp_uid=imp_uid, actor=actor)
+        _refuse_while_pending(rt, payment_id)
         fetched = rt.gateway.get_payment(imp_uid)
         with rt.db.write() as session:
             replay = _replay(session, key, fingerprint)
@@ -282,6 +287,23 @@ def refund(
         if attempt.status == RefundStatus.REJECTED:
             _raise_rejection(attempt, fetched)
         return _send(rt, refund_id=attempt.id, fetched=fetched, actor=actor)
+
+
+def _refuse_while_pending(rt: Runtime, payment_id: int) -> None:
+    """PortOne's remainder does not yet count a REQUESTED cancel, so no new refund until it is settled."""
+    with rt.db.read() as session:
+        pending = session.scalar(
+            select(Refund.id).where(
+                Refund.payment_id == payment_id,
+                Refund.status == RefundStatus.UNKNOWN,
+                Refund.error_code == PENDING_AT_PORTONE,
+            )
+        )
+    if pending is not None:
+        raise Conflict(
+            f"refund #{pending} is still being processed at PortOne (REQUESTED); "
+            "a new refund waits until PortOne shows its outcome"
+        )
 
 
 def _record_attempt(
@@ -354,6 +376,12 @@ def _send(rt: Runtime, *, refund_id: int, fetched: GatewayPayment, actor: str) -
     checksum = checksum if checksum is not None else fetched.cancellable_amount
     try:
         result = rt.gateway.cancel_payment(imp_uid=fetched.imp_uid, amount=amount, checksum=checksum, reason=reason)
+    except CancellationPending as exc:
+        with rt.db.write() as session:
+            attempt = session.get_one(Refund, refund_id)
+            _mark(attempt, RefundStatus.UNKNOWN, error=str(exc), error_code=PENDING_AT_PORTONE)
+            audit.record(session, actor=actor, action="refund.pending", target=fetched.imp_uid, refund_id=refund_id)
+            return _result(attempt, attempt.payment)
     except OutcomeUnknown as exc:
         return _settle_after_silence(rt, refund_id=refund_id, imp_uid=fetched.imp_uid, actor=actor, cause=exc)
     except (GatewayRejected, GatewayUnavailable) as exc:

@@ -7,10 +7,12 @@ a newer one) never rolls a record back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, selectinload
 
 from services.models import Order, OrderStatus, Payment, PaymentSnapshot, Refund, RefundStatus, utcnow
 from services.portone.types import GatewayPayment, PortOneStatus
@@ -120,17 +122,68 @@ def lock_payment(session: Session, imp_uid: str) -> Payment | None:
     return session.scalar(select(Payment).where(Payment.imp_uid == imp_uid).with_for_update())
 
 
-def apply_payment(session: Session, fetched: GatewayPayment, *, source: str) -> Applied:
-    """Record PortOne's view of one payment; the caller's transaction commits it."""
-    # Lock the order first: every writer of this payment then queues on the same row, in the
-    # same order, so PostgreSQL never sees two of them deadlock over the order and the payment.
-    order = session.scalar(select(Order).where(Order.merchant_uid == fetched.merchant_uid).with_for_update())
-    payment = lock_payment(session, fetched.imp_uid)
-    session.add(PaymentSnapshot(imp_uid=fetched.imp_uid, source=source, body=dict(fetched.raw)))
+@dataclass
+class LockedRows:
+    """Orders and payments loaded and locked together for a batch of `apply_payment` calls."""
+
+    orders: dict[str, Order]
+    payments: dict[str, Payment]
+    snapshots: list[dict[str, Any]] = field(default_factory=list)  # inserted in one statement
+
+    def insert_snapshots(self, session: Session) -> None:
+        if self.snapshots:
+            session.execute(insert(PaymentSnapshot), self.snapshots)
+            self.snapshots.clear()
+
+
+def load_for_apply(session: Session, fetched: Sequence[GatewayPayment]) -> LockedRows:
+    """Lock every order, then every payment, each in key order (the order `apply_payment` uses)."""
+    merchant_uids = sorted({payment.merchant_uid for payment in fetched})
+    imp_uids = sorted({payment.imp_uid for payment in fetched})
+    orders = session.scalars(
+        select(Order)
+        .where(Order.merchant_uid.in_(merchant_uids))
+        .order_by(Order.merchant_uid)
+        .options(selectinload(Order.payments))  # attaching a new payment appends to it
+        .with_for_update()
+    )
+    payments = session.scalars(
+        select(Payment)
+        .where(Payment.imp_uid.in_(imp_uids))
+        .order_by(Payment.imp_uid)
+        .options(selectinload(Payment.refunds))
+        .with_for_update()
+    )
+    return LockedRows(
+        orders={order.merchant_uid: order for order in orders},
+        payments={payment.imp_uid: payment for payment in payments},
+    )
+
+
+def apply_payment(session: Session, fetched: GatewayPayment, *, source: str, rows: LockedRows | None = None) -> Applied:
+    """Record PortOne's view of one payment; the caller's transaction commits it.
+
+    `rows` (from `load_for_apply`) spares the two look-ups when many payments are applied at once.
+    """
+    if rows is None:
+        # Lock the order first: every writer of this payment then queues on the same row, in the
+        # same order, so PostgreSQL never sees two of them deadlock over the order and the payment.
+        order = session.scalar(select(Order).where(Order.merchant_uid == fetched.merchant_uid).with_for_update())
+        payment = lock_payment(session, fetched.imp_uid)
+    else:
+        order = rows.orders.get(fetched.merchant_uid)
+        payment = rows.payments.get(fetched.imp_uid)
+    snapshot = {"imp_uid": fetched.imp_uid, "source": source, "body": dict(fetched.raw), "fetched_at": utcnow()}
+    if rows is None:
+        session.add(PaymentSnapshot(**snapshot))
+    else:
+        rows.snapshots.append(snapshot)
     changed = False
     if payment is None:
-        payment = Payment(imp_uid=fetched.imp_uid, order=order)
+        payment = Payment(imp_uid=fetched.imp_uid, order=order, refunds=[])  # none yet: spares a lazy load
         session.add(payment)
+        if rows is not None:
+            rows.payments[fetched.imp_uid] = payment
         changed = _copy_fields(payment, fetched) or True
     elif not _is_stale(payment, fetched):
         changed = _copy_fields(payment, fetched)
@@ -144,5 +197,6 @@ def apply_payment(session: Session, fetched: GatewayPayment, *, source: str) -> 
         # A failed retry must not undo an order that another payment already settled.
         if not (status == OrderStatus.FAILED and order.status != OrderStatus.PENDING):
             order.status = status
-    session.flush()
+    if rows is None:
+        session.flush()  # a batch flushes once, when the batch is done
     return Applied(payment=payment, order=order, matches_order=matches, changed=changed)

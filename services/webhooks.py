@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs
 
-from services.errors import GatewayError, NotFound, PaymentsError
+from sqlalchemy import insert, update
+
+from services.errors import GatewayError, GatewayNotFound, PaymentsError
 from services.models import WebhookEvent, utcnow
-from services.payments import verify_payment
+from services.payments import Verification, record_many, verification_after_record
 from services.reconcile_rules import check_rejected_webhook
 from services.runtime import Runtime
 
@@ -49,37 +53,123 @@ def _field(data: dict[str, str], name: str) -> str | None:
     return value[:_MAX_FIELD] or None
 
 
+@dataclass(frozen=True)
+class Delivery:
+    body: bytes
+    content_type: str
+    source_ip: str | None
+
+
+@dataclass
+class _Pending:
+    """One delivery while its batch is processed."""
+
+    event_id: int
+    imp_uid: str | None
+    claimed: str | None
+    result: WebhookResult | None = None
+    detail: str = ""
+    verified: bool = False
+
+
 def receive(rt: Runtime, *, body: bytes, content_type: str, source_ip: str | None) -> WebhookOutcome:
+    """Record and verify one delivery."""
+    return receive_many(rt, [Delivery(body=body, content_type=content_type, source_ip=source_ip)])[0]
+
+
+def receive_many(rt: Runtime, deliveries: Sequence[Delivery]) -> list[WebhookOutcome]:
+    """Record deliveries that arrived together, then verify them together: one PortOne look-up for
+    up to 100 payments and one transaction to apply them, whatever the number of deliveries.
+
+    Every delivery is stored before anything else happens; its outcome is its own (a payment
+    PortOne does not know rejects only the deliveries naming it).
+    """
+    pending = _store(rt, deliveries)
+    named = {p.imp_uid for p in pending if p.result is None and p.imp_uid is not None}
+    if named:
+        _verify(rt, pending, sorted(named))
+    return _finish(rt, pending)
+
+
+def _store(rt: Runtime, deliveries: Sequence[Delivery]) -> list[_Pending]:
+    parsed: list[tuple[dict[str, str] | None, str]] = []
+    for delivery in deliveries:
+        try:
+            parsed.append((_parse(delivery.body, delivery.content_type or ""), ""))
+        except (ValueError, UnicodeDecodeError) as exc:
+            parsed.append((None, f"unreadable body: {exc}"))
+    rows: list[dict[str, Any]] = [
+        {
+            "received_at": utcnow(),
+            "source_ip": delivery.source_ip,
+            "content_type": (delivery.content_type or "")[:100],
+            "body": delivery.body.decode("utf-8", errors="replace"),
+            "imp_uid": None if data is None else _field(data, "imp_uid"),
+            "merchant_uid": None if data is None else _field(data, "merchant_uid"),
+            "claimed_status": None if data is None else _field(data, "status"),
+            "verified": False,
+        }
+        for delivery, (data, _) in zip(deliveries, parsed, strict=True)
+    ]
     with rt.db.write() as session:
-        event = WebhookEvent(
-            source_ip=source_ip,
-            content_type=(content_type or "")[:100],
-            body=body.decode("utf-8", errors="replace"),
-        )
-        session.add(event)
-        session.flush()
-        event_id = event.id
+        ids = session.scalars(insert(WebhookEvent).returning(WebhookEvent.id, sort_by_parameter_order=True), rows).all()
+    pending = []
+    for event_id, row, (data, problem) in zip(ids, rows, parsed, strict=True):
+        item = _Pending(event_id=event_id, imp_uid=row["imp_uid"], claimed=row["claimed_status"])
+        if data is None:
+            item.result, item.detail = WebhookResult.REJECTED, problem
+        elif item.imp_uid is None:
+            item.result, item.detail = WebhookResult.REJECTED, "no imp_uid in the body"
+        pending.append(item)
+    return pending
+
+
+def _verify(rt: Runtime, pending: list[_Pending], imp_uids: list[str]) -> None:
+    """Fetch the named payments from PortOne, record them, and judge each waiting delivery."""
+    waiting = [p for p in pending if p.result is None]
     try:
-        data = _parse(body, content_type or "")
-    except (ValueError, UnicodeDecodeError) as exc:
-        return _finish(rt, event_id, WebhookResult.REJECTED, f"unreadable body: {exc}")
-    imp_uid = _field(data, "imp_uid")
-    with rt.db.write() as session:
-        event = session.get_one(WebhookEvent, event_id)
-        event.imp_uid = imp_uid
-        event.merchant_uid = _field(data, "merchant_uid")
-        event.claimed_status = _field(data, "status")
-    if imp_uid is None:
-        return _finish(rt, event_id, WebhookResult.REJECTED, "no imp_uid in the body")
-    try:
-        verified = verify_payment(rt, imp_uid=imp_uid, source="webhook")
-    except NotFound as exc:
-        return _finish(rt, event_id, WebhookResult.REJECTED, str(exc))
+        if len(imp_uids) == 1:
+            fetched = [rt.gateway.get_payment(imp_uids[0])]
+        else:
+            fetched = rt.gateway.get_payments(imp_uids)
+    except GatewayNotFound:
+        fetched = []
     except GatewayError as exc:
-        return _finish(rt, event_id, WebhookResult.ERROR, f"PortOne could not be asked: {exc}")
+        for item in waiting:
+            item.result, item.detail = WebhookResult.ERROR, f"PortOne could not be asked: {exc}"
+        return
+    by_uid = {payment.imp_uid: payment for payment in fetched}
+    try:
+        judged = record_many(rt, list(by_uid.values()), "webhook")
     except PaymentsError as exc:
-        return _finish(rt, event_id, WebhookResult.ERROR, str(exc))
-    claimed = _field(data, "status")
+        for item in waiting:
+            item.result, item.detail = WebhookResult.ERROR, str(exc)
+        return
+    verdicts: dict[str, tuple[WebhookResult, str] | Verification] = {}
+    for imp_uid in imp_uids:
+        if imp_uid not in by_uid:
+            verdicts[imp_uid] = (WebhookResult.REJECTED, f"PortOne has no payment {imp_uid!r}")
+            continue
+        has_order, forgery = judged[imp_uid]
+        try:
+            verified = verification_after_record(rt, by_uid[imp_uid], has_order=has_order, forgery=forgery)
+        except GatewayError as exc:
+            verdicts[imp_uid] = (WebhookResult.ERROR, f"PortOne could not be asked: {exc}")
+            continue
+        except PaymentsError as exc:
+            verdicts[imp_uid] = (WebhookResult.ERROR, str(exc))
+            continue
+        verdicts[imp_uid] = verified
+    for item in waiting:
+        verdict = verdicts[item.imp_uid or ""]
+        if isinstance(verdict, Verification):
+            item.result, item.verified = WebhookResult.PROCESSED, True
+            item.detail = _describe(verdict, item.claimed)
+        else:
+            item.result, item.detail = verdict
+
+
+def _describe(verified: Verification, claimed: str | None) -> str:
     detail = f"PortOne says {verified.status}"
     if claimed and claimed != verified.status:
         detail += f" (the webhook claimed {claimed})"
@@ -87,18 +177,29 @@ def receive(rt: Runtime, *, body: bytes, content_type: str, source_ip: str | Non
         detail += "; amount differs from the order: cancelled and alerted"
     if not verified.has_order:
         detail += "; no order of ours: alerted"
-    return _finish(rt, event_id, WebhookResult.PROCESSED, detail, verified=True)
+    return detail
 
 
-def _finish(
-    rt: Runtime, event_id: int, result: WebhookResult, detail: str, *, verified: bool = False
-) -> WebhookOutcome:
+def _finish(rt: Runtime, pending: list[_Pending]) -> list[WebhookOutcome]:
+    now = utcnow()
     with rt.db.write() as session:
-        event = session.get_one(WebhookEvent, event_id)
-        event.result = result
-        event.detail = detail
-        event.verified = verified
-        event.processed_at = utcnow()
-        if result == WebhookResult.REJECTED:
-            check_rejected_webhook(session, event)
-    return WebhookOutcome(event_id=event_id, result=result, detail=detail)
+        session.execute(
+            update(WebhookEvent),
+            [
+                {
+                    "id": item.event_id,
+                    "result": item.result,
+                    "detail": item.detail,
+                    "verified": item.verified,
+                    "processed_at": now,
+                }
+                for item in pending
+            ],
+        )
+        for item in pending:
+            if item.result == WebhookResult.REJECTED:
+                check_rejected_webhook(session, session.get_one(WebhookEvent, item.event_id))
+    return [
+        WebhookOutcome(event_id=item.event_id, result=item.result or WebhookResult.ERROR, detail=item.detail)
+        for item in pending
+    ]

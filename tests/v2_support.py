@@ -6,12 +6,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -77,53 +75,6 @@ def signed(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(secret, webhook_id, timestamp, body),
     }
-
-
-class RawReceiver:
-    """A loopback HTTP server keeping every POST's raw body and headers; answers with queued codes."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.responses: list[int] = []
-        self._cond = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver._cond:
-                    status = receiver.responses.pop(0) if receiver.responses else 200
-                    receiver.received.append(
-                        {"path": self.path, "body": raw, "headers": {k.lower(): v for k, v in self.headers.items()}}
-                    )
-                    receiver._cond.notify_all()
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self.received) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"expected {count} webhooks, got {len(self.received)}")
-                self._cond.wait(left)
-            return list(self.received)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(5)
 
 
 def v2_gateway(url: str, **overrides: Any) -> Any:

@@ -52,6 +52,7 @@ from portone_server_sdk.payment import PaymentClient, PaymentFilterInput
 
 from services import jsonutil
 from services.errors import (
+    CancellationPending,
     GatewayError,
     GatewayNotFound,
     GatewayRejected,
@@ -444,6 +445,11 @@ class PortOneV2Client:
         state, cancellation_id = cancellation.get("status"), cancellation.get("id")
         if state == "FAILED":
             raise GatewayRejected(f"PortOne could not cancel {imp_uid} (cancellation {cancellation_id} failed)")
+        if state == "REQUESTED":
+            raise CancellationPending(
+                f"PortOne accepted the cancel of {imp_uid} as REQUESTED (cancellation {cancellation_id}); "
+                "the PG finishes it later"
+            )
         if state != "SUCCEEDED":
             raise OutcomeUnknown(
                 f"PortOne accepted the cancel of {imp_uid} as {state or 'an unreadable answer'} "

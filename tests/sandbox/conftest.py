@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
 from sandbox.config import SandboxConfig
 from sandbox.testing import RunningSandbox, run_sandbox_in_thread
+from tests.webhook_receiver import WebhookReceiver
 
 IMP_KEY = "test-imp-key"
 IMP_SECRET = "test-imp-secret"
@@ -112,70 +109,6 @@ def client(sandbox: RunningSandbox) -> Iterator[SandboxClient]:
     c = SandboxClient(sandbox.url)
     yield c
     c.close()
-
-
-class WebhookReceiver:
-    """A tiny loopback HTTP server recording webhook POSTs.
-
-    ``responses`` is a queue of status codes to answer with (200 once empty);
-    ``delay`` makes every answer slow.
-    """
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.responses: list[int] = []
-        self.delay = 0.0
-        self._cond = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                ctype = self.headers.get("Content-Type", "")
-                if "json" in ctype:
-                    body = json.loads(raw)
-                else:
-                    body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-                if receiver.delay:
-                    time.sleep(receiver.delay)
-                with receiver._cond:
-                    status = receiver.responses.pop(0) if receiver.responses else 200
-                    receiver.received.append(
-                        {"path": self.path, "content_type": ctype, "body": body, "answered": status}
-                    )
-                    receiver._cond.notify_all()
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self.received) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"expected {count} webhooks, got {self.received}")
-                self._cond.wait(left)
-            return list(self.received)
-
-    def bodies(self) -> list[dict[str, Any]]:
-        with self._cond:
-            return [r["body"] for r in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(5)
 
 
 @pytest.fixture

@@ -10,20 +10,18 @@ allowed only for fields the schema does not require.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import jsonschema
-import pytest
+
+from tests.sandbox.schema_facts import load_generator
 
 FACTS_PATH = Path(__file__).with_name("portone_v1_facts.json")
 FACTS: dict[str, Any] = json.loads(FACTS_PATH.read_text(encoding="utf-8"))
-GENERATOR_PATH = Path(__file__).resolve().parents[2] / "tools" / "gen_portone_schema_facts.py"
 
 # Status codes the sandbox also uses where the schema lists none (all carry
 # the plain error envelope): malformed parameters -> 400, unknown prepare -> 404.
@@ -200,27 +198,8 @@ def test_facts_cover_every_served_v1_route() -> None:
     assert served == set(FACTS["endpoints"])
 
 
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_portone_schema_facts", GENERATOR_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_facts_file_is_up_to_date() -> None:
-    gen = _generator()
-    schema_path: Path = gen.DEFAULT_SCHEMA
-    if not schema_path.exists():
-        pytest.skip(f"shared PortOne schema not present at {schema_path}")
-    expected = gen.render(gen.build_facts(json.loads(schema_path.read_text(encoding="utf-8"))))
-    assert FACTS_PATH.read_text(encoding="utf-8") == expected, (
-        "tests/sandbox/portone_v1_facts.json is stale: run tools/gen_portone_schema_facts.py"
-    )
-
-
 def test_generator_flattens_refs_and_allof() -> None:
-    gen = _generator()
+    gen = load_generator()
     schema: dict[str, Any] = {
         "info": {"version": "t"},
         "definitions": {

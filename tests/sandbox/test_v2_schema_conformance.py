@@ -12,11 +12,9 @@ not have it, but portone-server-sdk 0.21.0 requires it and refuses any payment w
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -28,7 +26,6 @@ from tests.v2_support import auth, checkout
 
 FACTS_PATH = Path(__file__).with_name("portone_v2_facts.json")
 FACTS: dict[str, Any] = json.loads(FACTS_PATH.read_text(encoding="utf-8"))
-GENERATOR_PATH = Path(__file__).resolve().parents[2] / "tools" / "gen_portone_schema_facts.py"
 RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
 ORIGIN = {
     "type": "object",
@@ -187,22 +184,3 @@ def test_facts_cover_every_served_v2_route() -> None:
     from sandbox.v2 import ROUTES
 
     assert {f"{method} {path}" for method, path, _handler, _shared in ROUTES} == set(FACTS["endpoints"])
-
-
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_portone_schema_facts", GENERATOR_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_v2_facts_file_is_up_to_date() -> None:
-    gen = _generator()
-    schema_path: Path = gen.DEFAULT_V2_SCHEMA
-    if not schema_path.exists():
-        pytest.skip(f"shared PortOne schema not present at {schema_path}")
-    expected = gen.render(gen.build_v2_facts(json.loads(schema_path.read_text(encoding="utf-8"))))
-    assert FACTS_PATH.read_text(encoding="utf-8") == expected, (
-        "tests/sandbox/portone_v2_facts.json is stale: run tools/gen_portone_schema_facts.py"
-    )

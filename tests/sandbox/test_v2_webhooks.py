@@ -13,7 +13,8 @@ import portone_server_sdk as portone
 import pytest
 
 from sandbox.testing import RunningSandbox
-from tests.v2_support import STORE_ID, WEBHOOK_SECRET, RawReceiver, auth, checkout, configure, deliveries, sign
+from tests.v2_support import STORE_ID, WEBHOOK_SECRET, auth, checkout, configure, deliveries, sign
+from tests.webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture
@@ -23,17 +24,17 @@ def http(sandbox: RunningSandbox) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[RawReceiver]:
-    r = RawReceiver()
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver()
     yield r
     r.close()
 
 
-def test_paid_webhook_is_signed_per_standard_webhooks(http: httpx.Client, receiver: RawReceiver) -> None:
+def test_paid_webhook_is_signed_per_standard_webhooks(http: httpx.Client, receiver: WebhookReceiver) -> None:
     configure(http, webhook_url=receiver.url)
     answer = checkout(http, "wh-1", 50000)
     [got] = receiver.wait_for(1)
-    body, headers = got["body"], got["headers"]
+    body, headers = got["raw"], got["headers"]
     assert json.loads(body) == {
         "type": "Transaction.Paid",
         "timestamp": json.loads(body)["timestamp"],
@@ -50,21 +51,21 @@ def test_paid_webhook_is_signed_per_standard_webhooks(http: httpx.Client, receiv
         portone.webhook.verify("whsec_" + "b3RoZXItc2VjcmV0", body.decode(), headers)
 
 
-def test_retries_keep_the_id_and_re_sign(http: httpx.Client, receiver: RawReceiver, wait: Any) -> None:
+def test_retries_keep_the_id_and_re_sign(http: httpx.Client, receiver: WebhookReceiver, wait: Any) -> None:
     configure(http, webhook_url=receiver.url, webhook_retry_delays_ms=[1100, 50])
     receiver.responses = [500]
     checkout(http, "wh-retry", 1000)
     first, second = receiver.wait_for(2)
     assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"]
-    assert first["body"] == second["body"]
+    assert first["raw"] == second["raw"]
     assert first["headers"]["webhook-timestamp"] != second["headers"]["webhook-timestamp"]
     for attempt in (first, second):
-        portone.webhook.verify(WEBHOOK_SECRET, attempt["body"].decode(), attempt["headers"])
+        portone.webhook.verify(WEBHOOK_SECRET, attempt["raw"].decode(), attempt["headers"])
     [delivery] = wait(lambda: [d for d in deliveries(http, "wh-retry") if d["state"] == "delivered"])
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 200]
 
 
-def test_cancel_webhooks_carry_the_cancellation(http: httpx.Client, receiver: RawReceiver) -> None:
+def test_cancel_webhooks_carry_the_cancellation(http: httpx.Client, receiver: WebhookReceiver) -> None:
     configure(http, webhook_url=receiver.url)
     checkout(http, "wh-cancel", 50000)
     partial = http.post("/payments/wh-cancel/cancel", headers=auth(), json={"reason": "r", "amount": 1000}).json()
@@ -74,27 +75,27 @@ def test_cancel_webhooks_carry_the_cancellation(http: httpx.Client, receiver: Ra
     got = receiver.wait_for(3)
     time.sleep(0.2)
     assert len(receiver.received) == 3  # skipWebhook sent none
-    kinds = [(json.loads(g["body"])["type"], json.loads(g["body"])["data"].get("cancellationId")) for g in got]
+    kinds = [(json.loads(g["raw"])["type"], json.loads(g["raw"])["data"].get("cancellationId")) for g in got]
     assert kinds == [
         ("Transaction.Paid", None),
         ("Transaction.PartialCancelled", partial["cancellation"]["id"]),
         ("Transaction.Cancelled", console["cancellation_id"]),
     ]
-    verified = portone.webhook.verify(WEBHOOK_SECRET, got[2]["body"].decode(), got[2]["headers"])
+    verified = portone.webhook.verify(WEBHOOK_SECRET, got[2]["raw"].decode(), got[2]["headers"])
     assert isinstance(verified, portone.webhook.WebhookTransactionCancelledCancelled)
 
 
-def test_notice_urls_secret_from_config_and_manual_send(http: httpx.Client, receiver: RawReceiver) -> None:
+def test_notice_urls_secret_from_config_and_manual_send(http: httpx.Client, receiver: WebhookReceiver) -> None:
     configure(http, webhook_secret="whsec_" + "c2Vjb25kLXNlY3JldA==")
     checkout(http, "wh-notice", 1000, pay_method="virtual_account", card_number=None, notice_urls=[receiver.url])
     [issued] = receiver.wait_for(1)
-    assert json.loads(issued["body"])["type"] == "Transaction.VirtualAccountIssued"
-    portone.webhook.verify("whsec_c2Vjb25kLXNlY3JldA==", issued["body"].decode(), issued["headers"])
+    assert json.loads(issued["raw"])["type"] == "Transaction.VirtualAccountIssued"
+    portone.webhook.verify("whsec_c2Vjb25kLXNlY3JldA==", issued["raw"].decode(), issued["headers"])
     with pytest.raises(portone.webhook.WebhookVerificationError):
-        portone.webhook.verify(WEBHOOK_SECRET, issued["body"].decode(), issued["headers"])
+        portone.webhook.verify(WEBHOOK_SECRET, issued["raw"].decode(), issued["headers"])
     sent = http.post("/sandbox/v2/webhooks/send", json={"payment_id": "wh-notice", "type": "Transaction.Paid"})
     assert sent.status_code == 200
-    assert json.loads(receiver.wait_for(2)[1]["body"])["type"] == "Transaction.Paid"
+    assert json.loads(receiver.wait_for(2)[1]["raw"])["type"] == "Transaction.Paid"
     assert http.post("/sandbox/v2/webhooks/send", json={"payment_id": "none"}).status_code == 404
     no_url = checkout(http, "wh-nowhere", 1000)
     assert no_url["status"] == "PAID"

@@ -44,3 +44,25 @@ def test_fee_table_with_wrong_precision_is_refused(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("FEE_TABLE", '{"KRW": "50000.5"}')
     with pytest.raises(ValidationError, match="no decimals"):
         Settings()
+
+
+def test_reconciliation_thresholds_come_from_settings() -> None:
+    from datetime import timedelta
+
+    from services.reconcile import EngineOptions
+    from services.reconcile_rules import RuleConfig
+
+    assert RuleConfig.from_settings(Settings(portone_mode="sandbox")) == RuleConfig()
+    tuned = Settings(
+        portone_mode="sandbox",
+        reconcile_stuck_ready_hours=24,
+        reconcile_missing_grace_minutes=0,
+        reconcile_concurrency=2,
+        reconcile_max_requests_per_second=0,
+    )
+    rules = RuleConfig.from_settings(tuned)
+    assert rules.stuck_ready_after == timedelta(hours=24) and rules.missing_grace == timedelta(0)
+    options = EngineOptions.from_settings(tuned)
+    assert (options.concurrency, options.max_requests_per_second) == (2, 0)
+    with pytest.raises(ValueError, match="reconcile_concurrency"):
+        Settings(portone_mode="sandbox", reconcile_concurrency=0)
