@@ -6,24 +6,9 @@ and the naive approach (read the whole table into pandas, filter there) timed in
 
 Without --database-url a scratch SQLite file in a temporary directory is used (and deleted).
 A --database-url must point at an empty database (PostgreSQL loads with COPY); it is left as is.
-The target: the first page (default filters + totals) and a filter change each well under a
-second at 1,000,000 payments.
-
-Measured 2026-11-28 on the 2-core dev machine, SQLite, 1,000,000 payments over 365 days
-(load 63 s), 7 runs each:
-
-    measurement                                        p50 ms   p95 ms
-    first page (default filters) + totals                14.4     22.8
-    filter change: failed + partly refunded              11.1     13.9
-    filter change: USD, 90 days, paid basis              33.1     38.0
-    filter change: the widest range (92 days)           159.9    181.4
-    filter change: forgery only, 92 days                 90.9    182.5
-    search: exact imp_uid / phone / e-mail prefix       5-8      10-15
-    search: broad prefix '010' (7 / 92 days)         19.9 / 220  22 / 237
-    next page (keyset cursor)                             2.7      3.9
-    AppTest: render pages/payments.py (once)            175
-    AppTest: filter change / search (once)               63 / 59
-    naive: whole table into pandas + filter            9138
+`python -m bench.run` runs these measurements on SQLite and on a throwaway PostgreSQL server at
+1,000,000 payments; its table (README.md, Benchmarks) holds the current figures and the targets.
+The payments are written oldest first, as a live table fills, so ids follow time.
 """
 
 from __future__ import annotations
