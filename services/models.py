@@ -259,6 +259,9 @@ class WebhookEvent(Base):
     result: Mapped[str] = mapped_column(String(24), default="received")  # processed | ignored | rejected | error
     detail: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None]
+    # V2: the webhook-id of a delivery accepted (or being processed); unique, so a replay racing
+    # the original cannot also be accepted. Released when processing ends in an error to retry.
+    accepted_webhook_id: Mapped[str | None] = mapped_column(String(256), index=True, unique=True)
 
 
 class Alert(Base):
