@@ -6,24 +6,9 @@ and the naive approach (read the whole table into pandas, filter there) timed in
 
 Without --database-url a scratch SQLite file in a temporary directory is used (and deleted).
 A --database-url must point at an empty database (PostgreSQL loads with COPY); it is left as is.
-The target: the first page (default filters + totals) and a filter change each well under a
-second at 1,000,000 payments.
-
-Measured 2026-11-28 on the 2-core dev machine, SQLite, 1,000,000 payments over 365 days
-(load 63 s), 7 runs each:
-
-    measurement                                        p50 ms   p95 ms
-    first page (default filters) + totals                14.4     22.8
-    filter change: failed + partly refunded              11.1     13.9
-    filter change: USD, 90 days, paid basis              33.1     38.0
-    filter change: the widest range (92 days)           159.9    181.4
-    filter change: forgery only, 92 days                 90.9    182.5
-    search: exact imp_uid / phone / e-mail prefix       5-8      10-15
-    search: broad prefix '010' (7 / 92 days)         19.9 / 220  22 / 237
-    next page (keyset cursor)                             2.7      3.9
-    AppTest: render pages/payments.py (once)            175
-    AppTest: filter change / search (once)               63 / 59
-    naive: whole table into pandas + filter            9138
+`python -m bench.run` runs these measurements on SQLite and on a throwaway PostgreSQL server at
+1,000,000 payments; its table (README.md, Benchmarks) holds the current figures and the targets.
+The payments are written oldest first, as a live table fills, so ids follow time.
 """
 
 from __future__ import annotations
@@ -102,11 +87,13 @@ COLUMNS = (
 
 def _payment_rows(count: int, *, days: int, seed: int, now: datetime) -> Iterator[tuple[Any, ...]]:
     """Consignment-fee payments over the last `days` days: KRW 50,000 (kcp) and USD 38.50
-    (Eximbay); mostly paid, some partly or fully refunded, failed, waiting vbank, a few forgeries."""
+    (Eximbay); mostly paid, some partly or fully refunded, failed, waiting vbank, a few forgeries.
+    Oldest first, as a live table fills: row order (ids) follows time, with random gaps."""
     rng = random.Random(seed)
-    span = days * 86_400
+    slot = days * 86_400 / count
+    oldest = now - timedelta(days=days)
     for index in range(count):
-        started = now - timedelta(seconds=rng.random() * span)
+        started = oldest + timedelta(seconds=(index + rng.random()) * slot)
         usd = rng.random() < 0.08
         currency, amount = ("USD", Decimal("38.50")) if usd else ("KRW", Decimal(50000))
         roll = rng.random()
@@ -127,6 +114,7 @@ def _payment_rows(count: int, *, days: int, seed: int, now: datetime) -> Iterato
             cancelled = started + timedelta(seconds=3)
         if paid is not None and pay_method == "vbank":
             paid = started + timedelta(hours=rng.randint(1, 48))
+        paid, failed, cancelled = (None if t is None else min(t, now) for t in (paid, failed, cancelled))  # no future
         if usd:
             name, local = FOREIGN[index % len(FOREIGN)]
             phone = f"+1 415 555 {index % 10_000:04d}"
@@ -314,30 +302,70 @@ def measure_services(rt: Runtime, runs: int) -> list[Timing]:
     return timings
 
 
-def measure_naive(database_url: str, runs: int) -> Timing:
-    """What a page without server-side paging would do: the whole table into pandas, then filter."""
+NAIVE_COLUMNS = (
+    "id, imp_uid, merchant_uid, status, amount, cancel_amount, currency, buyer_name, buyer_email, buyer_tel, "
+    "started_at, paid_at"
+)
+
+
+def naive_first_page(connection: Any, start: datetime, end: datetime) -> tuple[Any, Any]:
+    """What a page without server-side paging would do: the whole table into pandas, then the
+    default filters (the last 7 KST days), newest first, 50 rows, totals per currency."""
     import pandas as pd
 
+    frame = pd.read_sql_query(f"SELECT {NAIVE_COLUMNS} FROM payments", connection)  # noqa: S608 - constant
+    times = pd.to_datetime(frame["started_at"], utc=True, format="mixed")
+    window = frame[(times >= start) & (times < end)]
+    page = window.sort_values("started_at", ascending=False).head(50)
+    totals = window.groupby("currency")[["amount", "cancel_amount"]].sum()
+    return page, totals
+
+
+def measure_naive(database_url: str, runs: int) -> Timing:
+    """The naive page's query side, timed like ours."""
     db = Database(database_url)
     start, end = kst_day_bounds(today_kst() - timedelta(days=6), today_kst())
 
     def call() -> int:
         with db.engine.connect() as connection:
-            frame = pd.read_sql_query(
-                "SELECT id, imp_uid, merchant_uid, status, amount, cancel_amount, currency, buyer_name, "
-                "buyer_email, buyer_tel, started_at, paid_at FROM payments",
-                connection,
-            )
-        times = pd.to_datetime(frame["started_at"], utc=True, format="mixed")
-        window = frame[(times >= start) & (times < end)]
-        window.sort_values("started_at", ascending=False).head(50)
-        window.groupby("currency")[["amount", "cancel_amount"]].sum()
-        return min(50, len(window))
+            page, _ = naive_first_page(connection, start, end)
+        return len(page)
 
     try:
-        return _time("naive: whole table into pandas + filter", runs, call)
+        return _time(NAIVE, runs, call)
     finally:
         db.dispose()
+
+
+NAIVE = "naive: whole table into pandas + filter"
+NAIVE_PAGE = """
+import streamlit as st
+from sqlalchemy import create_engine
+from bench.payments_page import naive_first_page, kst_day_bounds, today_kst, timedelta
+
+engine = create_engine({url!r})
+start, end = kst_day_bounds(today_kst() - timedelta(days=6), today_kst())
+with engine.connect() as connection:
+    page, totals = naive_first_page(connection, start, end)
+engine.dispose()
+st.title("Payments (naive)")
+for currency, row in totals.iterrows():
+    st.metric(currency, f"{{row['amount']:,}}")
+st.dataframe(page)
+"""
+
+
+def measure_naive_apptest(database_url: str) -> Timing:
+    """The dashboard's peer: a Streamlit page doing the naive thing, rendered through AppTest."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_string(NAIVE_PAGE.format(url=database_url), default_timeout=600)
+    begin = time.perf_counter()
+    at.run()
+    seconds = time.perf_counter() - begin
+    if at.exception:
+        raise RuntimeError(f"the naive page failed: {at.exception[0].message}")
+    return Timing("AppTest: naive page (pandas whole table)", [seconds], len(at.dataframe[0].value))
 
 
 def measure_apptest(database_url: str, query: str) -> list[Timing]:
@@ -427,6 +455,8 @@ def run(
             timings += measure_apptest(url, query=_newest_imp_uid(url))
         if naive_runs:
             timings.append(measure_naive(url, naive_runs))
+        if apptest and naive_runs:
+            timings.append(measure_naive_apptest(url))
         print(_table(timings))
         return timings
 

@@ -25,8 +25,9 @@ import hashlib
 import hmac
 import io
 import json
+import re
 import time as clock
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -34,14 +35,14 @@ from decimal import Decimal
 from typing import Any, TypeAlias
 from urllib.parse import quote
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import BigInteger, ColumnElement, Select, String, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from services import audit, reports, users
 from services.access import Actor, Permission, require
 from services.errors import Forbidden, InvalidRequest, PaymentsError
 from services.models import Alert, Payment, Refund, Role
-from services.money import normalize
+from services.money import CURRENCY_EXPONENTS, MAX_AMOUNT
 from services.runtime import Runtime
 
 AnySelect: TypeAlias = "Select[*tuple[Any, ...]]"
@@ -189,10 +190,15 @@ def mask_email(email: str | None) -> str | None:
     return (local[:1] + "*" * max(len(local) - 1, 1)) + "@" + domain
 
 
+_MOBILE = re.compile(r"[0-9]{3}-[0-9]{4}-[0-9]{4}")
+
+
 def mask_phone(phone: str | None) -> str | None:
     """010-1234-5678 -> 010-****-5678: the first three and last four digits stay."""
     if not phone:
         return phone
+    if _MOBILE.fullmatch(phone):  # the usual form, without looking at each character
+        return phone[:4] + "****" + phone[8:]
     positions = [i for i, ch in enumerate(phone) if ch.isdigit()]
     keep = set(positions[:3] + positions[-4:]) if len(positions) >= 9 else set(positions[-2:])
     return "".join(ch if (not ch.isdigit() or i in keep) else "*" for i, ch in enumerate(phone))
@@ -206,11 +212,23 @@ class Money:
     currency: str
 
     def render(self) -> str:
-        try:
-            value = normalize(abs(self.amount), self.currency)
-        except ValueError:
-            value = abs(self.amount)
-        return f"{'-' if self.amount < 0 else ''}{value:f}"
+        return money_text(self.amount, self.currency)
+
+
+_QUANTA = {currency: Decimal(1).scaleb(-exponent) for currency, exponent in CURRENCY_EXPONENTS.items()}
+
+
+def money_text(amount: Decimal, currency: str) -> str:
+    """An amount as a plain number at its currency's precision (`money.normalize`'s rule, inlined:
+    this runs for three cells of every exported payment). An amount that does not fit its
+    currency's precision, or of a currency we do not know, is written as it is, never rounded."""
+    magnitude = abs(amount)
+    quantum = _QUANTA.get(currency.upper())
+    if quantum is not None and magnitude.is_finite():
+        exact = magnitude.quantize(quantum)
+        if exact == magnitude and exact <= MAX_AMOUNT:
+            magnitude = exact
+    return f"{'-' if amount < 0 else ''}{magnitude:f}"
 
 
 Cell = str | int | bool | Decimal | Money | datetime | None
@@ -234,10 +252,50 @@ def render(value: Cell) -> str:
 
 
 def csv_text(rows: Sequence[Sequence[Cell]]) -> str:
+    return csv_lines([[render(value) for value in row] for row in rows])
+
+
+def csv_lines(rows: Iterable[Sequence[str]]) -> str:
+    """Rows of cells already rendered (by `render`) as CSV text."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerows([render(value) for value in row] for row in rows)
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
     return buffer.getvalue()
+
+
+def csv_chunk(rows: Iterable[list[str]], text_cells: Sequence[int]) -> str:
+    """Rows of cell strings as CSV text, the cells at `text_cells` neutralised (`render`'s rule
+    for text; the others, money, times and flags, are written as they are).
+
+    Exports write a million rows, so the usual row is joined in one go and checked once; a row
+    that may need quoting or neutralising (rare: a comma or quote in a name, a negative amount)
+    goes the careful way. Both give what `csv_lines` of the rendered cells gives."""
+    lines = []
+    for cells in rows:
+        line = ",".join(cells)
+        # Already a correct CSV line unless a cell holds a comma (the count), a quote or a line
+        # break (it needs quoting) or starts with a formula trigger. Plain `in` tests: C speed.
+        if (
+            line.count(",") != len(cells) - 1
+            or '"' in line
+            or "\r" in line
+            or "\n" in line
+            or ",=" in line
+            or ",+" in line
+            or ",-" in line
+            or ",@" in line
+            or ",\t" in line
+            or line.startswith(FORMULA_TRIGGERS)
+        ):
+            for index in text_cells:
+                cells[index] = neutralise(cells[index])
+            line = csv_lines([cells])[:-2]
+        lines.append(line)
+    lines.append("")
+    return "\r\n".join(lines)
+
+
+def _same(value: str | None) -> str | None:
+    return value
 
 
 # -- what each export contains --------------------------------------------------------------
@@ -332,17 +390,61 @@ def header_line(kind: ExportKind, language: str) -> str:
     return csv_text([[column.header(language) for column in COLUMNS[kind]]])
 
 
-def _payments_query(filters: ExportFilters) -> AnySelect:
+# Each export is one query and one row function. The query selects times already as KST text (the
+# database formats them: `render`'s rule for a datetime, without a Python datetime per cell) and
+# money as exact integer hundredths, and runs without the ORM; the row function turns a row into
+# cell strings (personal data masked when asked) and `csv_chunk` neutralises the text cells. At a
+# million rows this is most of an export's time, so it is written for speed (bench/export_csv.py).
+
+RowCells: TypeAlias = Callable[[Any], list[str]]
+
+
+def kst_text(column: Any, dialect: str, label: str) -> ColumnElement[str]:
+    """A stored UTC time as KST text, `YYYY-MM-DD HH:MM:SS` (seconds truncated, like `render`)."""
+    if dialect == "sqlite":
+        # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC. The fraction is cut off first: SQLite's
+        # date functions round to milliseconds (…59.9996 would become the next second). KST has
+        # been UTC+9 since 1988.
+        fmt: ColumnElement[str] = literal_column("'%Y-%m-%d %H:%M:%S'")
+        seconds = func.substr(column, 1, 19)
+        return func.strftime(fmt, seconds, literal_column("'+9 hours'"), type_=String).label(label)
+    local = func.timezone(literal_column("'Asia/Seoul'"), column)
+    return func.to_char(local, literal_column("'YYYY-MM-DD HH24:MI:SS'"), type_=String).label(label)
+
+
+def hundredths(column: Any, label: str) -> ColumnElement[int]:
+    """An amount as an exact integer number of hundredths (NUMERIC(20, 2); SQLite keeps it as a
+    REAL, which `round` makes exact again, as `reports.minor_sum` does)."""
+    return cast(func.round(column * 100), BigInteger).label(label)
+
+
+def _money_cells() -> Callable[[int, str], str]:
+    """`money_text` of hundredths, remembered: a fee table makes the same few amounts recur."""
+    seen: dict[tuple[int, str], str] = {}
+
+    def money(units: int, currency: str) -> str:
+        key = (units, currency)
+        text = seen.get(key)
+        if text is None:
+            text = money_text(Decimal(units).scaleb(-2), currency)
+            if len(seen) < 10_000:
+                seen[key] = text
+        return text
+
+    return money
+
+
+def _payments_query(filters: ExportFilters, dialect: str) -> AnySelect:
     first, after = reports.kst_bounds(filters.start, filters.end)
     stmt = select(
         Payment.imp_uid,
         Payment.merchant_uid,
         Payment.status,
-        Payment.paid_at,
-        Payment.cancelled_at,
+        kst_text(Payment.paid_at, dialect, "paid_at"),
+        kst_text(Payment.cancelled_at, dialect, "cancelled_at"),
         Payment.currency,
-        Payment.amount,
-        Payment.cancel_amount,
+        hundredths(Payment.amount, "amount"),
+        hundredths(Payment.cancel_amount, "cancel_amount"),
         Payment.pg_provider,
         Payment.pay_method,
         Payment.card_name,
@@ -360,47 +462,57 @@ def _payments_query(filters: ExportFilters) -> AnySelect:
     return stmt.order_by(Payment.paid_at, Payment.id)
 
 
-def _payment_row(row: Any, masked: bool) -> list[Cell]:
-    cur = row.currency
-    return [
-        row.imp_uid,
-        row.merchant_uid,
-        row.status,
-        row.paid_at,
-        row.cancelled_at,
-        cur,
-        Money(row.amount, cur),
-        Money(row.cancel_amount, cur),
-        Money(row.amount - row.cancel_amount, cur),
-        row.pg_provider,
-        row.pay_method,
-        row.card_name,
-        row.card_number,
-        mask_name(row.buyer_name) if masked else row.buyer_name,
-        mask_email(row.buyer_email) if masked else row.buyer_email,
-        mask_phone(row.buyer_tel) if masked else row.buyer_tel,
-        row.name,
-        bool(row.verified),
-    ]
+PAYMENT_TEXT_CELLS = (0, 1, 2, 5, 9, 10, 11, 12, 13, 14, 15, 16)
+
+
+def _payment_cells(masked: bool) -> RowCells:
+    name, email, phone = (mask_name, mask_email, mask_phone) if masked else (_same, _same, _same)
+    money = _money_cells()
+
+    def cells(row: Any) -> list[str]:
+        (imp_uid, merchant_uid, status, paid_at, cancelled_at, cur, amount, cancel_amount, pg_provider,
+         pay_method, card_name, card_number, buyer_name, buyer_email, buyer_tel, order_name, verified) = row  # fmt: skip
+        return [
+            imp_uid or "",
+            merchant_uid or "",
+            status or "",
+            paid_at or "",
+            cancelled_at or "",
+            cur or "",
+            money(amount, cur),
+            money(cancel_amount, cur),
+            money(amount - cancel_amount, cur),
+            pg_provider or "",
+            pay_method or "",
+            card_name or "",
+            card_number or "",
+            name(buyer_name) or "",
+            email(buyer_email) or "",
+            phone(buyer_tel) or "",
+            order_name or "",
+            "Y" if verified else "N",
+        ]
+
+    return cells
 
 
 def _refund_time() -> Any:
     return func.coalesce(Refund.completed_at, Refund.created_at)
 
 
-def _refunds_query(filters: ExportFilters) -> AnySelect:
+def _refunds_query(filters: ExportFilters, dialect: str) -> AnySelect:
     first, after = reports.kst_bounds(filters.start, filters.end)
     refunded_at = _refund_time()
     stmt = (
         select(
             Refund.id,
-            Refund.completed_at,
-            Refund.created_at,
+            kst_text(Refund.completed_at, dialect, "completed_at"),
+            kst_text(Refund.created_at, dialect, "created_at"),
             Payment.imp_uid,
             Payment.merchant_uid,
             Refund.status,
             Refund.currency,
-            Refund.amount,
+            hundredths(Refund.amount, "amount"),
             Refund.reason,
             Refund.requested_by,
             Refund.source,
@@ -418,30 +530,41 @@ def _refunds_query(filters: ExportFilters) -> AnySelect:
     return stmt.order_by(Refund.id)
 
 
-def _refund_row(row: Any, masked: bool) -> list[Cell]:
-    return [
-        row.id,
-        row.completed_at,
-        row.created_at,
-        row.imp_uid,
-        row.merchant_uid,
-        row.status,
-        row.currency,
-        Money(row.amount, row.currency),
-        row.reason,
-        row.requested_by,
-        row.source,
-        row.portone_cancellation_id,
-        row.error_message,
-        mask_name(row.buyer_name) if masked else row.buyer_name,
-    ]
+REFUND_TEXT_CELLS = (3, 4, 5, 6, 8, 9, 10, 11, 12, 13)
 
 
-def _alerts_query(filters: ExportFilters) -> AnySelect:
+def _refund_cells(masked: bool) -> RowCells:
+    name = mask_name if masked else _same
+    money = _money_cells()
+
+    def cells(row: Any) -> list[str]:
+        (refund_id, completed_at, created_at, imp_uid, merchant_uid, status, cur, amount, reason, requested_by,
+         source, cancellation_id, error_message, buyer_name) = row  # fmt: skip
+        return [
+            str(refund_id),
+            completed_at or "",
+            created_at or "",
+            imp_uid or "",
+            merchant_uid or "",
+            status or "",
+            cur or "",
+            money(amount, cur),
+            reason or "",
+            requested_by or "",
+            source or "",
+            cancellation_id or "",
+            error_message or "",
+            name(buyer_name) or "",
+        ]
+
+    return cells
+
+
+def _alerts_query(filters: ExportFilters, dialect: str) -> AnySelect:
     first, after = reports.kst_bounds(filters.start, filters.end)
     stmt = select(
         Alert.id,
-        Alert.created_at,
+        kst_text(Alert.created_at, dialect, "created_at"),
         Alert.kind,
         Alert.severity,
         Alert.status,
@@ -453,7 +576,7 @@ def _alerts_query(filters: ExportFilters) -> AnySelect:
         Alert.acknowledged_by,
         Alert.resolved_by,
         Alert.resolution_note,
-        Alert.updated_at,
+        kst_text(Alert.updated_at, dialect, "updated_at"),
     ).where(Alert.created_at >= first, Alert.created_at < after)
     if filters.status:
         stmt = stmt.where(Alert.status == filters.status)
@@ -464,14 +587,23 @@ def _alerts_query(filters: ExportFilters) -> AnySelect:
     return stmt.order_by(Alert.created_at, Alert.id)
 
 
-def _alert_row(row: Any, masked: bool) -> list[Cell]:  # noqa: ARG001 - alerts hold no personal data
-    return list(row)
+ALERT_TEXT_CELLS = tuple(range(2, 13))
 
 
-_QUERIES: dict[ExportKind, tuple[Callable[[ExportFilters], AnySelect], Callable[[Any, bool], list[Cell]]]] = {
-    ExportKind.PAYMENTS: (_payments_query, _payment_row),
-    ExportKind.REFUNDS: (_refunds_query, _refund_row),
-    ExportKind.ALERTS: (_alerts_query, _alert_row),
+def _alert_cells(masked: bool) -> RowCells:  # noqa: ARG001 - alerts hold no personal data
+    def cells(row: Any) -> list[str]:
+        alert_id, created_at, *texts, updated_at = row
+        return [str(alert_id), created_at or "", *(value or "" for value in texts), updated_at or ""]
+
+    return cells
+
+
+_QUERIES: dict[
+    ExportKind, tuple[Callable[[ExportFilters, str], AnySelect], Callable[[bool], RowCells], Sequence[int]]
+] = {
+    ExportKind.PAYMENTS: (_payments_query, _payment_cells, PAYMENT_TEXT_CELLS),
+    ExportKind.REFUNDS: (_refunds_query, _refund_cells, REFUND_TEXT_CELLS),
+    ExportKind.ALERTS: (_alerts_query, _alert_cells, ALERT_TEXT_CELLS),
 }
 
 
@@ -508,18 +640,22 @@ def estimate_rows(rt: Runtime, request: ExportRequest) -> int:
     """How many data rows the export would have now (one COUNT query; the summary is computed)."""
     if request.kind == ExportKind.SUMMARY:
         return len(_summary_rows(rt, request))
-    query, _ = _QUERIES[request.kind]
+    query = _QUERIES[request.kind][0]
     with rt.db.read() as session:
-        counted = query(request.filters).order_by(None).subquery()
+        counted = query(request.filters, rt.db.engine.dialect.name).order_by(None).subquery()
         return int(session.scalar(select(func.count()).select_from(counted)) or 0)
 
 
-def _chunks(session: Session, request: ExportRequest, chunk_rows: int) -> Generator[list[list[Cell]], None, None]:
-    query, to_cells = _QUERIES[request.kind]
-    result = session.execute(query(request.filters).execution_options(yield_per=chunk_rows))
+def _chunks(session: Session, request: ExportRequest, chunk_rows: int) -> Generator[tuple[int, str], None, None]:
+    """(rows, CSV text) per `chunk_rows` rows."""
+    query, row_cells, text_cells = _QUERIES[request.kind]
+    connection = session.connection()  # Core rows, no ORM: the same transaction, a fraction of the cost
+    statement = query(request.filters, connection.dialect.name)
+    result = connection.execution_options(yield_per=chunk_rows).execute(statement)
+    cells = row_cells(request.masked)
     try:
         for partition in result.partitions():
-            yield [to_cells(row, request.masked) for row in partition]
+            yield len(partition), csv_chunk(map(cells, partition), text_cells)
     finally:
         result.close()  # also when the reader stops early: frees PostgreSQL's server-side cursor
 
@@ -548,10 +684,10 @@ def _stream(rt: Runtime, request: ExportRequest, *, chunk_rows: int, via: str, c
                 counted[0] += len(part)
                 yield csv_text(part)
         else:
-            with rt.db.read() as session, closing(_chunks(session, request, chunk_rows)) as parts:
-                for part in parts:
-                    counted[0] += len(part)
-                    yield csv_text(part)
+            with rt.db.read() as session, closing(_chunks(session, request, chunk_rows)) as chunks:
+                for rows, text in chunks:
+                    counted[0] += rows
+                    yield text
         completed = True
     finally:
         _audit_export(rt, request, rows=counted[0], completed=completed, via=via)

@@ -107,13 +107,16 @@ class Order(Base):
     payments: Mapped[list[Payment]] = relationship(back_populates="order")
 
 
+_UNVERIFIED: dict[str, Any] = {"sqlite_where": text("verified IS 0"), "postgresql_where": text("verified IS FALSE")}
+
+
 class Payment(Base):
     """Our copy of a PortOne payment; PortOne is the source of truth for every field here."""
 
     __tablename__ = "payments"
     __table_args__ = (
-        Index("ix_payments_paid_at", "paid_at"),
-        Index("ix_payments_status_paid_at", "status", "paid_at"),
+        # No separate paid_at / (status, paid_at) indexes: ix_payments_paid_at_cover serves those
+        # queries as fast or faster on both databases (migration 0005 dropped them).
         # The payments page (services/payment_search.py): one index range scan over the date range
         # serves the newest-first page (started_at, id) and the per-currency totals, filters and
         # a broad buyer search included, without reading the table (covering).
@@ -154,6 +157,11 @@ class Payment(Base):
         Index("ix_payments_buyer_email", "buyer_email", postgresql_ops={"buyer_email": "varchar_pattern_ops"}),
         Index("ix_payments_buyer_tel", "buyer_tel", postgresql_ops={"buyer_tel": "varchar_pattern_ops"}),
         Index("ix_payments_buyer_name", "buyer_name", postgresql_ops={"buyer_name": "varchar_pattern_ops"}),
+        # Unverified payments (forgeries, payments without a matching order) are rare: the forgery
+        # filter finds them here instead of walking the date range. The WHERE is written as the
+        # queries write `Payment.verified.is_(False)`, so both planners see that it applies.
+        Index("ix_payments_unverified_started_at", "started_at", "id", **_UNVERIFIED),
+        Index("ix_payments_unverified_paid_at", "paid_at", "id", **_UNVERIFIED),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -251,6 +259,9 @@ class WebhookEvent(Base):
     result: Mapped[str] = mapped_column(String(24), default="received")  # processed | ignored | rejected | error
     detail: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None]
+    # V2: the webhook-id of a delivery accepted (or being processed); unique, so a replay racing
+    # the original cannot also be accepted. Released when processing ends in an error to retry.
+    accepted_webhook_id: Mapped[str | None] = mapped_column(String(256), index=True, unique=True)
 
 
 class Alert(Base):

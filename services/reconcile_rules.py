@@ -40,6 +40,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.alerts import SEVERITY, AlertKind
@@ -706,8 +707,13 @@ def write_verdicts(
                 }
             )
     if inserts:
-        ids = session.scalars(insert(Alert).returning(Alert.id, sort_by_parameter_order=True), inserts).all()
-        for row, alert_id in zip(inserts, ids, strict=True):
+        created, opened_meanwhile = _insert_alerts(session, inserts)
+        for row, alert_id in opened_meanwhile:
+            result.open_ids[(row["kind"], row["imp_uid"])] = alert_id
+            updates.append(
+                {"id": alert_id, **{k: row[k] for k in ("updated_at", "message", "db_value", "portone_value")}}
+            )
+        for row, alert_id in created:
             result.new[row["kind"]] += 1
             result.open_ids[(row["kind"], row["imp_uid"])] = alert_id
             audits.append(
@@ -726,6 +732,37 @@ def write_verdicts(
     if audits:
         session.execute(insert(AuditEntry), audits)
     return result
+
+
+def _insert_alerts(
+    session: Session, rows: list[dict[str, Any]]
+) -> tuple[list[tuple[dict[str, Any], int]], list[tuple[dict[str, Any], int]]]:
+    """Insert new open alerts: (created, opened meanwhile by a concurrent transaction).
+
+    On PostgreSQL two transactions may both find no open alert and both insert one: the loser's
+    insert violates the one-open-alert index, and it refreshes the winner's alert instead.
+    """
+    try:
+        with session.begin_nested():
+            ids = session.scalars(insert(Alert).returning(Alert.id, sort_by_parameter_order=True), rows).all()
+        return list(zip(rows, ids, strict=True)), []
+    except IntegrityError:
+        pass
+    created, opened_meanwhile = [], []
+    for row in rows:
+        try:
+            with session.begin_nested():
+                created.append((row, int(session.scalar(insert(Alert).values(**row).returning(Alert.id)) or 0)))
+        except IntegrityError:
+            open_id = session.scalar(
+                select(Alert.id).where(
+                    Alert.kind == row["kind"], Alert.imp_uid == row["imp_uid"], Alert.status != AlertStatus.RESOLVED
+                )
+            )
+            if open_id is None:
+                raise
+            opened_meanwhile.append((row, open_id))
+    return created, opened_meanwhile
 
 
 # -- real-time checks -----------------------------------------------------------------------

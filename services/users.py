@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -24,8 +25,14 @@ LOCKOUT = timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 10
 _USERNAME = re.compile(r"^[a-zA-Z0-9._@-]{2,64}$")
 _hasher = PasswordHasher()
-# Verified against when the user does not exist, so timing does not reveal which names exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so timing does not reveal which names exist.
+    Made on first use, not at import: an argon2 hash takes 64 MiB and a noticeable moment, which
+    every process importing this module (CLI, exports, workers) would otherwise pay."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class LoginRefused(Forbidden):
@@ -73,7 +80,7 @@ def authenticate(rt: Runtime, *, username: str, password: str) -> Actor:
     with rt.db.write() as session:
         user = session.scalar(select(User).where(User.username == username.strip()))
         if user is None or not user.active:
-            _verify(_DUMMY_HASH, password)
+            _verify(_dummy_hash(), password)
             refusal = "wrong user name or password"
         elif user.locked_until and user.locked_until > now:
             refusal = "too many failed sign-ins; try again later"

@@ -5,8 +5,8 @@ V2 webhooks (version `2024-04-25`) are signed per Standard Webhooks: `webhook-id
 `webhook-timestamp` and `webhook-signature` headers, HMAC-SHA256 with the webhook secret. The
 official SDK's `portone_server_sdk.webhook.verify` checks the signature and that the timestamp is
 within 5 minutes of now (either way). It does not remember messages, so a captured delivery could
-be replayed within those 5 minutes: the ids of accepted deliveries are remembered here, in the
-WebhookEvent rows themselves (see `_replayed`).
+be replayed within those 5 minutes: the id of each accepted delivery is claimed in a unique
+column of its WebhookEvent row (see `_claim`), so a replay, even one racing the original, is refused.
 
 Even a verified delivery is only a hint of which payment changed: the payment is read from PortOne
 through the gateway and recorded by `services.payments.verify_payment`, exactly like a V1 webhook.
@@ -27,7 +27,7 @@ from typing import Any
 
 from portone_server_sdk import webhook as sdk_webhook
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from services.config import Settings
 from services.errors import GatewayError, NotFound, PaymentsError
@@ -98,17 +98,17 @@ def _marker(webhook_id: str) -> str:
     return f"webhook-id={json.dumps(webhook_id, ensure_ascii=False)}; "
 
 
-def _replayed(rt: Runtime, event_id: int, webhook_id: str, payment_id: str | None) -> bool:
-    """Was a delivery with this webhook-id already accepted? The signature covers id and body, so a
-    replay carries the same paymentId: the indexed `imp_uid` column narrows the search."""
-    with rt.db.read() as session:
-        query = select(WebhookEvent.id).where(
-            WebhookEvent.id != event_id,
-            WebhookEvent.result.in_(_ACCEPTED),
-            WebhookEvent.detail.startswith(_marker(webhook_id), autoescape=True),
-            WebhookEvent.imp_uid == payment_id if payment_id is not None else WebhookEvent.imp_uid.is_(None),
-        )
-        return session.scalar(query.limit(1)) is not None
+def _claim(rt: Runtime, event_id: int, webhook_id: str) -> bool:
+    """Claim the webhook-id for this delivery; False when an earlier delivery holds it (a replay).
+
+    The unique column decides, so two deliveries of one message racing each other cannot both pass.
+    """
+    try:
+        with rt.db.write() as session:
+            session.get_one(WebhookEvent, event_id).accepted_webhook_id = webhook_id
+        return True
+    except IntegrityError:
+        return False
 
 
 def _payment_event(verified: object) -> tuple[str | None, str | None]:
@@ -195,7 +195,7 @@ def receive(
         row.imp_uid = payment_id
         row.merchant_uid = payment_id
         row.claimed_status = (kind or "")[:_CLAIMED_STATUS_LENGTH] or None
-    if _replayed(rt, event_id, webhook_id, payment_id):
+    if not _claim(rt, event_id, webhook_id):
         return reject(Rejection.REPLAYED, "this webhook-id was already accepted: a replay", payment_id)
     if payment_id is None:
         return _finish(rt, event_id, webhook_id, V2WebhookResult.IGNORED, f"verified {kind or 'event'}; no payment")
@@ -233,6 +233,8 @@ def _finish(
         event.detail = _marker(webhook_id[:MAX_WEBHOOK_ID_LENGTH]) + (f"{reason}: " if reason else "") + detail
         event.verified = fetched
         event.processed_at = utcnow()
+        if result not in _ACCEPTED:
+            event.accepted_webhook_id = None  # PortOne's retry of this message must be processed
         if result == V2WebhookResult.REJECTED:
             check_rejected_webhook(session, event)
     return V2WebhookOutcome(event_id=event_id, result=result, detail=detail, reason=reason, payment_id=payment_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from services import exports, refunds, reports, users
 from services.access import Actor
 from services.errors import Forbidden
-from services.models import AuditEntry, Role
+from services.models import AuditEntry, Payment, Role
 from services.runtime import Runtime
 from services.sync import apply_payment
 from tests.factories import SandboxControl
@@ -81,6 +82,48 @@ def test_masking() -> None:
     assert exports.mask_phone("010-1234-5678") == "010-****-5678"
     assert exports.mask_phone("+82 10 1234 5678") == "+82 1* **** 5678"
     assert exports.mask_name(None) is None
+
+
+TRICKY_CELLS = ["", "김체카", "plain", "a,b", 'say "hi"', "two\nlines", "cr\rhere", "=1+1", "+82 10", "-5", "@x",
+                "\tTAB", "'quoted", ",", '"', "-", "x=1", "010-****-5678"]  # fmt: skip
+
+
+def test_the_fast_row_writer_writes_what_the_careful_one_does() -> None:
+    # Exports join the usual row in one go (csv_chunk); any row that needs quoting or neutralising
+    # must come out exactly as csv.writer over `render`ed cells would write it.
+    rng = random.Random(6)
+    text_cells = (0, 2, 3)
+    rows = [[rng.choice(TRICKY_CELLS) for _ in range(4)] + ["-1.50"] for _ in range(3000)]
+    careful = exports.csv_lines(
+        [[exports.neutralise(cell) if i in text_cells else cell for i, cell in enumerate(row)] for row in rows]
+    )
+    assert exports.csv_chunk([list(row) for row in rows], text_cells) == careful
+    assert exports.csv_chunk([["=x", "-1"]], (0,)) == "'=x,-1\r\n"  # money keeps its sign
+
+
+def test_the_usual_phone_form_is_masked_by_the_general_rule() -> None:
+    assert exports.mask_phone("011-9876-0000") == "011-****-0000"
+    assert exports.mask_phone("011-98760-000") == "011-****0-000"  # not the usual form: digit by digit
+
+
+def test_times_are_kst_to_the_second_and_money_exact_on_both_databases(runtime: Runtime) -> None:
+    # The database formats the times (truncated like `render`, never rounded up to the next
+    # second) and hands money over as exact hundredths, also from SQLite's REAL.
+    paid_at = datetime(2025, 3, 31, 15, 30, 59, 999_999, tzinfo=UTC)
+    with runtime.db.write() as session:
+        session.add(
+            Payment(imp_uid="imp_kst_edge", merchant_uid="m_kst_edge", status="paid", amount=Decimal("0.29"),
+                    cancel_amount=Decimal("0.10"), currency="USD", buyer_name="=HYPERLINK(1)", buyer_tel="010-1234-5678",
+                    paid_at=paid_at, cancelled_at=datetime(2025, 12, 31, 15, 0, tzinfo=UTC), verified=True)
+        )  # fmt: skip
+    request = exports.prepare(
+        actor=ADMIN, kind="payments", filters=exports.ExportFilters(date(2025, 4, 1), date(2025, 4, 1))
+    )
+    [row] = parse(exports.export_bytes(runtime, request))
+    assert row["결제시각 (KST UTC+09:00)"] == exports.render(paid_at) == "2025-04-01 00:30:59"
+    assert row["취소시각 (KST UTC+09:00)"] == "2026-01-01 00:00:00"
+    assert (row["결제금액"], row["환불금액"], row["잔액"]) == ("0.29", "0.10", "0.19")
+    assert row["구매자명"] == "'=" + "*" * 11 + ")"  # masked, then neutralised
 
 
 # -- exports from the database ----------------------------------------------------------------

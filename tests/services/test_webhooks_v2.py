@@ -140,3 +140,37 @@ def test_unavailable_portone_then_retry_other_events_and_unknown_payments(rt: Ru
     unknown = _deliver(rt, stranger, signed(stranger, webhook_id="msg_unknown"))
     assert (unknown.result, unknown.reason) == (V2WebhookResult.REJECTED, Rejection.UNKNOWN_PAYMENT)
     assert [e.result for e in _events(rt)] == ["error", "processed", "ignored", "rejected", "rejected"]
+
+
+@pytest.mark.reliability(
+    area="hostile input",
+    case="V2 webhook replayed at the same moment as the original",
+    outcome="exactly one delivery accepted (unique webhook-id claim), the others refused as replays",
+)
+def test_replays_racing_the_original_are_accepted_once(rt: Runtime, sandbox: SandboxControl) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    payment_id, body = _paid_order(rt, sandbox)
+    headers = signed(body, webhook_id="msg_race_1")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(lambda _: _deliver(rt, body, headers), range(6)))
+    assert sorted(str(o.result) for o in outcomes) == ["processed"] + ["rejected"] * 5
+    assert {o.reason for o in outcomes if o.result == V2WebhookResult.REJECTED} == {Rejection.REPLAYED}
+    with rt.db.read() as session:
+        claims = session.scalars(select(WebhookEvent.accepted_webhook_id).where(WebhookEvent.imp_uid == payment_id))
+        assert [c for c in claims if c] == ["msg_race_1"]
+
+
+def test_a_delivery_that_ended_in_error_is_processed_when_portone_retries_it(
+    rt: Runtime, sandbox: SandboxControl
+) -> None:
+    payment_id, body = _paid_order(rt, sandbox)
+    headers = signed(body, webhook_id="msg_retry_1")
+    configure(sandbox.http, fail_next=5)  # PortOne cannot be asked: every read attempt fails
+    first = _deliver(rt, body, headers)
+    assert first.result == V2WebhookResult.ERROR
+    configure(sandbox.http, fail_next=0)
+    retried = _deliver(rt, body, signed(body, webhook_id="msg_retry_1"))
+    assert retried.result == V2WebhookResult.PROCESSED
+    payment = _payment(rt, payment_id)
+    assert payment is not None and payment.status == "paid"

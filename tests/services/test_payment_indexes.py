@@ -1,0 +1,69 @@
+"""The payments page's forgery filter is served by the partial indexes of unverified payments
+(migration 0005) on both databases: their WHERE must stay what the queries say."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from bench.payments_page import load
+from services import payment_search as ps
+from services.access import Actor
+from services.config import Settings
+from services.db import Database
+from services.models import Role
+from services.runtime import Runtime, make_gateway
+
+OPERATOR = Actor("operator", Role.OPERATOR)
+
+
+def _plan(runtime: Runtime, statement: str, parameters: Any) -> str:
+    with runtime.db.engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        if runtime.db.is_sqlite:
+            rows = raw.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
+            return "\n".join(str(row[3]) for row in rows)
+        with raw.cursor() as cursor:
+            cursor.execute("EXPLAIN " + statement, parameters)
+            return "\n".join(str(row[0]) for row in cursor.fetchall())
+
+
+@pytest.mark.parametrize("basis", ["started", "paid"])
+def test_the_forgery_filter_reads_the_unverified_indexes(database_url: str, basis: str) -> None:
+    load(database_url, 3000, days=90)  # migrated, ANALYZEd; a handful of forgeries among them
+    settings = Settings(database_url=database_url, portone_mode="sandbox")
+    runtime = Runtime(settings=settings, db=Database(database_url), gateway=make_gateway(settings))
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if "FROM payments" in " ".join(statement.split()):
+            statements.append((statement, parameters))
+
+    try:
+        today = ps.today_kst()
+        filters = ps.PaymentFilters(
+            date_from=today - timedelta(days=ps.MAX_RANGE_DAYS - 1),
+            date_to=today,
+            states=(ps.PaymentState.FORGERY,),
+            time_basis=basis,
+        )
+        event.listen(runtime.db.engine, "before_cursor_execute", capture)
+        page = ps.search_payments(runtime, actor=OPERATOR, filters=filters)
+        [totals] = ps.payment_totals(runtime, actor=OPERATOR, filters=filters)
+        event.remove(runtime.db.engine, "before_cursor_execute", capture)
+
+        with runtime.db.read() as session:  # the filter finds exactly the forgeries
+            forgeries = session.scalar(
+                text("SELECT count(*) FROM payments WHERE status IN ('paid', 'cancelled') AND NOT verified")
+            )
+        assert 0 < totals.count == forgeries == len(page.rows)
+        assert len(statements) == 2
+        for statement, parameters in statements:
+            plan = _plan(runtime, statement, parameters)
+            assert "ix_payments_unverified_" in plan, plan  # (the planner may walk either, both are tiny)
+    finally:
+        runtime.close()
