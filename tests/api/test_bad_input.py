@@ -8,6 +8,11 @@ import pytest
 from tests.factories import INTERNAL_TOKEN, SandboxControl, auth_headers, new_order
 
 
+@pytest.mark.reliability(
+    area="hostile input",
+    case="malformed, oversized or wrongly typed order bodies",
+    outcome="4xx with a readable message; nothing stored",
+)
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
@@ -56,6 +61,11 @@ def test_declined_card_is_not_paid(api: httpx.Client, sandbox: SandboxControl) -
     assert answer.status_code == 409 and answer.json()["status"] == "failed"
 
 
+@pytest.mark.reliability(
+    area="hostile input",
+    case="bad refund amounts and bodies over the API",
+    outcome="4xx with a readable message; nothing sent to PortOne",
+)
 def test_refund_input(api: httpx.Client, sandbox: SandboxControl) -> None:
     order = new_order(api, "USD")
     imp_uid = sandbox.checkout(order["merchant_uid"], "38.50", "USD")["imp_uid"]

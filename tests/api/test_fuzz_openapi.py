@@ -16,6 +16,11 @@ from tests.factories import INTERNAL_TOKEN, SandboxControl, make_runtime
 EXAMPLES_PER_ROUTE = 40
 
 
+@pytest.mark.reliability(
+    area="hostile input",
+    case="API fuzzing from our own OpenAPI schema (schemathesis)",
+    outcome="no route answers 5xx",
+)
 def test_no_route_answers_5xx(tmp_path: Path, sandbox: SandboxControl) -> None:
     runtime = make_runtime(database_url=f"sqlite:///{tmp_path / 'fuzz.db'}", portone_api_url=sandbox.url)
     app = create_app(runtime)
@@ -45,6 +50,11 @@ def test_no_route_answers_5xx(tmp_path: Path, sandbox: SandboxControl) -> None:
     assert min(calls[path] for path in ("/api/orders", "/api/payments/complete")) >= 20, calls
 
 
+@pytest.mark.reliability(
+    area="hostile input",
+    case="webhook with any content type",
+    outcome="a 4xx or a processed delivery, never 5xx; recorded",
+)
 @pytest.mark.parametrize(
     "content_type", ["application/json", "application/x-www-form-urlencoded", "text/plain", "application/xml"]
 )

@@ -99,6 +99,11 @@ def test_order_checkout_complete_webhook_and_partial_refunds(
     assert len(cancels) == 2
 
 
+@pytest.mark.reliability(
+    area="hostile input",
+    case="amount tampered in the browser (forgery)",
+    outcome="cancelled at PortOne, alerted, never shown as paid",
+)
 def test_forgery_is_cancelled_alerted_and_never_paid(
     api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
 ) -> None:
@@ -133,6 +138,11 @@ def test_prepared_amount_is_enforced_by_portone(api: httpx.Client, sandbox: Sand
     assert refused["success"] is False
 
 
+@pytest.mark.reliability(
+    area="concurrency",
+    case="20 concurrent refunds over the API on one payment",
+    outcome="exactly 16 reach PortOne, the rest refused; never above what was paid",
+)
 def test_twenty_concurrent_refunds_never_exceed_what_was_paid(
     api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
 ) -> None:
@@ -158,6 +168,11 @@ def test_twenty_concurrent_refunds_never_exceed_what_was_paid(
     _assert_db_agrees_with_sandbox(runtime, sandbox, imp_uid)
 
 
+@pytest.mark.reliability(
+    area="fault",
+    case="cancel times out after PortOne applied it",
+    outcome="recorded once as succeeded; one cancel sent; state equals PortOne",
+)
 def test_cancel_timing_out_after_portone_applied_it_is_recorded_once(
     api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
 ) -> None:

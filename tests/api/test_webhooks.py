@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from services.models import Alert, Order, Payment, Refund, WebhookEvent
@@ -70,6 +71,11 @@ def test_virtual_account_ready_then_deposit(api: httpx.Client, runtime: Runtime,
     assert _order_status(runtime, order["merchant_uid"]) == "paid"
 
 
+@pytest.mark.reliability(
+    area="concurrency",
+    case="duplicate and out-of-order V1 webhooks",
+    outcome="applied once; state equals PortOne's",
+)
 def test_duplicate_and_out_of_order_webhooks_apply_once(
     api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
 ) -> None:
@@ -99,6 +105,11 @@ def test_form_encoded_webhook(api: httpx.Client, runtime: Runtime, sandbox: Sand
         assert "x-www-form-urlencoded" in (event.content_type or "")
 
 
+@pytest.mark.reliability(
+    area="hostile input",
+    case="V1 webhook naming an unknown imp_uid or claiming a false status",
+    outcome="nothing changes (PortOne is asked); delivery logged and alerted",
+)
 def test_forged_webhook_changes_nothing_and_is_logged(
     api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.pages.conftest import PASSWORDS
@@ -30,6 +31,11 @@ def test_sign_in_with_password_then_wrong_password(open_app: Callable[..., AppTe
     assert at.error[0].value.startswith("아이디 또는 비밀번호")
 
 
+@pytest.mark.reliability(
+    area="access",
+    case="dashboard session left idle",
+    outcome="expires; sign-in asked again",
+)
 def test_idle_session_expires(open_app: Callable[..., AppTest]) -> None:
     at = open_app("viewer")
     at.session_state["auth_last_seen"] = 0.0

@@ -42,6 +42,11 @@ def today_filters(**extra: object) -> exports.ExportFilters:
 # -- pure cell rules ----------------------------------------------------------------------------
 
 
+@pytest.mark.reliability(
+    area="hostile input",
+    case="formula injection (= + - @ tab CR) in any CSV text cell",
+    outcome="cell neutralised; the CSV parses back",
+)
 @pytest.mark.parametrize(
     ("text", "written"),
     [
@@ -138,6 +143,11 @@ def _seed(runtime: Runtime, sandbox: SandboxControl) -> dict[str, str]:
     return {"krw": krw, "usd": usd, "forgery": forgery(runtime, sandbox)}
 
 
+@pytest.mark.reliability(
+    area="access",
+    case="personal data in CSV exports by role",
+    outcome="masked for a viewer (and unless admin); whole for an admin",
+)
 def test_payments_export_masked_for_a_viewer_unmasked_for_an_admin(runtime: Runtime, sandbox: SandboxControl) -> None:
     ids = _seed(runtime, sandbox)
     masked = exports.prepare(actor=VIEWER, kind="payments", filters=today_filters())
@@ -282,6 +292,11 @@ def _users(runtime: Runtime, *roles: str) -> None:
         users.create_user(runtime, username=role, password=f"{role}-password-1", role=role, actor=None)
 
 
+@pytest.mark.reliability(
+    area="access",
+    case="export links: expired, tampered, other kind, demoted user",
+    outcome="refused",
+)
 def test_links_valid_expired_tampered_wrong_kind_and_demoted(runtime: Runtime) -> None:
     _users(runtime, "admin", "operator")
     filters = exports.ExportFilters(start=date(2025, 1, 1), end=date(2025, 1, 31), currency="KRW")

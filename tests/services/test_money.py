@@ -20,6 +20,11 @@ def test_currency_precision() -> None:
         validate_amount("1", "XYZ")
 
 
+@pytest.mark.reliability(
+    area="hostile input",
+    case="money parsing: floats, NaN, infinities, junk, too many decimals",
+    outcome="refused; Decimal only",
+)
 @pytest.mark.parametrize("bad", [1.5, True, None, "1e", "inf", "NaN", object()])
 def test_parse_refuses_inexact_or_non_numbers(bad: object) -> None:
     with pytest.raises(InvalidAmount):
@@ -32,6 +37,11 @@ def test_minor_units() -> None:
     assert from_minor_units(1420, "USD") == Decimal("14.20")
 
 
+@pytest.mark.reliability(
+    area="hostile input",
+    case="money in minor units (hypothesis)",
+    outcome="exact round trip for KRW and USD",
+)
 @given(st.integers(min_value=1, max_value=10**11), st.sampled_from(["KRW", "USD", "JPY", "EUR"]))
 def test_minor_units_round_trip(units: int, currency: str) -> None:
     assert to_minor_units(from_minor_units(units, currency), currency) == units

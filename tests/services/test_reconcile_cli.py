@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from services.access import Actor
@@ -75,6 +76,11 @@ def _kill_half_way(command: list[str], env: dict[str, str]) -> int:
         process.stderr.close()
 
 
+@pytest.mark.reliability(
+    area="fault",
+    case="reconciliation process SIGKILLed half-way",
+    outcome="--resume gives the same open alerts as one clean run",
+)
 def test_a_run_killed_half_way_and_resumed_leaves_the_same_alerts_as_one_clean_run(
     runtime: Runtime, sandbox: SandboxControl, database_url: str, tmp_path: Path
 ) -> None:

@@ -23,6 +23,11 @@ def _paid_payment(runtime: Runtime, sandbox: SandboxControl) -> str:
     return imp_uid
 
 
+@pytest.mark.reliability(
+    area="fault",
+    case="PortOne silent after a cancel, then unreachable while settling",
+    outcome="refund unknown and alerted; settled later by asking PortOne; never resent",
+)
 def test_unknown_outcome_waits_for_portone_then_is_settled_without_resending(
     runtime: Runtime, sandbox: SandboxControl
 ) -> None:
@@ -63,6 +68,11 @@ def test_unknown_outcome_waits_for_portone_then_is_settled_without_resending(
     assert follow_up.status == RefundStatus.SUCCEEDED and follow_up.remaining == 0
 
 
+@pytest.mark.reliability(
+    area="fault",
+    case="PortOne unreachable before a refund is sent",
+    outcome="refund refused (503), nothing sent, nothing recorded as refunded",
+)
 def test_portone_unreachable_before_sending_changes_nothing(runtime: Runtime, sandbox: SandboxControl) -> None:
     imp_uid = _paid_payment(runtime, sandbox)
     sandbox.configure(fail_next=50)
@@ -74,6 +84,11 @@ def test_portone_unreachable_before_sending_changes_nothing(runtime: Runtime, sa
     assert again.status == RefundStatus.SUCCEEDED and not again.replayed
 
 
+@pytest.mark.reliability(
+    area="fault",
+    case="a refunding process crashed holding the payment's lease",
+    outcome="lease expires; the next refund proceeds and settles the open attempt",
+)
 def test_lease_left_by_a_crashed_process_expires(runtime: Runtime, sandbox: SandboxControl) -> None:
     from datetime import timedelta
 

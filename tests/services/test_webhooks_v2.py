@@ -90,6 +90,11 @@ def test_a_signed_delivery_is_processed_after_a_re_fetch_and_its_replay_refused(
     assert first.detail and first.detail.startswith('webhook-id="msg_valid_1"; ')
 
 
+@pytest.mark.reliability(
+    area="hostile input",
+    case="V2 webhook forged, tampered, stale or unsigned",
+    outcome="refused (4xx), recorded and alerted; nothing changes",
+)
 def test_forged_tampered_stale_and_unsigned_deliveries_are_refused_and_recorded(
     rt: Runtime, sandbox: SandboxControl
 ) -> None:
