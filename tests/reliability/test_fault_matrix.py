@@ -1,0 +1,114 @@
+"""Faults at each step, then recovery: afterwards our records equal PortOne's.
+
+More rows of the matrix live beside the code they exercise (marked `fault` in README's table):
+refunds (tests/services/test_refunds.py), the cancel timing out after PortOne applied it
+(tests/api/test_payment_flow.py), a V2 cancel left REQUESTED (tests/api/test_v2_pending_cancel.py),
+a reconciliation process SIGKILLed half-way (tests/services/test_reconcile_cli.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from services.models import Payment, RefundStatus
+from services.runtime import Runtime
+from tests.factories import SandboxControl, new_order
+
+READS_FAILING = 10  # more 500s than our client's read retries
+
+
+def assert_state_equals_portone(runtime: Runtime, sandbox: SandboxControl) -> None:
+    """Every payment we hold matches PortOne's record: status, amounts, refunds."""
+    with runtime.db.read() as session:
+        payments = session.scalars(select(Payment)).all()
+        assert payments
+        for payment in payments:
+            portone = sandbox.payment(payment.imp_uid)
+            assert (payment.status, payment.amount, payment.cancel_amount) == (
+                portone["status"],
+                Decimal(str(portone["amount"])),
+                Decimal(str(portone["cancel_amount"])),
+            ), payment.imp_uid
+            succeeded = sum((r.amount for r in payment.refunds if r.status == RefundStatus.SUCCEEDED), Decimal(0))
+            assert succeeded == payment.cancel_amount
+
+
+def _paid_at_portone(api: httpx.Client, sandbox: SandboxControl) -> tuple[str, str]:
+    sandbox.configure(webhook_url=None)  # the deliveries below are the test's own
+    order = new_order(api)
+    return sandbox.checkout(order["merchant_uid"], order["amount"])["imp_uid"], order["merchant_uid"]
+
+
+def _paid_rows(runtime: Runtime) -> int:
+    with runtime.db.read() as session:
+        return len(session.scalars(select(Payment.id).where(Payment.status == "paid")).all())
+
+
+@pytest.mark.reliability(
+    area="fault",
+    case="PortOne 5xx on every read while /complete re-fetches the payment",
+    outcome="503 to the app, nothing recorded as paid; the retry records it paid once",
+)
+def test_portone_failing_during_complete(api: httpx.Client, runtime: Runtime, sandbox: SandboxControl) -> None:
+    imp_uid, merchant_uid = _paid_at_portone(api, sandbox)
+    sandbox.configure(fail_next=READS_FAILING)
+    answer = api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid})
+    assert answer.status_code == 503 and answer.json()["error"] == "portone_unavailable"
+    assert _paid_rows(runtime) == 0
+    sandbox.configure(fail_next=0)
+    again = api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid})
+    assert again.status_code == 200 and again.json()["status"] == "paid"
+    assert _paid_rows(runtime) == 1
+    assert_state_equals_portone(runtime, sandbox)
+
+
+@pytest.mark.reliability(
+    area="fault",
+    case="PortOne 5xx on every read while a webhook re-fetches the payment",
+    outcome="503 so PortOne retries, delivery logged; the redelivery records it paid once",
+)
+def test_portone_failing_during_webhook(api: httpx.Client, runtime: Runtime, sandbox: SandboxControl) -> None:
+    imp_uid, merchant_uid = _paid_at_portone(api, sandbox)
+    hook = {"imp_uid": imp_uid, "merchant_uid": merchant_uid, "status": "paid"}
+    sandbox.configure(fail_next=READS_FAILING)
+    answer = api.post("/portone/webhook", json=hook)
+    assert answer.status_code == 503 and answer.json()["result"] == "error"
+    assert _paid_rows(runtime) == 0
+    sandbox.configure(fail_next=0)
+    assert api.post("/portone/webhook", json=hook).status_code == 200
+    assert _paid_rows(runtime) == 1
+    assert_state_equals_portone(runtime, sandbox)
+
+
+@pytest.mark.reliability(
+    area="fault",
+    case="SQLite write-locked by another process during /complete",
+    outcome="the request waits for the lock (busy timeout), then records the payment once; nothing lost",
+)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_database_locked_during_complete(api: httpx.Client, runtime: Runtime, sandbox: SandboxControl) -> None:
+    imp_uid, merchant_uid = _paid_at_portone(api, sandbox)
+    path = str(runtime.db.engine.url.database)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")
+    released = threading.Event()
+
+    def release_later() -> None:
+        time.sleep(1.5)
+        other.execute("COMMIT")
+        released.set()
+
+    threading.Thread(target=release_later, daemon=True).start()
+    answer = api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid})
+    assert released.is_set()  # it really waited for the other writer
+    assert answer.status_code == 200, answer.text
+    other.close()
+    assert _paid_rows(runtime) == 1
+    assert_state_equals_portone(runtime, sandbox)
