@@ -8,10 +8,13 @@ a reconciliation process SIGKILLed half-way (tests/services/test_reconcile_cli.p
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import threading
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -112,3 +115,61 @@ def test_database_locked_during_complete(api: httpx.Client, runtime: Runtime, sa
     other.close()
     assert _paid_rows(runtime) == 1
     assert_state_equals_portone(runtime, sandbox)
+
+
+@pytest.mark.reliability(
+    area="fault",
+    case="API process SIGKILLed after PortOne applied a refund, before our commit",
+    outcome="the open attempt is settled by asking PortOne: succeeded once, one cancel sent; state equal",
+)
+def test_api_killed_between_portone_answer_and_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.stack import running_stack
+    from services import refunds
+    from tests.factories import auth_headers, make_runtime
+
+    database_url = f"sqlite:///{tmp_path / 'killed.db'}"
+    monkeypatch.setenv("REFUND_LOCK_LEASE_SECONDS", "2")  # the dead process's lease lapses quickly
+    monkeypatch.setenv("PORTONE_TIMEOUT_SECONDS", "60")  # our API waits for PortOne: it dies waiting
+    with running_stack(database_url) as stack, httpx.Client(base_url=stack.sandbox_url, timeout=30) as http:
+        control = SandboxControl(url=stack.sandbox_url, http=http, version="v1")
+        with httpx.Client(base_url=stack.api_url, timeout=90) as api:
+            order = new_order(api)
+            imp_uid = control.checkout(order["merchant_uid"], order["amount"])["imp_uid"]
+            body = {"imp_uid": imp_uid, "merchant_uid": order["merchant_uid"]}
+            assert api.post("/api/payments/complete", json=body).status_code == 200
+            control.configure(cancel_timeout_after_apply=1, cancel_hang_seconds=60)
+            headers = {**auth_headers(), "Authorization": "Bearer bench-internal-token"}
+
+            def refund() -> None:
+                try:
+                    api.post(
+                        f"/api/payments/{imp_uid}/refunds",
+                        json={"amount": "20000", "reason": "고객 요청"},
+                        headers=headers,
+                    )
+                except httpx.TransportError:
+                    pass  # the API died under this request
+
+            threading.Thread(target=refund, daemon=True).start()
+            deadline = time.monotonic() + 30
+            while not control.calls()["cancels"]:
+                assert time.monotonic() < deadline, "the cancel never reached the sandbox"
+                time.sleep(0.05)
+            assert stack.api_pid is not None
+            os.kill(stack.api_pid, signal.SIGKILL)  # PortOne applied it; our answer never came
+
+        rt = make_runtime(database_url=database_url, portone_api_url=stack.sandbox_url, refund_lock_lease_seconds=2)
+        try:
+            with rt.db.read() as session:
+                payment = session.scalar(select(Payment).where(Payment.imp_uid == imp_uid))
+                assert payment is not None and [r.status for r in payment.refunds] == ["pending"]
+            time.sleep(2.2)
+            assert refunds.settle_with_lease(rt, imp_uid=imp_uid) == 1
+            with rt.db.read() as session:
+                payment = session.scalar(select(Payment).where(Payment.imp_uid == imp_uid))
+                assert payment is not None
+                assert [(r.status, r.amount) for r in payment.refunds] == [("succeeded", Decimal(20000))]
+            assert len(control.calls()["cancels"]) == 1
+            assert_state_equals_portone(rt, control)
+        finally:
+            rt.close()
