@@ -293,7 +293,14 @@ def _webhook_summary(r: dict[str, Any]) -> tuple[str, str, str]:
     checks = r["checks"]
     clean = checks["lost"] == 0 and checks["double_applied"] == 0
     rate = r["concurrent"]["per_second"]
-    verdict = f"{rate:.0f}/s (target ≥ 300/s) {_mark(rate >= 300)}; lost {checks['lost']}, doubled {checks['double_applied']} {_mark(clean)}"
+    verdict = f"{rate:.0f}/s (target ≥ 300/s) {_mark(rate >= 300)}"
+    cpu = r.get("api_cpu_ms_per_delivery")
+    if rate < 300 and cpu:
+        verdict += (
+            f" ({300 / rate:.2f}x short: the API process spends {cpu} ms of CPU per delivery, HTTP handling"
+            " and ORM recording in one Python process; the sandbox and the load driver share the other core)"
+        )
+    verdict += f"; lost {checks['lost']}, doubled {checks['double_applied']} {_mark(clean)}"
     return (f"{rate:.0f}/s at 32 concurrent", f"one at a time {r['serial']['per_second']:.0f}/s", verdict)
 
 
