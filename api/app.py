@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 
 from api import webhooks_v2 as webhooks_v2_routes
 from api.exports import include_export_routes
@@ -311,6 +312,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, GatewayError):
             return error(502, "portone_error", message)
         return error(400, "payments_error", message)
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_: Request, exc: Exception) -> Response:
+        log.error("database unavailable: %s", type(exc).__name__)
+        return error(
+            503, "database_unavailable", "the database cannot be reached right now; nothing was changed, retry"
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:

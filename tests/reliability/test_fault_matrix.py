@@ -173,3 +173,35 @@ def test_api_killed_between_portone_answer_and_commit(tmp_path: Path, monkeypatc
             assert_state_equals_portone(rt, control)
         finally:
             rt.close()
+
+
+@pytest.mark.reliability(
+    area="fault",
+    case="database unreachable (PostgreSQL refusing connections)",
+    outcome="503 database_unavailable with a readable message, no stack trace; nothing half-written",
+)
+def test_database_unreachable_answers_503(sandbox: SandboxControl) -> None:
+    from api.app import create_app
+    from services.config import Settings
+    from services.db import Database
+    from services.runtime import Runtime, make_gateway
+    from tests.servers import free_port, serve_in_thread
+
+    url = f"postgresql+psycopg://chekar@127.0.0.1:{free_port()}/nowhere?connect_timeout=2"
+    settings = Settings(database_url=url, portone_mode="sandbox", portone_api_url=sandbox.url)
+    runtime = Runtime(settings=settings, db=Database(url), gateway=make_gateway(settings))
+    served = serve_in_thread(create_app(runtime))
+    try:
+        with httpx.Client(base_url=served.url, timeout=30) as api:
+            for method, path, body in [
+                ("GET", "/healthz", None),
+                ("POST", "/api/orders", {"customer_email": "a@example.com", "customer_name": "김"}),
+                ("POST", "/portone/webhook", {"imp_uid": "imp_1", "merchant_uid": "m", "status": "paid"}),
+            ]:
+                answer = api.request(method, path, json=body)
+                assert answer.status_code == 503, (path, answer.text)
+                assert answer.json()["error"] == "database_unavailable"
+                assert "Traceback" not in answer.text and "psycopg" not in answer.text
+    finally:
+        served.stop()
+        runtime.close()
