@@ -1,0 +1,53 @@
+"""Refund amounts of any shape against the real sandbox (hypothesis): refused with a clear domain
+error, or refunded, and never more in total than was paid."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from services import orders, payments, refunds
+from services.errors import PaymentsError
+from services.models import Payment, RefundStatus
+from services.runtime import Runtime
+from tests.factories import SandboxControl
+
+AMOUNTS = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**15), max_value=10**15),
+    st.text(max_size=12),
+    st.sampled_from(["-1", "0", "0.5", "1e3", "1E+4", "49999.999", "  7000 ", "NaN", "Infinity", "5,000", "１０００"]),
+)
+
+
+@pytest.mark.reliability(
+    area="hostile input",
+    case="refund amounts of any shape (hypothesis, against the sandbox)",
+    outcome="a domain error with a message, or a refund; never above what was paid; our total equals PortOne's",
+)
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_refund_amounts_of_any_shape(runtime: Runtime, sandbox: SandboxControl, data: st.DataObject) -> None:
+    order = orders.create_order(runtime, customer_email="kim@example.com", customer_name="김")
+    imp_uid = sandbox.checkout(order.merchant_uid, order.amount)["imp_uid"]
+    payments.complete(runtime, imp_uid=imp_uid, merchant_uid=order.merchant_uid)
+    for number in range(4):
+        amount = data.draw(AMOUNTS, label=f"amount {number}")
+        try:
+            result = refunds.refund(
+                runtime, imp_uid=imp_uid, amount=amount, reason="고객 요청", actor="kim", idempotency_key=f"k{number}"
+            )
+        except PaymentsError as exc:
+            assert str(exc)  # refused with something to show the operator
+            continue
+        assert result.status in (RefundStatus.SUCCEEDED, RefundStatus.REJECTED)
+    portone = sandbox.payment(imp_uid)
+    with runtime.db.read() as session:
+        payment = session.scalar(select(Payment).where(Payment.imp_uid == imp_uid))
+        assert payment is not None
+        succeeded = sum((r.amount for r in payment.refunds if r.status == RefundStatus.SUCCEEDED), Decimal(0))
+    assert succeeded == Decimal(str(portone["cancel_amount"])) <= Decimal(50000)
