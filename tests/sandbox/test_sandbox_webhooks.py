@@ -72,11 +72,11 @@ def test_connection_error_retried_then_failed(client: Any, wait: Any) -> None:
 
 def test_answer_never_waits_for_webhook(client: Any, receiver: Any) -> None:
     client.config(webhook_url=receiver.url)
-    receiver.delay = 1.0
+    receiver.delay = 4.0  # the webhook takes 4 s to be answered; the checkout must not wait for it
     started = time.monotonic()
     client.paid("order-w6")
-    assert time.monotonic() - started < 0.5
-    receiver.wait_for(1)
+    assert time.monotonic() - started < 2.0
+    receiver.wait_for(1, timeout=15)
 
 
 def test_duplicates(client: Any, receiver: Any) -> None:
@@ -148,7 +148,7 @@ def test_no_url_is_logged(client: Any) -> None:
 
 
 def test_shutdown_with_pending_deliveries_is_clean(receiver: Any) -> None:
-    receiver.delay = 3.0
+    receiver.delay = 8.0
     cfg = SandboxConfig(webhook_url=receiver.url, webhook_retry_delays_ms=[5000],
                         webhook_timeout_seconds=10)  # fmt: skip
     sb = run_sandbox_in_thread(cfg)
@@ -160,4 +160,4 @@ def test_shutdown_with_pending_deliveries_is_clean(receiver: Any) -> None:
     started = time.monotonic()
     sb.stop()
     assert not sb.thread.is_alive()
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 4.0  # it did not wait for the 8 s deliveries
