@@ -205,3 +205,32 @@ def test_database_unreachable_answers_503(sandbox: SandboxControl) -> None:
     finally:
         served.stop()
         runtime.close()
+
+
+@pytest.mark.reliability(
+    area="fault",
+    case="PortOne 5xx throughout a reconciliation run",
+    outcome="the run stops as failed (resumable), no alert raised from a half-read; resumed once healthy it finds every planted difference",
+)
+def test_reconciliation_with_portone_failing_then_resumed(runtime: Runtime, sandbox: SandboxControl) -> None:
+    from services.access import Actor
+    from services.errors import GatewayError
+    from services.models import ReconciliationRun, Role
+    from services.reconcile import EngineOptions, start_run
+    from tests.services.test_reconcile import open_alerts, plant
+
+    scenario = plant(runtime, sandbox)
+    before = open_alerts(runtime)
+    operator = Actor("kim", Role.OPERATOR)
+    options = EngineOptions(max_requests_per_second=0, concurrency=2)
+    sandbox.configure(error_rate=1.0)
+    with pytest.raises(GatewayError):
+        start_run(runtime, since=scenario.since, actor=operator, options=options)
+    assert open_alerts(runtime) == before
+    with runtime.db.read() as session:
+        failed = session.scalars(select(ReconciliationRun)).all()
+        assert [run.status for run in failed] == ["failed"]
+    sandbox.configure(error_rate=0.0)
+    resumed = start_run(runtime, actor=operator, options=options, resume_run_id=failed[0].id)
+    assert resumed.status == "finished"
+    assert open_alerts(runtime) == scenario.expected
