@@ -234,3 +234,23 @@ def test_reconciliation_with_portone_failing_then_resumed(runtime: Runtime, sand
     resumed = start_run(runtime, actor=operator, options=options, resume_run_id=failed[0].id)
     assert resumed.status == "finished"
     assert open_alerts(runtime) == scenario.expected
+
+
+@pytest.mark.reliability(
+    area="fault",
+    case="PortOne too slow (past our timeout) while /complete re-fetches the payment",
+    outcome="503 to the app, nothing recorded as paid; the retry records it paid once",
+)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_portone_timing_out_during_complete(api: httpx.Client, runtime: Runtime, sandbox: SandboxControl) -> None:
+    imp_uid, merchant_uid = _paid_at_portone(api, sandbox)
+    timeout = runtime.settings.portone_timeout_seconds
+    sandbox.configure(latency_ms=int((timeout + 1) * 1000))
+    answer = api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid})
+    assert answer.status_code == 503 and answer.json()["error"] == "portone_unavailable"
+    assert _paid_rows(runtime) == 0
+    sandbox.configure(latency_ms=0)
+    again = api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid})
+    assert again.status_code == 200 and again.json()["status"] == "paid"
+    assert _paid_rows(runtime) == 1
+    assert_state_equals_portone(runtime, sandbox)
