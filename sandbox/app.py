@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox import controls, v1, v2, v2_controls
-from sandbox.config import SandboxConfig
+from sandbox.config import ConfigHolder, SandboxConfig
 from sandbox.runtime import SandboxRuntime
 from sandbox.v2_config import V2Config
 
@@ -39,4 +40,23 @@ def create_app(config: SandboxConfig | None = None, v2_config: V2Config | None =
     controls.register(app, rt)
     v2_controls.register(app, rt2)
     v2.register(app, rt2)  # in front of V1's routes: see sandbox/v2.py on the shared paths
+    app.add_middleware(DropConnection, holder=rt.holder)
     return app
+
+
+class ConnectionDropped(Exception):
+    """Raised after the answer's headers went out: the server closes the connection mid-answer."""
+
+
+class DropConnection:
+    """ASGI middleware for the `drop_next` fault: the answer is cut off after its headers."""
+
+    def __init__(self, app: ASGIApp, holder: ConfigHolder) -> None:
+        self.app, self.holder = app, holder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/sandbox") and self.holder.decrement("drop_next"):
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
+            await send({"type": "http.response.body", "body": b'{"code":0,', "more_body": True})
+            raise ConnectionDropped("sandbox fault drop_next: connection dropped mid-answer")
+        await self.app(scope, receive, send)

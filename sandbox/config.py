@@ -54,6 +54,9 @@ class SandboxConfig(BaseModel):
     latency_ms: int = Field(0, ge=0)
     error_rate: float = Field(0.0, ge=0.0, le=1.0)
     fail_next: int = Field(0, ge=0)
+    # The next N PortOne API calls (any version; /sandbox controls excluded) get their answer cut
+    # off: headers sent, then the connection dropped, as a reset mid-answer looks to a client.
+    drop_next: int = Field(0, ge=0)
     cancel_timeout_after_apply: int = Field(0, ge=0)
     cancel_hang_seconds: float = Field(10.0, ge=0)
 
@@ -95,7 +98,7 @@ class ConfigHolder:
             self._current = SandboxConfig.model_validate(merged)
             return self._current
 
-    def decrement(self, field: Literal["fail_next", "cancel_timeout_after_apply"]) -> bool:
+    def decrement(self, field: Literal["fail_next", "cancel_timeout_after_apply", "drop_next"]) -> bool:
         """Atomically consume one unit of a counter; False when it is already 0."""
         with self._lock:
             value = getattr(self._current, field)

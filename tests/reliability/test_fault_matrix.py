@@ -254,3 +254,28 @@ def test_portone_timing_out_during_complete(api: httpx.Client, runtime: Runtime,
     assert again.status_code == 200 and again.json()["status"] == "paid"
     assert _paid_rows(runtime) == 1
     assert_state_equals_portone(runtime, sandbox)
+
+
+@pytest.mark.reliability(
+    area="fault",
+    case="connection to PortOne dropped mid-answer while /complete and a webhook re-fetch",
+    outcome="503 (PortOne or the app retries), nothing recorded as paid; the retry records it paid once",
+)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_connection_dropped_during_complete_and_webhook(
+    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    imp_uid, merchant_uid = _paid_at_portone(api, sandbox)
+    body = {"imp_uid": imp_uid, "merchant_uid": merchant_uid}
+    sandbox.configure(drop_next=READS_FAILING)
+    answer = api.post("/api/payments/complete", json=body)
+    assert answer.status_code == 503 and answer.json()["error"] == "portone_unavailable"
+    sandbox.configure(drop_next=READS_FAILING)
+    hook = api.post("/portone/webhook", json={**body, "status": "paid"})
+    assert hook.status_code == 503
+    assert _paid_rows(runtime) == 0
+    sandbox.configure(drop_next=0)
+    assert api.post("/api/payments/complete", json=body).status_code == 200
+    assert api.post("/portone/webhook", json={**body, "status": "paid"}).status_code == 200
+    assert _paid_rows(runtime) == 1
+    assert_state_equals_portone(runtime, sandbox)
