@@ -55,7 +55,13 @@ class DropConnection:
         self.app, self.holder = app, holder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith("/sandbox") and self.holder.decrement("drop_next"):
+        only = self.holder.current.drop_only
+        if (
+            scope["type"] == "http"
+            and not scope["path"].startswith("/sandbox")
+            and (not only or f"{scope['method']} {scope['path']}".startswith(only))
+            and self.holder.decrement("drop_next")
+        ):
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
             await send({"type": "http.response.body", "body": b'{"code":0,', "more_body": True})
             raise ConnectionDropped("sandbox fault drop_next: connection dropped mid-answer")

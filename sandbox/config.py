@@ -57,6 +57,7 @@ class SandboxConfig(BaseModel):
     # The next N PortOne API calls (any version; /sandbox controls excluded) get their answer cut
     # off: headers sent, then the connection dropped, as a reset mid-answer looks to a client.
     drop_next: int = Field(0, ge=0)
+    drop_only: str | None = None  # "POST /payments/cancel": only calls whose "METHOD path" starts so
     cancel_timeout_after_apply: int = Field(0, ge=0)
     cancel_hang_seconds: float = Field(10.0, ge=0)
 

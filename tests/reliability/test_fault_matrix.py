@@ -279,3 +279,24 @@ def test_connection_dropped_during_complete_and_webhook(
     assert api.post("/portone/webhook", json={**body, "status": "paid"}).status_code == 200
     assert _paid_rows(runtime) == 1
     assert_state_equals_portone(runtime, sandbox)
+
+
+@pytest.mark.reliability(
+    area="fault",
+    case="connection dropped on the refund's cancel call (before PortOne applied it)",
+    outcome="outcome settled by asking PortOne: failed, nothing refunded; the next refund goes through once",
+)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_connection_dropped_on_the_cancel(api: httpx.Client, runtime: Runtime, sandbox: SandboxControl) -> None:
+    from tests.factories import auth_headers
+
+    imp_uid, merchant_uid = _paid_at_portone(api, sandbox)
+    assert api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid}).is_success
+    sandbox.configure(drop_next=1, drop_only="POST /payments/cancel")
+    body = {"amount": "20000", "reason": "고객 요청"}
+    dropped = api.post(f"/api/payments/{imp_uid}/refunds", json=body, headers=auth_headers())
+    assert dropped.status_code == 502 and dropped.json()["status"] == "failed", dropped.text
+    assert sandbox.payment(imp_uid)["cancel_amount"] == 0
+    assert api.post(f"/api/payments/{imp_uid}/refunds", json=body, headers=auth_headers()).status_code == 201
+    assert len([c for c in sandbox.calls()["cancels"] if c["outcome"] == "applied"]) == 1
+    assert_state_equals_portone(runtime, sandbox)
