@@ -50,7 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import func, select
@@ -517,6 +517,18 @@ async def drive(stack: Stack, seconds: float, workers: dict[str, int], ledger: L
         return time.monotonic() - started
 
 
+T = TypeVar("T")
+
+
+def _in_own_thread(call: Callable[[], T]) -> T:
+    """Run `call` in a fresh thread: it gets its own event loop even when this thread already
+    runs one (pytest after a Playwright test, a notebook)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call).result()
+
+
 def run(
     seconds: float,
     database_url: str | None = None,
@@ -557,7 +569,7 @@ def run(
             with sampling({"api": stack.api_pid, "sandbox": stack.sandbox_pid}, samples, t0):
                 reader.start()
                 try:
-                    elapsed = asyncio.run(drive(stack, seconds, workers, ledger, rng))
+                    elapsed = _in_own_thread(lambda: asyncio.run(drive(stack, seconds, workers, ledger, rng)))
                 finally:
                     stop_reads.set()
                     reader.join()
