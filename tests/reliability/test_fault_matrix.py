@@ -209,10 +209,18 @@ def test_database_unreachable_answers_503(sandbox: SandboxControl) -> None:
 
 @pytest.mark.reliability(
     area="fault",
-    case="PortOne 5xx throughout a reconciliation run",
+    case="PortOne 5xx, too slow, or dropping connections throughout a reconciliation run",
     outcome="the run stops as failed (resumable), no alert raised from a half-read; resumed once healthy it finds every planted difference",
 )
-def test_reconciliation_with_portone_failing_then_resumed(runtime: Runtime, sandbox: SandboxControl) -> None:
+# The transport faults are database-independent: PostgreSQL runs the 5xx case.
+@pytest.mark.parametrize(
+    ("database_url", "fault"),
+    [("sqlite", "5xx"), ("postgresql", "5xx"), ("sqlite", "timeout"), ("sqlite", "dropped")],
+    indirect=["database_url"],
+)
+def test_reconciliation_with_portone_failing_then_resumed(
+    runtime: Runtime, sandbox: SandboxControl, fault: str
+) -> None:
     from services.access import Actor
     from services.errors import GatewayError
     from services.models import ReconciliationRun, Role
@@ -223,14 +231,19 @@ def test_reconciliation_with_portone_failing_then_resumed(runtime: Runtime, sand
     before = open_alerts(runtime)
     operator = Actor("kim", Role.OPERATOR)
     options = EngineOptions(max_requests_per_second=0, concurrency=2)
-    sandbox.configure(error_rate=1.0)
+    faults = {
+        "5xx": {"error_rate": 1.0},
+        "timeout": {"latency_ms": int((runtime.settings.portone_timeout_seconds + 1) * 1000)},
+        "dropped": {"drop_next": 1000},
+    }
+    sandbox.configure(**faults[fault])
     with pytest.raises(GatewayError):
         start_run(runtime, since=scenario.since, actor=operator, options=options)
     assert open_alerts(runtime) == before
     with runtime.db.read() as session:
         failed = session.scalars(select(ReconciliationRun)).all()
         assert [run.status for run in failed] == ["failed"]
-    sandbox.configure(error_rate=0.0)
+    sandbox.configure(error_rate=0.0, latency_ms=0, drop_next=0)
     resumed = start_run(runtime, actor=operator, options=options, resume_run_id=failed[0].id)
     assert resumed.status == "finished"
     assert open_alerts(runtime) == scenario.expected
@@ -238,20 +251,24 @@ def test_reconciliation_with_portone_failing_then_resumed(runtime: Runtime, sand
 
 @pytest.mark.reliability(
     area="fault",
-    case="PortOne too slow (past our timeout) while /complete re-fetches the payment",
-    outcome="503 to the app, nothing recorded as paid; the retry records it paid once",
+    case="PortOne too slow (past our timeout) while /complete or a webhook re-fetches the payment",
+    outcome="503 (the app or PortOne retries), nothing recorded as paid; the retry records it paid once",
 )
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_portone_timing_out_during_complete(api: httpx.Client, runtime: Runtime, sandbox: SandboxControl) -> None:
+@pytest.mark.parametrize("path", ["/api/payments/complete", "/portone/webhook"])
+def test_portone_timing_out_during_complete(
+    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl, path: str
+) -> None:
     imp_uid, merchant_uid = _paid_at_portone(api, sandbox)
+    body = {"imp_uid": imp_uid, "merchant_uid": merchant_uid, "status": "paid"}
     timeout = runtime.settings.portone_timeout_seconds
     sandbox.configure(latency_ms=int((timeout + 1) * 1000))
-    answer = api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid})
-    assert answer.status_code == 503 and answer.json()["error"] == "portone_unavailable"
+    answer = api.post(path, json=body)
+    assert answer.status_code == 503, answer.text
     assert _paid_rows(runtime) == 0
     sandbox.configure(latency_ms=0)
-    again = api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid})
-    assert again.status_code == 200 and again.json()["status"] == "paid"
+    again = api.post(path, json=body)
+    assert again.status_code == 200, again.text
     assert _paid_rows(runtime) == 1
     assert_state_equals_portone(runtime, sandbox)
 
