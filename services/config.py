@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     order_name: str = "체카 탁송비"
     refund_lock_wait_seconds: float = 30.0
     refund_lock_lease_seconds: float = 120.0
+    # A cancel whose answer was lost (timeout, dropped connection, 5xx) and that PortOne does not show
+    # is judged not applied only once PortOne has had this long to apply it; new refunds wait till then.
+    refund_unknown_grace_seconds: float = Field(120.0, ge=0)
     # Maker-checker: a refund (or bulk batch total) above this, per currency, needs a second operator.
     refund_approval_threshold: dict[str, Decimal] = Field(
         default_factory=lambda: {"KRW": Decimal("100000"), "USD": Decimal("100.00")}
