@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
     database_url: str = Field(default_factory=lambda: f"sqlite:///{DATA_DIR / 'chekar.db'}")
+    # How long a SQLite write waits for another process's write lock before answering 503.
+    sqlite_busy_timeout_seconds: float = Field(30.0, gt=0)
     portone_mode: Literal["sandbox", "test", "live"] = "sandbox"
     portone_api_url: str = ""
     portone_imp_key: SecretStr = SecretStr(SANDBOX_IMP_KEY)
