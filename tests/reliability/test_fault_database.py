@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import httpx
 import pytest
@@ -178,30 +177,33 @@ def test_database_locked_during_complete(api: httpx.Client, runtime: Runtime, sa
     assert_state_equals_portone(runtime, sandbox)
 
 
-class TestLockedPastTheBusyTimeout:
-    @pytest.fixture
-    def runtime_overrides(self) -> dict[str, Any]:
-        return {"sqlite_busy_timeout_seconds": 0.5}
+@pytest.mark.reliability(
+    area="fault",
+    case="SQLite write-locked by another process past the busy timeout (/complete, webhook)",
+    outcome="503 database_unavailable, nothing half-written; once released the retry and the redelivery record it paid once",
+)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_database_locked_past_the_busy_timeout(database_url: str, sandbox: SandboxControl) -> None:
+    from api.app import create_app
+    from tests.servers import serve_in_thread
 
-    @pytest.mark.reliability(
-        area="fault",
-        case="SQLite write-locked by another process past the busy timeout (/complete, webhook)",
-        outcome="503 database_unavailable, nothing half-written; once released the retry and the redelivery record it paid once",
-    )
-    @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-    def test_database_locked_past_the_busy_timeout(
-        self, api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
-    ) -> None:
-        imp_uid, merchant_uid = paid_at_portone(api, sandbox)
-        body = {"imp_uid": imp_uid, "merchant_uid": merchant_uid}
-        with write_locked_by_another_process(str(runtime.db.engine.url.database)):
-            _assert_database_unavailable(api.post("/api/payments/complete", json=body))
-            _assert_webhook_refused_for_retry(api.post("/portone/webhook", json={**body, "status": "paid"}))
-            order = {"customer_email": "a@example.com", "customer_name": "김"}
-            _assert_database_unavailable(api.post("/api/orders", json=order))
-        assert paid_rows(runtime) == 0
-        again = api.post("/api/payments/complete", json=body)
-        assert again.status_code == 200 and again.json()["status"] == "paid", again.text
-        assert deliver_webhook(sandbox, str(api.base_url) + "/portone/webhook", imp_uid)["state"] == "delivered"
-        assert paid_rows(runtime) == 1
-        assert_state_equals_portone(runtime, sandbox)
+    runtime = make_runtime(database_url=database_url, portone_api_url=sandbox.url, sqlite_busy_timeout_seconds=0.5)
+    served = serve_in_thread(create_app(runtime))
+    try:
+        with httpx.Client(base_url=served.url, timeout=60) as api:
+            imp_uid, merchant_uid = paid_at_portone(api, sandbox)
+            body = {"imp_uid": imp_uid, "merchant_uid": merchant_uid}
+            with write_locked_by_another_process(str(runtime.db.engine.url.database)):
+                _assert_database_unavailable(api.post("/api/payments/complete", json=body))
+                _assert_webhook_refused_for_retry(api.post("/portone/webhook", json={**body, "status": "paid"}))
+                order = {"customer_email": "a@example.com", "customer_name": "김"}
+                _assert_database_unavailable(api.post("/api/orders", json=order))
+            assert paid_rows(runtime) == 0
+            again = api.post("/api/payments/complete", json=body)
+            assert again.status_code == 200 and again.json()["status"] == "paid", again.text
+            assert deliver_webhook(sandbox, f"{served.url}/portone/webhook", imp_uid)["state"] == "delivered"
+            assert paid_rows(runtime) == 1
+            assert_state_equals_portone(runtime, sandbox)
+    finally:
+        served.stop()
+        runtime.close()
