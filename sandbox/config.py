@@ -52,8 +52,10 @@ class SandboxConfig(BaseModel):
     # Fault injection (V1 endpoints only)
     seed: int = 0
     latency_ms: int = Field(0, ge=0)
+    latency_only: str | None = None  # "POST /payments/cancel": delay only calls whose "METHOD path" starts so
     error_rate: float = Field(0.0, ge=0.0, le=1.0)
     fail_next: int = Field(0, ge=0)
+    fail_only: str | None = None  # "GET /payments/status": error_rate and fail_next only for calls starting so
     # The next N PortOne API calls (any version; /sandbox controls excluded) get their answer cut
     # off: headers sent, then the connection dropped, as a reset mid-answer looks to a client.
     drop_next: int = Field(0, ge=0)

@@ -30,13 +30,17 @@ class FaultInjector:
         with self._lock:
             self._rng.seed(f"sandbox-errors:{seed}")
 
-    async def delay(self, stopping: threading.Event) -> None:
-        latency = self._holder.current.latency_ms
-        if latency > 0:
-            await sleep_unless(stopping, latency / 1000)
+    async def delay(self, stopping: threading.Event, call: str = "") -> None:
+        """Wait ``latency_ms`` before answering ``call`` ("METHOD path"), if ``latency_only`` admits it."""
+        config = self._holder.current
+        if config.latency_ms > 0 and _targets(config.latency_only, call):
+            await sleep_unless(stopping, config.latency_ms / 1000)
 
-    def injected_status(self) -> int | None:
-        """500 while ``fail_next`` lasts, else 503 with probability ``error_rate``."""
+    def injected_status(self, call: str = "") -> int | None:
+        """500 while ``fail_next`` lasts, else 503 with probability ``error_rate``; only for the
+        calls ``fail_only`` admits (all when it is unset)."""
+        if not _targets(self._holder.current.fail_only, call):
+            return None
         if self._holder.decrement("fail_next"):
             return 500
         rate = self._holder.current.error_rate
@@ -51,6 +55,11 @@ class FaultInjector:
         if self._holder.decrement("cancel_timeout_after_apply"):
             return self._holder.current.cancel_hang_seconds
         return None
+
+
+def _targets(only: str | None, call: str) -> bool:
+    """Whether a fault narrowed to calls starting with ``only`` applies to ``call`` ("METHOD path")."""
+    return not only or call.startswith(only)
 
 
 async def sleep_unless(stopping: threading.Event, seconds: float) -> None:

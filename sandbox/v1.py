@@ -56,8 +56,12 @@ async def _log_unprocessed_cancel(rt: SandboxRuntime, request: Request, outcome:
 def _wrap(rt: SandboxRuntime, endpoint: str, handler: Handler, auth: bool) -> Route:
     async def route(request: Request) -> Response:
         record = rt.calls.start(endpoint, request.method, request.url.path)
-        await rt.faults.delay(rt.stopping)
-        injected = rt.faults.injected_status()
+        call = f"{request.method} {request.url.path}"
+        # PortOne holds the whole request before it is slow: a client giving up meanwhile does not
+        # stop it (a cancel delayed past the client's timeout is still applied).
+        await request.body()
+        await rt.faults.delay(rt.stopping, call)
+        injected = rt.faults.injected_status(call)
         if injected is not None:
             record.outcome = f"fault_{injected}"
             text = "Internal Server Error" if injected == 500 else "Service Unavailable"

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
     database_url: str = Field(default_factory=lambda: f"sqlite:///{DATA_DIR / 'chekar.db'}")
+    # How long a SQLite write waits for another process's write lock before answering 503.
+    sqlite_busy_timeout_seconds: float = Field(30.0, gt=0)
     portone_mode: Literal["sandbox", "test", "live"] = "sandbox"
     portone_api_url: str = ""
     portone_imp_key: SecretStr = SecretStr(SANDBOX_IMP_KEY)
@@ -76,6 +78,9 @@ class Settings(BaseSettings):
     order_name: str = "체카 탁송비"
     refund_lock_wait_seconds: float = 30.0
     refund_lock_lease_seconds: float = 120.0
+    # A cancel whose answer was lost (timeout, dropped connection, 5xx) and that PortOne does not show
+    # is judged not applied only once PortOne has had this long to apply it; new refunds wait till then.
+    refund_unknown_grace_seconds: float = Field(120.0, ge=0)
     # Maker-checker: a refund (or bulk batch total) above this, per currency, needs a second operator.
     refund_approval_threshold: dict[str, Decimal] = Field(
         default_factory=lambda: {"KRW": Decimal("100000"), "USD": Decimal("100.00")}

@@ -4,7 +4,9 @@ One refund at a time per payment (a lease on the payment row, portable across SQ
 PostgreSQL). Under the lease: settle any earlier attempt whose outcome is unknown, refresh the
 payment from PortOne, check the remainder, record the attempt, send it once with PortOne's
 `checksum`, record the answer. An answer that never came is settled by reading the payment's
-`cancel_history` back from PortOne, never by sending again.
+`cancel_history` back from PortOne, never by sending again; as PortOne may still be applying a
+cancel whose answer we stopped waiting for, it is judged not applied only after
+`refund_unknown_grace_seconds`, and new refunds of the payment wait until then.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from services.sync import apply_payment
 MAX_REASON_LENGTH = 500
 MAX_KEY_LENGTH = 200
 PENDING_AT_PORTONE = "cancel_requested"  # error_code of an attempt PortOne accepted as REQUESTED
+ANSWER_LOST = "answer_lost"  # error_code of an attempt whose answer never came, not yet shown by PortOne
 LEASE_FIRST_PAUSE = 0.02  # seconds between polls of a busy lease, doubling up to LEASE_MAX_PAUSE
 LEASE_MAX_PAUSE = 0.25
 
@@ -143,7 +146,15 @@ def _claim_cancellation(refund: Refund, fetched: GatewayPayment, taken: set[str]
     return candidates[-1].cancellation_id
 
 
-def _settle_from_portone(session: Session, refund: Refund, fetched: GatewayPayment, *, actor: str) -> None:
+def _may_still_apply(refund: Refund, grace_seconds: float) -> bool:
+    """PortOne may still be applying this attempt's cancel: it was sent less than the grace ago.
+    (A cancel we stopped waiting for is not a cancel PortOne stopped working on.)"""
+    return utcnow() - refund.created_at < timedelta(seconds=grace_seconds)
+
+
+def _settle_from_portone(
+    session: Session, refund: Refund, fetched: GatewayPayment, *, actor: str, grace_seconds: float
+) -> None:
     """Decide an attempt's outcome from PortOne's own record of the payment."""
     payment = refund.payment
     taken = {r.portone_cancellation_id for r in payment.refunds if r.portone_cancellation_id}
@@ -153,6 +164,16 @@ def _settle_from_portone(session: Session, refund: Refund, fetched: GatewayPayme
         _mark(refund, RefundStatus.SUCCEEDED, cancellation_id=claimed, refunded_total=fetched.cancel_amount)
     elif refund.error_code == PENDING_AT_PORTONE:
         return  # PortOne shows a REQUESTED cancel only once it succeeded: keep waiting, never resend
+    elif fetched.cancel_amount == before and _may_still_apply(refund, grace_seconds):
+        if refund.status == RefundStatus.UNKNOWN and refund.error_code == ANSWER_LOST:
+            return  # already waiting
+        _mark(
+            refund,
+            RefundStatus.UNKNOWN,
+            error="no answer from PortOne and it does not show this refund yet: it may still apply it; "
+            "asked again later, never resent",
+            error_code=ANSWER_LOST,
+        )
     elif fetched.cancel_amount == before:
         _mark(refund, RefundStatus.FAILED, error="PortOne did not apply this refund (confirmed by re-query)")
     else:
@@ -206,7 +227,9 @@ def settle_open_attempts(rt: Runtime, *, imp_uid: str, actor: str = "system") ->
     with rt.db.write() as session:
         for refund_id in open_ids:
             refund = session.get_one(Refund, refund_id)
-            _settle_from_portone(session, refund, fetched, actor=actor)
+            _settle_from_portone(
+                session, refund, fetched, actor=actor, grace_seconds=rt.settings.refund_unknown_grace_seconds
+            )
         apply_payment(session, fetched, source="refund")
     return len(open_ids)
 
@@ -296,20 +319,30 @@ def refund(
 
 
 def _refuse_while_pending(rt: Runtime, payment_id: int) -> None:
-    """PortOne's remainder does not yet count a REQUESTED cancel, so no new refund until it is settled."""
+    """PortOne's remainder does not yet count a REQUESTED cancel, nor one it may still be applying
+    (its answer was lost), so no new refund until that attempt is settled. Called under the lease,
+    after settling: a PENDING attempt left now is one a dead process sent, within the grace."""
     with rt.db.read() as session:
-        pending = session.scalar(
-            select(Refund.id).where(
+        pending = session.execute(
+            select(Refund.id, Refund.error_code)
+            .where(
                 Refund.payment_id == payment_id,
-                Refund.status == RefundStatus.UNKNOWN,
-                Refund.error_code == PENDING_AT_PORTONE,
+                (Refund.status == RefundStatus.PENDING)
+                | ((Refund.status == RefundStatus.UNKNOWN) & Refund.error_code.in_([PENDING_AT_PORTONE, ANSWER_LOST])),
             )
-        )
-    if pending is not None:
+            .limit(1)
+        ).first()
+    if pending is None:
+        return
+    if pending.error_code == PENDING_AT_PORTONE:
         raise Conflict(
-            f"refund #{pending} is still being processed at PortOne (REQUESTED); "
+            f"refund #{pending.id} is still being processed at PortOne (REQUESTED); "
             "a new refund waits until PortOne shows its outcome"
         )
+    raise Conflict(
+        f"refund #{pending.id} got no answer from PortOne, which may still apply it; a new refund waits "
+        f"until PortOne shows it or {rt.settings.refund_unknown_grace_seconds:g} s have passed since it was sent"
+    )
 
 
 def _record_attempt(
@@ -423,17 +456,21 @@ def _settle_after_silence(rt: Runtime, *, refund_id: int, imp_uid: str, actor: s
         fetched = None
     with rt.db.write() as session:
         attempt = session.get_one(Refund, refund_id)
-        if fetched is None:
-            _mark(attempt, RefundStatus.UNKNOWN, error=f"no answer from PortOne: {cause}")
+        if fetched is not None:
+            _settle_from_portone(
+                session, attempt, fetched, actor=actor, grace_seconds=rt.settings.refund_unknown_grace_seconds
+            )
+            payment = apply_payment(session, fetched, source="refund").payment
+        else:
+            _mark(attempt, RefundStatus.UNKNOWN, error=f"no answer from PortOne: {cause}", error_code=ANSWER_LOST)
+            payment = attempt.payment
+        if attempt.status == RefundStatus.UNKNOWN and attempt.error_code == ANSWER_LOST:
             raise_alert(
                 session,
                 kind=AlertKind.REFUND_OUTCOME_UNKNOWN,
                 imp_uid=imp_uid,
-                merchant_uid=attempt.payment.merchant_uid,
+                merchant_uid=payment.merchant_uid,
                 message=f"refund #{refund_id} of {attempt.amount} {attempt.currency}: PortOne did not answer",
                 db_value=attempt.amount,
             )
-            return _result(attempt, attempt.payment)
-        _settle_from_portone(session, attempt, fetched, actor=actor)
-        payment = apply_payment(session, fetched, source="refund").payment
         return _result(attempt, payment)

@@ -44,4 +44,5 @@ def make_gateway(settings: Settings) -> PortOneGateway:
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
     settings = settings or get_settings()
-    return Runtime(settings=settings, db=Database(settings.database_url), gateway=make_gateway(settings))
+    db = Database(settings.database_url, sqlite_busy_timeout_ms=int(settings.sqlite_busy_timeout_seconds * 1000))
+    return Runtime(settings=settings, db=db, gateway=make_gateway(settings))
