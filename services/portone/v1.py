@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -45,6 +46,16 @@ def _timestamp(value: object) -> datetime | None:
 
 def _unix(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+def _segment(identifier: str) -> str:
+    """An id as one opaque URL path segment: `?`, `#` or control characters chosen by a browser or
+    a webhook sender can never steer the request to another payment or endpoint. An id with a `/`
+    (servers decode %2F back into one) or that is `.` or `..` cannot be a path segment at all, so
+    PortOne cannot have a payment by it."""
+    if "/" in identifier or identifier in ("", ".", ".."):
+        raise GatewayNotFound(f"PortOne has no payment {identifier!r}", http_status=404)
+    return quote(identifier, safe="", errors="surrogatepass")
 
 
 def _text(value: object) -> str | None:
@@ -227,7 +238,7 @@ class PortOneV1Client:
     # -- PortOneGateway ---------------------------------------------------------------------
 
     def get_payment(self, imp_uid: str) -> GatewayPayment:
-        return parse_payment(self._read(f"/payments/{imp_uid}"))
+        return parse_payment(self._read(f"/payments/{_segment(imp_uid)}"))
 
     def get_payments(self, imp_uids: Sequence[str]) -> list[GatewayPayment]:
         """Batched look-up; imp_uids unknown to PortOne are simply absent from the result."""
@@ -241,7 +252,7 @@ class PortOneV1Client:
         return found
 
     def find_by_merchant_uid(self, merchant_uid: str) -> GatewayPayment:
-        return parse_payment(self._read(f"/payments/find/{merchant_uid}"))
+        return parse_payment(self._read(f"/payments/find/{_segment(merchant_uid)}"))
 
     def list_payments(
         self,
@@ -276,4 +287,4 @@ class PortOneV1Client:
         return _prepared(self._write("/payments/prepare", data))
 
     def get_prepared(self, merchant_uid: str) -> Prepared:
-        return _prepared(self._read(f"/payments/prepare/{merchant_uid}"))
+        return _prepared(self._read(f"/payments/prepare/{_segment(merchant_uid)}"))
