@@ -28,7 +28,14 @@ from services.errors import (
     OutcomeUnknown,
 )
 from services.money import normalize
-from services.portone.types import Cancellation, GatewayPayment, PaymentPage, PortOneStatus, Prepared
+from services.portone.types import (
+    Cancellation,
+    GatewayPayment,
+    PaymentPage,
+    PortOneStatus,
+    Prepared,
+    storable_text,
+)
 
 TOKEN_REFRESH_MARGIN_SECONDS = 60
 BATCH_SIZE = 100  # imp_uid[] per GET /payments
@@ -59,7 +66,7 @@ def _segment(identifier: str) -> str:
 
 
 def _text(value: object) -> str | None:
-    return None if value is None or value == "" else str(value)
+    return None if value is None or value == "" else storable_text(str(value))
 
 
 def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
@@ -78,7 +85,7 @@ def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
     )
     return GatewayPayment(
         imp_uid=str(data["imp_uid"]),
-        merchant_uid=str(data.get("merchant_uid") or ""),
+        merchant_uid=storable_text(str(data.get("merchant_uid") or "")),
         status=PortOneStatus.parse(data.get("status")),
         amount=normalize(Decimal(str(data.get("amount") or 0)), currency),
         cancel_amount=normalize(Decimal(str(data.get("cancel_amount") or 0)), currency),
