@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from services import orders, payments, webhooks
-from services.access import Permission
+from services import orders, payments, user_admin, webhooks
+from services.access import Actor, Permission
+from services.models import Role
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 
@@ -101,3 +102,22 @@ def test_each_role_is_shown_exactly_its_actions(
     for role in ROLES:
         shown[role] |= _shown(open_app, role, others, imp_uid)
     assert shown == expected
+
+
+@pytest.mark.reliability(
+    area="access",
+    case="role lowered or account disabled while its dashboard session is open",
+    outcome="the next page run uses the new role (refund page refused); a disabled account is signed out",
+)
+def test_an_open_session_follows_its_account(open_app: Callable[..., AppTest], dashboard_runtime: Runtime) -> None:
+    admin = Actor("admin", Role.ADMIN)
+    at = open_app("operator")
+    at.switch_page("pages/refunds.py").run()
+    assert not at.exception and not at.error
+    user_admin.change_role(dashboard_runtime, username="operator", role="viewer", actor=admin)
+    at.run()  # the same session, the same page, one more run
+    assert [e.value for e in at.error] == ["이 화면을 열 권한이 없습니다 (조회). 관리자에게 권한을 요청하세요."]
+    assert not at.button and not at.text_input  # the page stopped at its gate: no refund form
+    user_admin.set_active(dashboard_runtime, username="operator", active=False, actor=admin)
+    at.run()
+    assert "auth_username" not in at.session_state
