@@ -131,6 +131,16 @@ def test_injection_in_every_text_field(api: httpx.Client, runtime: Runtime, sand
             assert session.scalar(select(SavedView.name).where(SavedView.name == trimmed)) == trimmed
             assert session.scalar(select(User.display_name).where(User.username == f"user{number}")) == payload
 
+    # The bulk refund upload: a CSV whose identifiers and reasons are the payloads (and the ids of
+    # two real payments, written with a payload reason): only those two are found.
+    upload = io.StringIO()
+    writer = csv.writer(upload)
+    writer.writerow(["imp_uid", "reason"])
+    writer.writerows([[payload, payload] for payload in PAYLOADS] + [[uid, PAYLOADS[1]] for uid in list(buyers)[:2]])
+    rows = refund_desk.parse_bulk_csv(upload.getvalue().encode())
+    preview = refund_desk.preview_bulk(runtime, actor=OPERATOR, rows=rows)
+    assert {row.imp_uid for row in preview.rows if row.check != refund_desk.Outcome.NOT_FOUND} == set(list(buyers)[:2])
+
     # Alert notes: a payment for an order we never made raises one; its notes are the payloads.
     stranger = sandbox.checkout("someone_elses_order_1", "50000")["imp_uid"]
     wait_for_webhooks(runtime, stranger)
