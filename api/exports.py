@@ -8,6 +8,8 @@ process ever holds a whole export. Include with `include_export_routes(app)` (or
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -72,6 +74,23 @@ async def export_csv(
     )
 
 
+class RedactLinkTokens(logging.Filter):
+    """An export link's token is a bearer credential (minutes long): uvicorn's access log, which
+    records every request line with its query string, gets `token=[redacted]` instead."""
+
+    _TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "token=" in a for a in record.args):
+            record.args = tuple(self._TOKEN.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+REDACT_LINK_TOKENS = RedactLinkTokens()
+
+
 def include_export_routes(app: FastAPI) -> None:
-    """Add the export routes to our API app (api.app.create_app)."""
+    """Add the export routes to our API app (api.app.create_app), and keep their links' tokens out
+    of the access log."""
     app.include_router(router)
+    logging.getLogger("uvicorn.access").addFilter(REDACT_LINK_TOKENS)  # once: the same filter object

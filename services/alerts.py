@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services import audit
-from services.models import Alert, AlertStatus, utcnow
+from services.models import Alert, AlertStatus, fit, utcnow
 
 
 class AlertKind(enum.StrEnum):
@@ -64,6 +64,7 @@ def raise_alert(
         for key, value in values.items():
             setattr(existing, key, value)
         return existing
+    merchant_uid = fit(Alert.__table__.c.merchant_uid, merchant_uid)  # as PortOne relays it: any length
     alert = Alert(kind=kind, severity=SEVERITY[kind], imp_uid=imp_uid, merchant_uid=merchant_uid, **values)
     session.add(alert)
     session.flush()

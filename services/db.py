@@ -10,9 +10,11 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services import jsonutil
+from services.errors import InvalidRequest
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -68,6 +70,23 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 _IMMEDIATE = "chekar_write_transaction"
 
 
+@contextmanager
+def _unstorable_refused() -> Iterator[None]:
+    """Text no database can take: a NUL character on PostgreSQL (psycopg refuses to send one, to
+    store or to look up), a lone surrogate (from a JSON escape such as "\\ud800") on either.
+    Someone typed it (a name, a note, a search, an id in a request): bad input, said in words."""
+    try:
+        yield
+    except DataError as exc:
+        if "NUL (0x00)" not in str(exc.orig):
+            raise
+        raise InvalidRequest("the text contains a NUL character (\\x00), which cannot be stored or searched") from None
+    except UnicodeEncodeError as exc:
+        if exc.reason != "surrogates not allowed":
+            raise
+        raise InvalidRequest("the text contains a lone surrogate, which is not Unicode text") from None
+
+
 class Database:
     """The engine plus two ways in: `write()` units of work and `read()` sessions.
 
@@ -90,15 +109,15 @@ class Database:
         if self.is_sqlite:
             # SQLite has one writer at a time. Queue this process's writers on a lock rather than
             # on SQLite's busy handler, whose sleeps grow to 100 ms under contention.
-            with self._sqlite_write_lock, self._writes() as session, session.begin():
+            with _unstorable_refused(), self._sqlite_write_lock, self._writes() as session, session.begin():
                 yield session
             return
-        with self._writes() as session, session.begin():
+        with _unstorable_refused(), self._writes() as session, session.begin():
             yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._reads() as session:
+        with _unstorable_refused(), self._reads() as session:
             yield session
 
     def dispose(self) -> None:

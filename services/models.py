@@ -39,6 +39,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def fit(column: Any, value: Any) -> Any:
+    """Text cut to `column`'s length (e.g. `Payment.__table__.c.buyer_name`), so what PortOne
+    relays fits on PostgreSQL as it does on SQLite (which ignores VARCHAR lengths). Buyers type
+    these fields at checkout: nothing in them may stop a payment from being recorded."""
+    length = getattr(column.type, "length", None)
+    return value[:length] if isinstance(value, str) and length else value
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores UTC; always hands back aware datetimes (SQLite forgets the zone)."""
 

@@ -141,6 +141,8 @@ class PaymentFilters:
             raise InvalidRequest(f"the date range is longer than {MAX_RANGE_DAYS} days")
         if len(self.query) > MAX_QUERY_LENGTH:
             raise InvalidRequest(f"the search text is longer than {MAX_QUERY_LENGTH} characters")
+        if "\x00" in self.query:  # PostgreSQL cannot search for it; refused alike on SQLite
+            raise InvalidRequest("the search text contains a NUL character (\\x00)")
         object.__setattr__(self, "time_basis", TimeBasis(self.time_basis))
         object.__setattr__(self, "sort", SortOrder(self.sort))
         object.__setattr__(self, "states", _choices(self.states, set(PaymentState)))

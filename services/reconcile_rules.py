@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 
 from services.alerts import SEVERITY, AlertKind
 from services.config import Settings
-from services.models import Alert, AlertStatus, AuditEntry, RefundStatus, WebhookEvent, utcnow
+from services.models import Alert, AlertStatus, AuditEntry, RefundStatus, WebhookEvent, fit, utcnow
 from services.money import InvalidAmount, label
 from services.portone.types import GatewayPayment, PortOneStatus
 
@@ -674,7 +674,7 @@ def write_verdicts(
                         "kind": kind,
                         "severity": SEVERITY[outcome.kind],
                         "imp_uid": imp_uid,
-                        "merchant_uid": verdict.merchant_uid,
+                        "merchant_uid": fit(Alert.__table__.c.merchant_uid, verdict.merchant_uid),
                         "status": AlertStatus.OPEN,
                         "created_at": now,
                         "updated_at": now,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
-from services.models import Order, OrderStatus, Payment, PaymentSnapshot, Refund, RefundStatus, utcnow
+from services.models import Order, OrderStatus, Payment, PaymentSnapshot, Refund, RefundStatus, fit, utcnow
 from services.portone.types import GatewayPayment, PortOneStatus
 
 # How far along a payment is; PortOne only ever moves a payment forward.
@@ -41,6 +41,9 @@ def _is_stale(payment: Payment, fetched: GatewayPayment) -> bool:
     return incoming < current
 
 
+_PAYMENT_COLUMNS = Payment.__table__.c
+
+
 def _copy_fields(payment: Payment, fetched: GatewayPayment) -> bool:
     values = {
         "merchant_uid": fetched.merchant_uid,
@@ -65,6 +68,7 @@ def _copy_fields(payment: Payment, fetched: GatewayPayment) -> bool:
     }
     changed = False
     for key, value in values.items():
+        value = fit(_PAYMENT_COLUMNS[key], value)  # the raw payload keeps it whole
         if getattr(payment, key) != value:
             setattr(payment, key, value)
             changed = True
@@ -106,7 +110,7 @@ def _record_portone_cancellations(session: Session, payment: Payment, fetched: G
                 payment=payment,
                 amount=cancellation.amount,
                 currency=fetched.currency,
-                reason=cancellation.reason or "",
+                reason=fit(Refund.__table__.c.reason, cancellation.reason or ""),
                 requested_by="PortOne",
                 source="portone",
                 status=RefundStatus.SUCCEEDED,

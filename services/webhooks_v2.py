@@ -151,7 +151,7 @@ def receive(
     lowered = {k.lower(): v for k, v in headers.items()}
     webhook_id = (lowered.get("webhook-id") or "").strip()
     limit = rt.settings.webhook_max_body_bytes
-    text = body[:limit].decode("utf-8", errors="replace")
+    text = body[:limit].decode("utf-8", errors="replace").replace("\x00", "\ufffd")  # PostgreSQL stores no NUL
     with rt.db.write() as session:
         event = WebhookEvent(
             source_ip=source_ip,

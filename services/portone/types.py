@@ -10,6 +10,12 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 
+def storable_text(value: str) -> str:
+    """PortOne's text as our databases can hold it: NUL (which PostgreSQL refuses) becomes U+FFFD.
+    Buyers type these fields at checkout, so they may hold anything."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 class PortOneStatus(enum.StrEnum):
     READY = "ready"
     PAID = "paid"

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -27,7 +28,14 @@ from services.errors import (
     OutcomeUnknown,
 )
 from services.money import normalize
-from services.portone.types import Cancellation, GatewayPayment, PaymentPage, PortOneStatus, Prepared
+from services.portone.types import (
+    Cancellation,
+    GatewayPayment,
+    PaymentPage,
+    PortOneStatus,
+    Prepared,
+    storable_text,
+)
 
 TOKEN_REFRESH_MARGIN_SECONDS = 60
 BATCH_SIZE = 100  # imp_uid[] per GET /payments
@@ -47,8 +55,18 @@ def _unix(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
+def _segment(identifier: str) -> str:
+    """An id as one opaque URL path segment: `?`, `#` or control characters chosen by a browser or
+    a webhook sender can never steer the request to another payment or endpoint. An id with a `/`
+    (servers decode %2F back into one) or that is `.` or `..` cannot be a path segment at all, so
+    PortOne cannot have a payment by it."""
+    if "/" in identifier or identifier in ("", ".", ".."):
+        raise GatewayNotFound(f"PortOne has no payment {identifier!r}", http_status=404)
+    return quote(identifier, safe="", errors="surrogatepass")
+
+
 def _text(value: object) -> str | None:
-    return None if value is None or value == "" else str(value)
+    return None if value is None or value == "" else storable_text(str(value))
 
 
 def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
@@ -67,7 +85,7 @@ def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
     )
     return GatewayPayment(
         imp_uid=str(data["imp_uid"]),
-        merchant_uid=str(data.get("merchant_uid") or ""),
+        merchant_uid=storable_text(str(data.get("merchant_uid") or "")),
         status=PortOneStatus.parse(data.get("status")),
         amount=normalize(Decimal(str(data.get("amount") or 0)), currency),
         cancel_amount=normalize(Decimal(str(data.get("cancel_amount") or 0)), currency),
@@ -227,7 +245,7 @@ class PortOneV1Client:
     # -- PortOneGateway ---------------------------------------------------------------------
 
     def get_payment(self, imp_uid: str) -> GatewayPayment:
-        return parse_payment(self._read(f"/payments/{imp_uid}"))
+        return parse_payment(self._read(f"/payments/{_segment(imp_uid)}"))
 
     def get_payments(self, imp_uids: Sequence[str]) -> list[GatewayPayment]:
         """Batched look-up; imp_uids unknown to PortOne are simply absent from the result."""
@@ -241,7 +259,7 @@ class PortOneV1Client:
         return found
 
     def find_by_merchant_uid(self, merchant_uid: str) -> GatewayPayment:
-        return parse_payment(self._read(f"/payments/find/{merchant_uid}"))
+        return parse_payment(self._read(f"/payments/find/{_segment(merchant_uid)}"))
 
     def list_payments(
         self,
@@ -276,4 +294,4 @@ class PortOneV1Client:
         return _prepared(self._write("/payments/prepare", data))
 
     def get_prepared(self, merchant_uid: str) -> Prepared:
-        return _prepared(self._read(f"/payments/prepare/{merchant_uid}"))
+        return _prepared(self._read(f"/payments/prepare/{_segment(merchant_uid)}"))

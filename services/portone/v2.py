@@ -62,7 +62,14 @@ from services.errors import (
     OutcomeUnknown,
 )
 from services.money import InvalidAmount, from_minor_units, normalize, to_minor_units
-from services.portone.types import Cancellation, GatewayPayment, PaymentPage, PortOneStatus, Prepared
+from services.portone.types import (
+    Cancellation,
+    GatewayPayment,
+    PaymentPage,
+    PortOneStatus,
+    Prepared,
+    storable_text,
+)
 
 READ_ATTEMPTS = 3
 RETRY_BACKOFF_SECONDS = 0.2
@@ -113,7 +120,7 @@ T = TypeVar("T")
 
 
 def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return storable_text(value) if isinstance(value, str) and value else None
 
 
 def _obj(value: object) -> Mapping[str, Any]:
