@@ -19,6 +19,7 @@ from sqlalchemy import insert, update
 from services.errors import GatewayError, GatewayNotFound, PaymentsError
 from services.models import WebhookEvent, utcnow
 from services.payments import Verification, record_many, verification_after_record
+from services.portone.types import storable_text
 from services.reconcile_rules import check_rejected_webhook
 from services.runtime import Runtime
 
@@ -49,7 +50,7 @@ def _parse(body: bytes, content_type: str) -> dict[str, str]:
 
 
 def _field(data: dict[str, str], name: str) -> str | None:
-    value = (data.get(name) or "").strip()
+    value = storable_text(data.get(name) or "").strip()
     return value[:_MAX_FIELD] or None
 
 
@@ -103,7 +104,7 @@ def _store(rt: Runtime, deliveries: Sequence[Delivery]) -> list[_Pending]:
             "received_at": utcnow(),
             "source_ip": delivery.source_ip,
             "content_type": (delivery.content_type or "")[:100],
-            "body": delivery.body.decode("utf-8", errors="replace"),
+            "body": storable_text(delivery.body.decode("utf-8", errors="replace")),
             "imp_uid": None if data is None else _field(data, "imp_uid"),
             "merchant_uid": None if data is None else _field(data, "merchant_uid"),
             "claimed_status": None if data is None else _field(data, "status"),

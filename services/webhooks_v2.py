@@ -33,6 +33,7 @@ from services.config import Settings
 from services.errors import GatewayError, NotFound, PaymentsError
 from services.models import WebhookEvent, utcnow
 from services.payments import verify_payment
+from services.portone.types import storable_text
 from services.reconcile_rules import check_rejected_webhook
 from services.runtime import Runtime
 
@@ -151,7 +152,7 @@ def receive(
     lowered = {k.lower(): v for k, v in headers.items()}
     webhook_id = (lowered.get("webhook-id") or "").strip()
     limit = rt.settings.webhook_max_body_bytes
-    text = body[:limit].decode("utf-8", errors="replace").replace("\x00", "\ufffd")  # PostgreSQL stores no NUL
+    text = storable_text(body[:limit].decode("utf-8", errors="replace"))
     with rt.db.write() as session:
         event = WebhookEvent(
             source_ip=source_ip,

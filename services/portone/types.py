@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
 
 def storable_text(value: str) -> str:
-    """PortOne's text as our databases can hold it: NUL (which PostgreSQL refuses) becomes U+FFFD.
-    Buyers type these fields at checkout, so they may hold anything."""
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    """Text others send us as our databases can hold it: NUL (which PostgreSQL refuses) and lone
+    surrogates (a JSON "\\ud800", which no UTF-8 database takes) become U+FFFD. Buyers type
+    PortOne's buyer fields at checkout and anyone can post a webhook, so they may hold anything;
+    one odd character must not stop a payment, a delivery, or the batch it is written with."""
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 class PortOneStatus(enum.StrEnum):

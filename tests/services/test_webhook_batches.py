@@ -120,3 +120,25 @@ def test_concurrent_webhooks_over_http_are_answered_one_by_one(
     with runtime.db.read() as session:
         paid = session.scalars(select(Payment.imp_uid).where(Payment.status == "paid", Payment.verified.is_(True)))
         assert sorted(paid) == sorted(h["imp_uid"] for h in hooks)
+
+
+def test_text_no_database_can_hold_in_one_delivery_does_not_fail_its_batch(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    hooks = _paid(runtime, sandbox, 2)
+    batch = [
+        _delivery(hooks[0]),
+        _delivery(b'{"imp_uid": "imp_\\u0000x", "merchant_uid": "m\\u0000", "status": "paid"}'),  # NUL via escape
+        _delivery(b'{"imp_uid": "imp_\\ud800", "merchant_uid": "\\udfff", "status": "paid"}'),  # lone surrogates
+        _delivery(b'{"imp_uid": "imp_\x00"}'),  # a raw NUL: not JSON, kept as received
+        _delivery(hooks[1]),
+    ]
+    outcomes = webhooks.receive_many(runtime, batch)
+    assert [str(o.result) for o in outcomes] == ["processed", "rejected", "rejected", "rejected", "processed"]
+    with runtime.db.read() as session:
+        events = session.scalars(select(WebhookEvent).order_by(WebhookEvent.id)).all()
+        assert [e.id for e in events] == [o.event_id for o in outcomes]  # every delivery recorded
+        assert events[1].imp_uid == "imp_\ufffdx" and events[2].merchant_uid == "\ufffd"
+        assert "\x00" not in events[3].body and events[3].body.startswith('{"imp_uid": "imp_')
+        paid = session.scalars(select(Payment.imp_uid).where(Payment.verified.is_(True))).all()
+        assert sorted(paid) == sorted(h["imp_uid"] for h in hooks)
