@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 
 from api import webhooks_v2 as webhooks_v2_routes
+from api.bodies import read_capped
 from api.exports import include_export_routes
 from services import jsonutil, orders, payments, refunds, webhooks
 from services.errors import (
@@ -77,9 +78,9 @@ class RefundRequest(BaseModel):
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_JSON_BODY:
-        raise InvalidRequest("request body too large")
+    raw, too_large = await read_capped(request, MAX_JSON_BODY)
+    if too_large:
+        raise InvalidRequest(f"request body too large (at most {MAX_JSON_BODY} bytes)")
     try:
         data = jsonutil.loads(raw) if raw else {}
     except (ValueError, UnicodeDecodeError):
@@ -223,8 +224,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     @app.post("/portone/webhook")
     async def portone_webhook(request: Request, runtime: RT) -> ExactJSONResponse:
         limit = runtime.settings.webhook_max_body_bytes
-        raw = await request.body()
-        if len(raw) > limit:
+        raw, too_large = await read_capped(request, limit)
+        if too_large:
             return error(413, "too_large", f"webhook bodies are limited to {limit} bytes")
         source_ip = request.client.host if request.client else None
         allowed = runtime.settings.webhook_allowed_ips

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.bodies import read_capped
 from services import webhooks_v2
 from services.runtime import Runtime
 from services.webhooks_v2 import Rejection, V2WebhookResult
@@ -33,7 +34,8 @@ _MESSAGES = {
 @router.post("/portone/webhook/v2")
 async def portone_webhook_v2(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
-    raw = await request.body()
+    # Over the limit, the first limit + 1 bytes are enough for the record and the 413.
+    raw, _ = await read_capped(request, runtime.settings.webhook_max_body_bytes)
     outcome = await run_in_threadpool(
         webhooks_v2.receive,
         runtime,

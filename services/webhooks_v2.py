@@ -168,7 +168,7 @@ def receive(
         return _finish(rt, event_id, webhook_id, V2WebhookResult.REJECTED, why, reason=reason, payment_id=payment_id)
 
     if len(body) > limit:
-        return reject(Rejection.TOO_LARGE, f"body of {len(body)} bytes exceeds the {limit}-byte limit")
+        return reject(Rejection.TOO_LARGE, f"the body exceeds the {limit}-byte limit")
     if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
         return reject(Rejection.UNSIGNED, f"webhook-id longer than {MAX_WEBHOOK_ID_LENGTH} characters")
     key = secret or webhook_secret(rt.settings)

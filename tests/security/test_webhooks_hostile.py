@@ -5,6 +5,7 @@ and tests/services/test_webhooks_v2.py): a 4xx that says why, PortOne not asked,
 from __future__ import annotations
 
 import json
+import socket
 
 import httpx
 import pytest
@@ -75,3 +76,31 @@ def test_content_type_and_raw_bytes_do_not_change_the_verdict(api: httpx.Client,
     assert (answer.status_code, answer.json()["error"]) == (400, "unreadable"), answer.text
     with runtime.db.read() as session:  # recorded (and so alerted) like any refused delivery
         assert session.get(WebhookEvent, answer.json()["event_id"]) is not None
+
+
+@pytest.mark.reliability(
+    area="hostile input",
+    case="request body that never ends (chunked, no last chunk) on the webhook and JSON routes",
+    outcome="413 / 400 once the limit is passed, without waiting for the end; nothing processed",
+)
+def test_a_body_that_never_ends_is_refused_at_the_limit(api: httpx.Client, runtime: Runtime) -> None:
+    host, port = str(api.base_url.host), int(api.base_url.port or 80)
+    limit = runtime.settings.webhook_max_body_bytes
+    routes = {"/portone/webhook": 413, "/portone/webhook/v2": 413, "/api/orders": 400}
+    for route, expected in routes.items():
+        with socket.create_connection((host, port), timeout=20) as conn:
+            conn.sendall(
+                f"POST {route} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n".encode()
+            )
+            chunk = b"x" * 4096
+            for _ in range(2 * limit // len(chunk)):  # twice the limit, and never the last chunk
+                conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            answer = b""
+            while b"\r\n\r\n" not in answer:  # times out (fails) if the API waits for the end
+                received = conn.recv(65536)
+                assert received, (route, answer)
+                answer += received
+        assert answer.startswith(f"HTTP/1.1 {expected} ".encode()), (route, answer[:200])
+    with runtime.db.read() as session:
+        assert "processed" not in set(session.scalars(select(WebhookEvent.result)))
