@@ -7,6 +7,7 @@ import argparse
 import uvicorn
 
 from api.app import create_app
+from services.config import get_settings
 
 
 def main() -> None:
@@ -15,8 +16,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
+    settings = get_settings()  # refuses placeholder secrets outside sandbox mode before anything listens
     uvicorn.run(
-        create_app(),
+        create_app(schema_public=not settings.is_live),
         host=args.host,
         port=args.port,
         log_level=args.log_level,

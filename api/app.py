@@ -116,7 +116,10 @@ def require_internal_token(request: Request, authorization: Annotated[str | None
         raise _Unauthorized()
 
 
-def create_app(runtime: Runtime | None = None) -> FastAPI:
+def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) -> FastAPI:
+    """The API. `schema_public=False` (live mode, see api/__main__.py) serves no OpenAPI document
+    or viewers: a live payments backend need not describe itself to whoever asks."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
@@ -127,8 +130,13 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         if owned:
             app.state.runtime.close()
 
+    hidden: dict[str, Any] = {} if schema_public else {"openapi_url": None, "docs_url": None, "redoc_url": None}
     app = FastAPI(
-        title="Chekar payments API", version="1.0", lifespan=lifespan, default_response_class=ExactJSONResponse
+        title="Chekar payments API",
+        version="1.0",
+        lifespan=lifespan,
+        default_response_class=ExactJSONResponse,
+        **hidden,
     )
 
     _install_error_handlers(app)

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # PortOne's published sender addresses are accepted.
     webhook_allowed_ips: list[str] = []
     webhook_max_body_bytes: int = 64 * 1024
+    # Dashboard sign-ins end after this long without an action, and this long after signing in.
+    session_idle_minutes: float = Field(60.0, gt=0)
+    session_max_hours: float = Field(12.0, gt=0)
     fee_table: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FEE_TABLE))
     order_name: str = "체카 탁송비"
     refund_lock_wait_seconds: float = 30.0

@@ -44,7 +44,7 @@ def open_app(dashboard_runtime: Runtime) -> Callable[..., AppTest]:
         at.session_state["lang"] = lang
         if role is not None:
             at.session_state["auth_username"] = role
-            at.session_state["auth_last_seen"] = time.time()
+            at.session_state["auth_signed_in_at"] = at.session_state["auth_last_seen"] = time.time()
         return at.run()
 
     return open_as

@@ -136,7 +136,7 @@ def test_other_roles_cannot_open_admin(open_app: Callable[..., AppTest], dashboa
         at.switch_page(PAGE)  # not in their navigation
     direct = AppTest.from_file(PAGE_FILE, default_timeout=APP_TIMEOUT)
     direct.session_state["auth_username"] = role
-    direct.session_state["auth_last_seen"] = time.time()
+    direct.session_state["auth_signed_in_at"] = direct.session_state["auth_last_seen"] = time.time()
     direct.run()
     assert not direct.exception
     assert direct.error[0].value.startswith("이 화면을 열 권한이 없습니다")

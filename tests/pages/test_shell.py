@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -33,11 +34,35 @@ def test_sign_in_with_password_then_wrong_password(open_app: Callable[..., AppTe
 
 @pytest.mark.reliability(
     area="access",
-    case="dashboard session left idle",
-    outcome="expires; sign-in asked again",
+    case="dashboard session left idle, or signed in longer than its lifetime",
+    outcome="ends with a message saying which (SESSION_IDLE_MINUTES, SESSION_MAX_HOURS); sign-in asked again",
 )
-def test_idle_session_expires(open_app: Callable[..., AppTest]) -> None:
-    at = open_app("viewer")
-    at.session_state["auth_last_seen"] = 0.0
+@pytest.mark.parametrize(
+    ("signed_in_ago", "idle_for", "ended", "message"),
+    [
+        (30 * 60, 30 * 60, False, ""),  # idle half an hour: still live
+        (11.9 * 3600, 59 * 60, False, ""),
+        (2 * 3600, 61 * 60, True, "60분 동안 사용하지 않아"),
+        (12.1 * 3600, 60, True, "최대 12시간"),  # busy all day: the lifetime still ends it
+    ],
+)
+def test_sessions_end_when_idle_or_too_old(
+    open_app: Callable[..., AppTest], signed_in_ago: float, idle_for: float, ended: bool, message: str
+) -> None:
+    at = open_app("operator")
+    now = time.time()
+    at.session_state["auth_signed_in_at"] = now - signed_in_ago
+    at.session_state["auth_last_seen"] = now - idle_for
+    at.run()
+    assert ("auth_username" not in at.session_state) == ended
+    if ended:  # the login page says why
+        assert any(message in w.value for w in at.warning), [w.value for w in at.warning]
+    else:
+        assert at.session_state["auth_last_seen"] >= now  # an action keeps it alive
+
+
+def test_a_session_not_made_by_sign_in_is_not_accepted(open_app: Callable[..., AppTest]) -> None:
+    at = open_app("admin")
+    del at.session_state["auth_signed_in_at"]
     at.run()
     assert "auth_username" not in at.session_state

@@ -73,7 +73,7 @@ def test_viewer_has_no_test_payment(open_app: Callable[..., AppTest], dashboard_
         at.switch_page(PAGE)  # not in the viewer's navigation
     direct = AppTest.from_file(PAGE_FILE, default_timeout=APP_TIMEOUT)
     direct.session_state["auth_username"] = "viewer"
-    direct.session_state["auth_last_seen"] = time.time()
+    direct.session_state["auth_signed_in_at"] = direct.session_state["auth_last_seen"] = time.time()
     direct.run()
     assert not direct.exception
     assert direct.error[0].value.startswith("이 화면을 열 권한이 없습니다")
@@ -107,7 +107,7 @@ def test_live_mode_shows_nothing_actionable(
     # Opened directly anyway, the page offers nothing to fill in or press.
     direct = AppTest.from_file(str(Path(__file__).resolve().parents[2] / PAGE), default_timeout=60)
     direct.session_state["auth_username"] = "operator"
-    direct.session_state["auth_last_seen"] = time.time()
+    direct.session_state["auth_signed_in_at"] = direct.session_state["auth_last_seen"] = time.time()
     direct.run()
     assert not direct.exception, direct.exception
     assert direct.warning[0].value.startswith("실결제(LIVE) 모드에서는 테스트 결제를 할 수 없습니다")

@@ -75,6 +75,11 @@ def test_every_route_says_how_it_is_protected() -> None:
     assert set(_served(create_app(object()).routes)) == set(ROUTES)  # type: ignore[arg-type]
 
 
+def test_live_api_serves_no_schema() -> None:
+    served = set(_served(create_app(object(), schema_public=False).routes))  # type: ignore[arg-type]
+    assert served == {route for route, protection in ROUTES.items() if protection != SCHEMA}
+
+
 def _call(api: httpx.Client, method: str, path: str, headers: dict[str, str], **params: str) -> httpx.Response:
     url = CONCRETE.get(path, path)
     if method == "GET":
