@@ -269,6 +269,19 @@ class PostgresServer:
         shutil.rmtree(self.base_dir, ignore_errors=True)
         self.base_dir = None
 
+    def pause(self) -> None:
+        """Stop the server (fast shutdown: sessions are cut), keeping its data and port, as an
+        outage would; `resume()` brings it back. For fault tests."""
+        self._check(self._run("pg_ctl", "stop", "--pgdata", str(self.data_dir), "--mode", "fast", "--wait"), "pause")
+
+    def resume(self) -> None:
+        """Start a `pause()`d server again on the same port."""
+        result = self._run(
+            "pg_ctl", "start", "--pgdata", str(self.data_dir), "--log", str(self.log_file), "--wait",
+            "--timeout", str(_TIMEOUT_SECONDS), "--options", f"-c port={self.port}",
+        )  # fmt: skip
+        self._check(result, "resume")
+
     # databases
     def url(self, database: str = SESSION_DB) -> str:
         url = URL.create("postgresql+psycopg", username=self.user, host=self.host, port=self.port, database=database)

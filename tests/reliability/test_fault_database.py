@@ -112,10 +112,6 @@ def test_postgresql_stopped_mid_request(sandbox: SandboxControl) -> None:
         runtime = make_runtime(database_url=url, portone_api_url=sandbox.url)
         served = serve_in_thread(create_app(runtime))
 
-        def pg_ctl(*args: str) -> None:
-            result = server._run("pg_ctl", *args, "--pgdata", str(server.data_dir), "--wait")
-            assert result.returncode == 0, result.stdout + result.stderr
-
         try:
             with httpx.Client(base_url=served.url, timeout=60) as api:
                 imp_uid, merchant_uid = paid_at_portone(api, sandbox)
@@ -127,14 +123,14 @@ def test_postgresql_stopped_mid_request(sandbox: SandboxControl) -> None:
                 )
                 complete.start()
                 _wait_for_call(sandbox, "GET /payments/{imp_uid}")
-                pg_ctl("stop", "--mode", "fast")  # PostgreSQL goes away under the request
+                server.pause()  # PostgreSQL goes away under the request
                 complete.join(timeout=60)
                 [answer] = answers
                 _assert_database_unavailable(answer)
                 sandbox.configure(latency_ms=0)
                 _assert_webhook_refused_for_retry(api.post("/portone/webhook", json={**body, "status": "paid"}))
 
-                pg_ctl("start", "--log", str(server.log_file), "--options", f"-c port={server.port}")
+                server.resume()
                 assert paid_rows(runtime) == 0  # nothing half-written
                 again = api.post("/api/payments/complete", json=body)
                 assert again.status_code == 200 and again.json()["status"] == "paid", again.text
