@@ -67,75 +67,42 @@ def _refund_statuses(runtime: Runtime, imp_uid: str) -> list[tuple[str, str]]:
 # -- /complete --------------------------------------------------------------------------------
 
 
-@pytest.mark.reliability(
-    area="fault",
-    case="PortOne 5xx on every read while /complete re-fetches the payment",
-    outcome="503 to the app, nothing recorded as paid; the retry or PortOne's webhook records it paid once",
-)
-@pytest.mark.parametrize("recovery", ["retry", "webhook"])
-def test_portone_failing_during_complete(
-    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl, recovery: str
-) -> None:
-    imp_uid, merchant_uid = paid_at_portone(api, sandbox)
-    sandbox.configure(fail_next=READS_FAILING)
-    answer = _complete(api, imp_uid, merchant_uid)
-    assert answer.status_code == 503 and answer.json()["error"] == "portone_unavailable", answer.text
-    assert "Traceback" not in answer.text
-    assert paid_rows(runtime) == 0
-    sandbox.configure(fail_next=0)
-    if recovery == "retry":
-        again = _complete(api, imp_uid, merchant_uid)
-        assert again.status_code == 200 and again.json()["status"] == "paid"
-    else:
-        assert deliver_webhook(sandbox, _webhook_url(api), imp_uid)["state"] == "delivered"
-    assert paid_rows(runtime) == 1
-    assert_state_equals_portone(runtime, sandbox)
+# PortOne's read broken one way, and healed.
+READ_FAULTS = {
+    "5xx": ({"fail_next": READS_FAILING}, {"fail_next": 0}),
+    "too slow": ({"latency_ms": TOO_SLOW_MS, "latency_only": "GET /payments"}, {"latency_ms": 0}),
+    "dropped": ({"drop_next": READS_FAILING}, {"drop_next": 0}),
+}
 
 
 @pytest.mark.reliability(
     area="fault",
-    case="PortOne too slow (past our timeout) while /complete or a webhook re-fetches the payment",
-    outcome="503 (the app or PortOne retries), nothing recorded as paid; the retry records it paid once",
+    case="PortOne 5xx, too slow (past our timeout) or dropping the connection while /complete or a webhook re-fetches the payment",
+    outcome="503 (the app or PortOne retries), no trace, nothing recorded as paid; the retry, or PortOne's webhook after a failed /complete, records it paid once",
 )
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("path", ["/api/payments/complete", "/portone/webhook"])
-def test_portone_timing_out_during_complete(
-    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl, path: str
+@pytest.mark.parametrize("fault", READ_FAULTS)
+@pytest.mark.parametrize(
+    ("step", "recovery"),
+    [("/api/payments/complete", "retry"), ("/api/payments/complete", "webhook"), ("/portone/webhook", "retry")],
+)
+def test_portone_failing_while_the_payment_is_re_fetched(
+    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl, fault: str, step: str, recovery: str
 ) -> None:
     imp_uid, merchant_uid = paid_at_portone(api, sandbox)
     body = {"imp_uid": imp_uid, "merchant_uid": merchant_uid, "status": "paid"}
-    sandbox.configure(latency_ms=TOO_SLOW_MS, latency_only="GET /payments")
-    answer = api.post(path, json=body)
-    assert answer.status_code == 503, answer.text
+    broken, healed = READ_FAULTS[fault]
+    sandbox.configure(**broken)
+    answer = api.post(step, json=body)
+    assert answer.status_code == 503 and "Traceback" not in answer.text, answer.text
+    if step == "/api/payments/complete":
+        assert answer.json()["error"] == "portone_unavailable", answer.text
     assert paid_rows(runtime) == 0
-    sandbox.configure(latency_ms=0)
-    again = api.post(path, json=body)
-    assert again.status_code == 200, again.text
-    assert paid_rows(runtime) == 1
-    assert_state_equals_portone(runtime, sandbox)
-
-
-@pytest.mark.reliability(
-    area="fault",
-    case="connection to PortOne dropped mid-answer while /complete and a webhook re-fetch",
-    outcome="503 (PortOne or the app retries), nothing recorded as paid; the retry records it paid once",
-)
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_connection_dropped_during_complete_and_webhook(
-    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
-) -> None:
-    imp_uid, merchant_uid = paid_at_portone(api, sandbox)
-    body = {"imp_uid": imp_uid, "merchant_uid": merchant_uid}
-    sandbox.configure(drop_next=READS_FAILING)
-    answer = _complete(api, imp_uid, merchant_uid)
-    assert answer.status_code == 503 and answer.json()["error"] == "portone_unavailable"
-    sandbox.configure(drop_next=READS_FAILING)
-    hook = api.post("/portone/webhook", json={**body, "status": "paid"})
-    assert hook.status_code == 503
-    assert paid_rows(runtime) == 0
-    sandbox.configure(drop_next=0)
-    assert _complete(api, imp_uid, merchant_uid).status_code == 200
-    assert api.post("/portone/webhook", json={**body, "status": "paid"}).status_code == 200
+    sandbox.configure(**healed)
+    if recovery == "retry":
+        again = api.post(step, json=body)
+        assert again.status_code == 200, again.text
+    else:
+        assert deliver_webhook(sandbox, _webhook_url(api), imp_uid)["state"] == "delivered"
     assert paid_rows(runtime) == 1
     assert_state_equals_portone(runtime, sandbox)
 
