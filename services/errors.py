@@ -5,7 +5,8 @@ PaymentsError
 ├── InvalidRequest           bad input (amount, currency, idempotency key reuse)
 ├── Forbidden                the actor's role may not do this
 ├── Conflict                 the state forbids it (not paid, refund exceeds remainder, busy)
-│   └── RefundExceedsRemaining
+│   ├── RefundExceedsRemaining
+│   └── NotRefundable        PortOne shows the payment cancelled (nothing left) or never paid
 ├── ForgeryDetected          PortOne's amount or currency differs from our order
 └── GatewayError(retryable, http_status, portone_code)
     ├── GatewayNotFound      PortOne does not know the payment
@@ -46,6 +47,17 @@ class RefundExceedsRemaining(Conflict):
         self.requested = requested
         self.remaining = remaining
         self.currency = currency
+
+
+class NotRefundable(Conflict):
+    def __init__(self, message: str, *, portone_status: str) -> None:
+        super().__init__(message)
+        self.portone_status = portone_status
+
+    @property
+    def nothing_left(self) -> bool:
+        """Fully cancelled already (perhaps in PortOne's console), as opposed to never paid."""
+        return self.portone_status == "cancelled"
 
 
 class ForgeryDetected(PaymentsError):

@@ -40,6 +40,7 @@ from services.errors import (
     GatewayUnavailable,
     InvalidRequest,
     NotFound,
+    NotRefundable,
     PaymentsError,
     RefundExceedsRemaining,
 )
@@ -197,6 +198,8 @@ def outcome_of_error(exc: PaymentsError) -> Outcome:
         return Outcome.NOT_FOUND
     if isinstance(exc, InvalidRequest):
         return Outcome.INVALID
+    if isinstance(exc, NotRefundable):
+        return Outcome.NOTHING_LEFT if exc.nothing_left else Outcome.NOT_PAID
     if isinstance(exc, Conflict):
         return Outcome.BUSY
     if isinstance(exc, GatewayError):

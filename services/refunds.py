@@ -35,6 +35,7 @@ from services.errors import (
     GatewayUnavailable,
     InvalidRequest,
     NotFound,
+    NotRefundable,
     OutcomeUnknown,
     RefundExceedsRemaining,
 )
@@ -404,7 +405,7 @@ def _raise_rejection(attempt: Refund, fetched: GatewayPayment) -> None:
     if fetched.status == PortOneStatus.PAID and attempt.amount > fetched.cancellable_amount:
         raise RefundExceedsRemaining(attempt.amount, fetched.cancellable_amount, fetched.currency)
     if fetched.status != PortOneStatus.PAID:
-        raise Conflict(message)
+        raise NotRefundable(message, portone_status=str(fetched.status))
     raise InvalidRequest(message)
 
 

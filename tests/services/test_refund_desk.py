@@ -10,7 +10,14 @@ from sqlalchemy import select
 
 from services import orders, payments, refund_desk
 from services.access import Actor
-from services.errors import Conflict, Forbidden, GatewayUnavailable, InvalidRequest, RefundExceedsRemaining
+from services.errors import (
+    Conflict,
+    Forbidden,
+    GatewayUnavailable,
+    InvalidRequest,
+    NotRefundable,
+    RefundExceedsRemaining,
+)
 from services.models import ApprovalStatus, AuditEntry, Refund, RefundRequest, RefundStatus, Role
 from services.refund_desk import BulkInputRow, Outcome
 from services.runtime import Runtime
@@ -267,3 +274,17 @@ def test_a_payment_that_was_never_paid_cannot_be_filed_for_approval(runtime: Run
     with pytest.raises(Conflict):  # below the threshold PortOne's own status refuses it
         refund_desk.request_refund(rt, actor=KIM, imp_uid=declined, amount="1000", reason="x", idempotency_key="f-2")
     assert refund_desk.list_requests(rt, actor=PARK) == [] and _cancels(sandbox) == []
+
+
+def test_a_payment_cancelled_in_portones_console_is_nothing_left_not_busy(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    imp_uid, _ = _paid(runtime, sandbox)
+    sandbox.console_cancel(imp_uid)  # the whole amount, behind our back (no webhook delivered)
+    with pytest.raises(NotRefundable) as refused:
+        refund_desk.request_refund(
+            runtime, actor=KIM, imp_uid=imp_uid, amount="1000", reason="고객 요청", idempotency_key="after-console"
+        )
+    assert refund_desk.outcome_of_error(refused.value) == Outcome.NOTHING_LEFT
+    assert "cancelled at PortOne" in str(refused.value)
+    assert len(_cancels(sandbox)) == 0  # nothing sent by us
