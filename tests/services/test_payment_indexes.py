@@ -1,5 +1,6 @@
 """The payments page's forgery filter is served by the partial indexes of unverified payments
-(migration 0005) on both databases: their WHERE must stay what the queries say."""
+(migration 0005) on both databases: their WHERE must stay what the queries say. The other state
+filters walk the date range's covering index."""
 
 from __future__ import annotations
 
@@ -32,29 +33,40 @@ def _plan(runtime: Runtime, statement: str, parameters: Any) -> str:
             return "\n".join(str(row[0]) for row in cursor.fetchall())
 
 
-@pytest.mark.parametrize("basis", ["started", "paid"])
-def test_the_forgery_filter_reads_the_unverified_indexes(database_url: str, basis: str) -> None:
+def _runtime(database_url: str) -> Runtime:
     load(database_url, 3000, days=90)  # migrated, ANALYZEd; a handful of forgeries among them
     settings = Settings(database_url=database_url, portone_mode="sandbox")
-    runtime = Runtime(settings=settings, db=Database(database_url), gateway=make_gateway(settings))
+    return Runtime(settings=settings, db=Database(database_url), gateway=make_gateway(settings))
+
+
+def _page_and_totals(runtime: Runtime, filters: ps.PaymentFilters) -> tuple[Any, list[Any], list[tuple[str, Any]]]:
+    """The page, its totals per currency, and the two statements they ran."""
     statements: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
         if "FROM payments" in " ".join(statement.split()):
             statements.append((statement, parameters))
 
+    event.listen(runtime.db.engine, "before_cursor_execute", capture)
     try:
-        today = ps.today_kst()
-        filters = ps.PaymentFilters(
-            date_from=today - timedelta(days=ps.MAX_RANGE_DAYS - 1),
-            date_to=today,
-            states=(ps.PaymentState.FORGERY,),
-            time_basis=basis,
-        )
-        event.listen(runtime.db.engine, "before_cursor_execute", capture)
         page = ps.search_payments(runtime, actor=OPERATOR, filters=filters)
-        [totals] = ps.payment_totals(runtime, actor=OPERATOR, filters=filters)
+        totals = ps.payment_totals(runtime, actor=OPERATOR, filters=filters)
+    finally:
         event.remove(runtime.db.engine, "before_cursor_execute", capture)
+    return page, totals, statements
+
+
+def _filters(state: ps.PaymentState, basis: str) -> ps.PaymentFilters:
+    today = ps.today_kst()
+    start = today - timedelta(days=ps.MAX_RANGE_DAYS - 1)
+    return ps.PaymentFilters(date_from=start, date_to=today, states=(state,), time_basis=basis)
+
+
+@pytest.mark.parametrize("basis", ["started", "paid"])
+def test_the_forgery_filter_reads_the_unverified_indexes(database_url: str, basis: str) -> None:
+    runtime = _runtime(database_url)
+    try:
+        page, [totals], statements = _page_and_totals(runtime, _filters(ps.PaymentState.FORGERY, basis))
 
         with runtime.db.read() as session:  # the filter finds exactly the forgeries
             forgeries = session.scalar(
@@ -65,5 +77,19 @@ def test_the_forgery_filter_reads_the_unverified_indexes(database_url: str, basi
         for statement, parameters in statements:
             plan = _plan(runtime, statement, parameters)
             assert "ix_payments_unverified_" in plan, plan  # (the planner may walk either, both are tiny)
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("state", [ps.PaymentState.PAID, ps.PaymentState.READY, ps.PaymentState.FAILED])
+def test_a_state_filter_walks_the_date_range_covering_index(database_url: str, state: ps.PaymentState) -> None:
+    runtime = _runtime(database_url)
+    try:
+        page, totals, statements = _page_and_totals(runtime, _filters(state, "started"))
+        assert sum(t.count for t in totals) >= len(page.rows) > 0
+        for statement, parameters in statements:
+            plan = _plan(runtime, statement, parameters)
+            assert "ix_payments_started_at_cover" in plan, plan
     finally:
         runtime.close()
