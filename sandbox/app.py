@@ -62,6 +62,10 @@ class DropConnection:
             and (not only or f"{scope['method']} {scope['path']}".startswith(only))
             and self.holder.decrement("drop_next")
         ):
+            # The request is read whole first: closing on unread bytes would make the kernel send a
+            # reset, racing the half answer (the client then sees a reset instead of a cut answer).
+            while (await receive()).get("more_body"):
+                pass
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
             await send({"type": "http.response.body", "body": b'{"code":0,', "more_body": True})
             raise ConnectionDropped("sandbox fault drop_next: connection dropped mid-answer")

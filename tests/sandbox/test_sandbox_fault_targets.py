@@ -64,7 +64,7 @@ def test_drop_only_cuts_the_named_calls_alone(client: Any) -> None:
     client.token()
     client.config(drop_next=1, drop_only="POST /payments/cancel")
     assert client.get(f"/payments/{imp_uid}").status_code == 200
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):  # cut off mid-answer
         client.post("/payments/cancel", json={"imp_uid": imp_uid})
     assert client.payment(imp_uid)["cancel_amount"] == 0  # dropped before PortOne looked at it
     assert client.http.get("/sandbox/config").json()["drop_next"] == 0
