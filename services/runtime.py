@@ -9,7 +9,6 @@ from services.db import Database
 from services.portone.dual import DualGateway
 from services.portone.types import PortOneGateway
 from services.portone.v1 import PortOneV1Client
-from services.portone.v2 import PortOneV2Client
 
 
 @dataclass
@@ -33,6 +32,10 @@ def make_gateway(settings: Settings) -> PortOneGateway:
     )
     if settings.portone_api_version == "v1":
         return v1
+    # Imported here: PortOne's V2 SDK takes about a second to import, which every process
+    # (dashboard, CLI, each worker a test starts) would pay even when V2 is off.
+    from services.portone.v2 import PortOneV2Client
+
     v2 = PortOneV2Client(
         base_url=settings.portone_v2_api_url,
         api_secret=settings.portone_v2_api_secret.get_secret_value(),
