@@ -27,12 +27,23 @@ CUSTOMERS = [
 ]
 
 
-def _checkout(sandbox: httpx.Client, order: orders.CreatedOrder, card: str, **extra: object) -> dict[str, object]:
+def _checkout(
+    sandbox: httpx.Client,
+    order: orders.CreatedOrder,
+    card: str,
+    buyer: tuple[str, str, str],
+    **extra: object,
+) -> dict[str, object]:
+    """Pay as the customer's browser would: IMP.request_pay hands PortOne the buyer's details."""
+    name, email, phone = buyer
     body: dict[str, object] = {
         "merchant_uid": order.merchant_uid,
         "amount": str(order.amount),
         "currency": order.currency,
         "card_number": card,
+        "buyer_name": name,
+        "buyer_email": email,
+        "buyer_tel": phone,
         **extra,
     }
     if order.pg:
@@ -51,22 +62,22 @@ def seed_demo(rt: Runtime, *, count: int = 40, seed: int = 7) -> str:
     summary = {"paid": 0, "refunded": 0, "failed": 0, "vbank": 0, "forgery": 0}
     with httpx.Client(base_url=rt.settings.portone_api_url, timeout=30) as sandbox:
         for index in range(count):
-            name, email, phone = CUSTOMERS[index % len(CUSTOMERS)]
+            buyer = name, email, phone = CUSTOMERS[index % len(CUSTOMERS)]
             currency = "USD" if not phone.startswith("010") else "KRW"
             order = orders.create_order(
                 rt, customer_email=email, customer_name=name, customer_phone=phone, currency=currency
             )
             roll = rng.random()
             if roll < 0.08:
-                _checkout(sandbox, order, DECLINED_CARD)
+                _checkout(sandbox, order, DECLINED_CARD, buyer)
                 summary["failed"] += 1
                 continue
             if roll < 0.14 and currency == "KRW":
-                paid = _checkout(sandbox, order, APPROVED_CARD, pay_method="vbank")
+                paid = _checkout(sandbox, order, APPROVED_CARD, buyer, pay_method="vbank")
                 payments.verify_payment(rt, imp_uid=str(paid["imp_uid"]), source="complete")
                 summary["vbank"] += 1
                 continue
-            paid = _checkout(sandbox, order, APPROVED_CARD)
+            paid = _checkout(sandbox, order, APPROVED_CARD, buyer)
             imp_uid = str(paid["imp_uid"])
             payments.complete(rt, imp_uid=imp_uid, merchant_uid=order.merchant_uid)
             summary["paid"] += 1
