@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -41,6 +42,16 @@ def money(amount: Decimal | None, currency: str) -> str:
     sign = "-" if amount < 0 else ""
     symbol = SYMBOLS.get(currency.upper())
     return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
+
+
+_AMOUNT_WITH_CURRENCY = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?) ([A-Z]{3})\b")
+
+
+def amounts_in(text: str | None) -> str:
+    """Amounts the services write as `50000 KRW` (alert values, messages) shown as `₩50,000`."""
+    if not text:
+        return "—"
+    return _AMOUNT_WITH_CURRENCY.sub(lambda m: money(Decimal(m.group(1)), m.group(2)), text)
 
 
 def kst(moment: datetime | None, *, seconds: bool = False) -> str:

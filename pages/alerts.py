@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.auth import gate
-from dashboard.format import KST, badge, kst, money, payment_state, status_label
+from dashboard.format import KST, amounts_in, badge, kst, money, payment_state, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import alert_desk, reconcile, reconcile_runs
@@ -69,8 +69,8 @@ def _table(rows: list[alert_desk.AlertRow]) -> None:
                 t("alerts.col_severity"): _severity(row.severity),
                 t("alerts.col_kind"): _kind(row.kind),
                 t("alerts.col_payment"): row.imp_uid or t("alerts.no_payment"),
-                t("alerts.col_db"): row.db_value or t("alerts.none"),
-                t("alerts.col_portone"): row.portone_value or t("alerts.none"),
+                t("alerts.col_db"): amounts_in(row.db_value),
+                t("alerts.col_portone"): amounts_in(row.portone_value),
                 t("alerts.col_status"): status_label(row.status),
                 t("alerts.col_handler"): handler(row),
             }
@@ -168,7 +168,8 @@ def _detail(alert_id: int) -> None:
         "alerts.detail_meta", severity=_severity(alert.severity), kind=_kind(alert.kind), created=kst(alert.created_at)
     )
     st.markdown(f"{badge(alert.status)} {meta}")
-    st.caption(alert.message)
+    st.info(t(f"alerts.explain_{alert.kind}"))
+    st.caption(t("alerts.technical", message=amounts_in(alert.message)))
     for column, label, value in zip(
         st.columns(2),
         (t("alerts.db_value"), t("alerts.portone_value")),
@@ -177,7 +178,7 @@ def _detail(alert_id: int) -> None:
     ):
         with column.container(border=True):
             st.markdown(f"**{label}**")
-            st.text(value or t("alerts.none"))
+            st.text(amounts_in(value))
     if alert.acknowledged_by:
         st.caption(t("alerts.handled_ack", user=alert.acknowledged_by))
     if alert.resolved_by:

@@ -54,7 +54,10 @@ def test_viewer_sees_alerts_and_filters_but_no_actions(
     assert list(table["결제"]) == [forged, stray]  # critical first
     assert list(table["종류"]) == ["금액 불일치(위변조)", "주문 없는 결제"]
     assert at.radio(key="alerts_status").options[0] == "미처리 (2)"
-    assert [x.value for x in at.text] == ["50000 KRW", "100 KRW"]  # our record beside PortOne's
+    assert [x.value for x in at.text] == ["₩50,000", "₩100"]  # our record beside PortOne's
+    assert list(table["우리 기록"])[0] == "₩50,000"
+    assert at.info[0].value.startswith("결제 금액이나 통화가 주문과 다릅니다")  # what it means, in Korean
+    assert any(c.value.startswith("기술 정보: ") for c in at.caption)
     assert _handling_buttons(at) == set()
     assert "조회 권한으로는 알림을 처리할 수 없습니다." in [c.value for c in at.caption]
 
