@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.auth import gate
-from dashboard.format import kst
+from dashboard.format import kst, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import webhook_log
@@ -22,6 +22,7 @@ rt = get_runtime()
 can_replay = actor.can(Permission.REPLAY_WEBHOOK)
 PAGE_SIZE = 50
 RESULT_COLORS = {"processed": "green", "received": "blue", "ignored": "gray"}
+_PORTONE_STATUSES = frozenset({"paid", "ready", "failed", "cancelled"})
 
 
 def _result(result: str) -> str:
@@ -58,7 +59,7 @@ def _table(rows: list[webhook_log.WebhookRow]) -> None:
                 t("webhooks.col_source"): row.source_ip or t("webhooks.none"),
                 t("webhooks.col_content_type"): row.content_type or t("webhooks.none"),
                 t("webhooks.col_imp_uid"): row.imp_uid or t("webhooks.none"),
-                t("webhooks.col_claimed"): row.claimed_status or t("webhooks.none"),
+                t("webhooks.col_claimed"): _claimed(row.claimed_status),
                 t("webhooks.col_verified"): t("webhooks.verified_yes" if row.verified else "webhooks.verified_no"),
                 t("webhooks.col_result"): _result(row.result),
                 t("webhooks.col_detail"): row.detail or "",
@@ -104,6 +105,13 @@ def _replay(event_id: int) -> None:
         )
         st.session_state["webhooks_cursors"] = []
         st.rerun()
+
+
+def _claimed(status: str | None) -> str:
+    """PortOne's V1 statuses in words, with the raw value (the body may say anything)."""
+    if not status:
+        return t("webhooks.none")
+    return f"{status_label(status)} ({status})" if status in _PORTONE_STATUSES else status
 
 
 def _detail(event_id: int) -> None:

@@ -54,6 +54,7 @@ def test_list_filters_and_a_viewer_cannot_replay(
     assert list(table["결과"]) == ["거부됨", "거부됨", "처리됨"]
     assert list(table["보낸 곳"]) == ["52.78.100.19"] * 3
     assert list(table["포트원 확인"]) == ["확인 안 됨", "확인 안 됨", "확인됨"]
+    assert list(table["웹훅이 말한 상태"])[-1] == "결제완료 (paid)"
     assert "처리됨 1 · 거부됨 2 · 오류 0 · 처리 전 0" in [c.value for c in at.caption]
     assert not [b for b in at.button if b.key == "webhooks_replay"]
     assert "조회 권한으로는 웹훅을 다시 처리할 수 없습니다." in [c.value for c in at.caption]
