@@ -109,14 +109,13 @@ def _service(runtime: Runtime, actor: Actor, imp_uid: str, amount: str, key: str
     return Answer(key, result.refund_id, "refunded" if result.status == RefundStatus.SUCCEEDED else str(result.status))
 
 
-REFUSED = {"exceeds_remainder", "failed", "rejected"}  # refused before anything was sent
+# Refused before anything was sent: above the remainder, or nothing left (PortOne shows the
+# payment cancelled).
+REFUSED = {"exceeds_remainder", "nothing_left", "failed", "rejected"}
 
 
 def _refused_or_refunded(answer: Answer) -> bool:
-    """Refunded, or refused before anything was sent: above the remainder, or nothing left to
-    refund (PortOne shows the payment cancelled). Never "busy" from waiting for another refund."""
-    if answer.outcome == "busy":
-        return "cancelled at PortOne" in (answer.message or "")
+    """Refunded or refused; never "busy" from waiting for another refund."""
     return answer.outcome in {"refunded"} | REFUSED
 
 
