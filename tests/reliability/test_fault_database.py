@@ -137,9 +137,7 @@ def test_postgresql_stopped_mid_request(sandbox: SandboxControl) -> None:
             runtime.close()
 
 
-def _assert_recovered_once(
-    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl, body: dict[str, str]
-) -> None:
+def _assert_recovered_once(api: httpx.Client, runtime: Runtime, sandbox: SandboxControl, body: dict[str, str]) -> None:
     """Nothing half-written by the refused requests; the app's retry and PortOne's redelivery
     then record the payment paid, once."""
     assert paid_rows(runtime) == 0
