@@ -12,6 +12,7 @@ from dashboard.auth import current_actor
 from dashboard.chrome import render_sidebar
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
+from services import alert_desk
 from services.access import Permission
 
 st.set_page_config(page_title="Chekar Payments Ops", page_icon="🚗", layout="wide")
@@ -34,8 +35,11 @@ if actor is None:
     navigation = st.navigation([st.Page("pages/login.py", title=t("nav.login"), icon=":material/login:")])
 else:
     live = get_runtime().settings.is_live
+    # Open alerts counted in the navigation, so they are seen from every page.
+    open_alerts = alert_desk.status_counts(get_runtime(), actor=actor)["open"]
+    titles = {"nav.alerts": t("nav.alerts_open", count=open_alerts)} if open_alerts else {}
     allowed = [
-        st.Page(path, title=t(key), icon=icon, default=(path == "pages/overview.py"))
+        st.Page(path, title=titles.get(key) or t(key), icon=icon, default=(path == "pages/overview.py"))
         for path, key, icon, permission in PAGES
         if actor.can(permission) and not (live and path == "pages/test_payment.py")
     ]

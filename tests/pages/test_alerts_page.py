@@ -129,3 +129,18 @@ def test_resync_resolves_a_difference_portone_has_fixed(
     assert at.success[0].value.startswith("PortOne (")
     assert at.success[0].value.endswith("now agree. The alert was resolved automatically.")
     assert at.info[0].value.startswith("No open alerts")
+
+
+def _navigation_titles(at: AppTest) -> list[str]:
+    # AppTest keeps st.navigation's pages only in this private mapping (Streamlit is pinned).
+    return [page["page_name"] for page in at._registered_pages.values()]
+
+
+def test_open_alerts_are_counted_in_the_navigation(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    assert "알림" in _navigation_titles(open_app("viewer"))
+    _seed(dashboard_runtime, sandbox)
+    titles = _navigation_titles(open_app("viewer"))
+    assert "알림 (2)" in titles and "알림" not in titles, titles
+    assert "Alerts (2)" in _navigation_titles(open_app("operator", lang="en"))
