@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -176,3 +180,24 @@ def wait_for_webhooks(runtime: Runtime, imp_uid: str, count: int = 1, timeout: f
         if time.monotonic() > deadline:
             raise AssertionError(f"only {done} of {count} webhooks for {imp_uid} were processed in {timeout}s")
         time.sleep(0.05)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def reconcile_cli(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """`python -m services reconcile *args --json --quiet` to its end in its own process: exit 0
+    and the one JSON summary line it prints, parsed."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "services", "reconcile", *args, "--json", "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.strip().splitlines()
+    summary: dict[str, Any] = json.loads(line)
+    return summary

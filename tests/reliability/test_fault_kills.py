@@ -6,7 +6,6 @@ PortOne here is the suite's sandbox; the API process reaches it over loopback HT
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -25,7 +24,7 @@ from sqlalchemy import select
 
 from services.models import Payment, Refund, utcnow
 from services.runtime import Runtime
-from tests.factories import INTERNAL_TOKEN, SandboxControl, auth_headers, make_runtime, new_order
+from tests.factories import INTERNAL_TOKEN, SandboxControl, auth_headers, make_runtime, new_order, reconcile_cli
 from tests.reliability.fault_support import applied_cancels, assert_state_equals_portone, paid_rows
 from tests.servers import free_port
 
@@ -106,19 +105,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 def _reconcile(env: dict[str, str]) -> dict[str, object]:
     """One `python -m services reconcile --repair` run over the last hour; its JSON summary."""
-    done = subprocess.run(
-        [sys.executable, "-m", "services", "reconcile", "--since", "1h", "--repair", "--json", "--quiet"]
-        + ["--max-rps", "0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    [line] = done.stdout.strip().splitlines()
-    summary: dict[str, object] = json.loads(line)
+    summary = reconcile_cli(env, "--since", "1h", "--repair", "--max-rps", "0")
     assert summary["status"] == "finished", summary
     return summary
 

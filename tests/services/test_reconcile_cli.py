@@ -20,7 +20,7 @@ from services.access import Actor
 from services.models import Alert, AlertStatus, ReconciliationRun, Role
 from services.reconcile import EngineOptions, start_run
 from services.runtime import Runtime
-from tests.factories import SandboxControl, make_runtime
+from tests.factories import SandboxControl, make_runtime, reconcile_cli
 from tests.services.test_reconcile import open_alerts, plant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,17 +102,7 @@ def test_a_run_killed_half_way_and_resumed_leaves_the_same_alerts_as_one_clean_r
     assert int(killed.window_start.timestamp()) < killed.checkpoint["done_until"] <= window_end
     sandbox.configure(latency_ms=0)
     listed_before = sandbox.calls()["counts"].get(LISTING, 0)
-    resumed = subprocess.run(  # noqa: S603
-        _command("--resume", str(run_id), "--json", "--quiet", *TUNING),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    summary = reconcile_cli(env, "--resume", str(run_id), *TUNING)
     resume_listing = sandbox.calls()["counts"].get(LISTING, 0) - listed_before
 
     assert summary["run_id"] == run_id and summary["status"] == "finished"
@@ -120,17 +110,7 @@ def test_a_run_killed_half_way_and_resumed_leaves_the_same_alerts_as_one_clean_r
     with runtime.db.read() as session:
         kinds = session.execute(select(Alert.kind, Alert.imp_uid)).all()
     assert len(kinds) == len(set(kinds))  # never two alerts for one difference, open or resolved
-    again = subprocess.run(  # noqa: S603 - and simply running it again changes nothing
-        _command("--since", scenario.since.isoformat(), "--json", "--quiet", *TUNING),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert again.returncode == 0, again.stderr
-    rerun = json.loads(again.stdout.strip().splitlines()[-1])
+    rerun = reconcile_cli(env, "--since", scenario.since.isoformat(), *TUNING)  # again: changes nothing
     assert (rerun["new"], rerun["resolved"], rerun["found"]) == (0, 0, len(scenario.expected))
     assert open_alerts(runtime) == scenario.expected
     if pristine is not None:  # the same run, clean, on a copy of the database as it was before
