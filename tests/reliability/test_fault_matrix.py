@@ -136,6 +136,21 @@ def test_portone_failing_during_webhook(api: httpx.Client, runtime: Runtime, san
 # -- refunds ----------------------------------------------------------------------------------
 
 
+def _refund_answer_lost(api: httpx.Client, sandbox: SandboxControl, **fault: Any) -> str:
+    """A paid payment whose refund of 20000 is sent under `fault` and gets no answer: 202 unknown,
+    PortOne not showing it (yet), and a second refund told to wait (409). Its imp_uid."""
+    imp_uid, merchant_uid = paid_at_portone(api, sandbox)
+    assert _complete(api, imp_uid, merchant_uid).status_code == 200
+    sandbox.configure(**fault)
+    lost = _refund(api, imp_uid, "20000")
+    assert lost.status_code == 202 and lost.json()["status"] == "unknown", (fault, lost.text)
+    assert sandbox.payment(imp_uid)["cancel_amount"] == 0  # not applied (yet): not a failure either
+    # PortOne may still apply it (we cannot tell a lost answer from a slow one): no second refund yet.
+    waits = _refund(api, imp_uid, "20000")
+    assert waits.status_code == 409 and "may still apply" in waits.json()["message"], (fault, waits.text)
+    return imp_uid
+
+
 @pytest.mark.reliability(
     area="fault",
     case="PortOne 5xx or a dropped connection on a refund's cancel call (PortOne did not apply it)",
@@ -147,16 +162,7 @@ def test_cancel_refused_by_a_fault_is_settled_failed_never_doubled(
     faults = {"5xx": {"fail_next": 1, "fail_only": "POST /payments/cancel"}, "dropped": {"drop_next": 1}}
     faulted: dict[str, str] = {}
     for name, fault in faults.items():
-        imp_uid, merchant_uid = paid_at_portone(api, sandbox)
-        assert _complete(api, imp_uid, merchant_uid).status_code == 200
-        sandbox.configure(**fault, drop_only="POST /payments/cancel")
-        lost = _refund(api, imp_uid, "20000")
-        assert lost.status_code == 202 and lost.json()["status"] == "unknown", (name, lost.text)
-        # PortOne may still apply it (we cannot tell a lost answer from a slow one): no second refund yet.
-        waits = _refund(api, imp_uid, "20000")
-        assert waits.status_code == 409 and "may still apply" in waits.json()["message"], (name, waits.text)
-        assert sandbox.payment(imp_uid)["cancel_amount"] == 0
-        faulted[name] = imp_uid
+        faulted[name] = _refund_answer_lost(api, sandbox, **fault, drop_only="POST /payments/cancel")
     time.sleep(GRACE)  # PortOne has had its time: not shown means not applied
     for name, imp_uid in faulted.items():
         again = _refund(api, imp_uid, "20000")
@@ -177,15 +183,8 @@ def test_cancel_timing_out_before_portone_applied_it(
 ) -> None:
     from services import refunds
 
-    imp_uid, merchant_uid = paid_at_portone(api, sandbox)
-    assert _complete(api, imp_uid, merchant_uid).status_code == 200
     # PortOne takes the cancel, then works on it past our timeout (and well inside the grace).
-    sandbox.configure(latency_ms=TOO_SLOW_MS, latency_only="POST /payments/cancel")
-    lost = _refund(api, imp_uid, "20000")
-    assert lost.status_code == 202 and lost.json()["status"] == "unknown", lost.text
-    assert sandbox.payment(imp_uid)["cancel_amount"] == 0  # not applied yet: not a failure either
-    waits = _refund(api, imp_uid, "20000")
-    assert waits.status_code == 409, waits.text
+    imp_uid = _refund_answer_lost(api, sandbox, latency_ms=TOO_SLOW_MS, latency_only="POST /payments/cancel")
     deadline = time.monotonic() + 30
     while sandbox.payment(imp_uid)["cancel_amount"] == 0:
         assert time.monotonic() < deadline, "PortOne never applied the delayed cancel"
