@@ -36,7 +36,7 @@ if actor is None:
 else:
     live = get_runtime().settings.is_live
     # Open alerts counted in the navigation, so they are seen from every page.
-    open_alerts = alert_desk.status_counts(get_runtime(), actor=actor)["open"]
+    open_alerts = alert_desk.open_count(get_runtime(), actor=actor)
     titles = {"nav.alerts": t("nav.alerts_open", count=open_alerts)} if open_alerts else {}
     allowed = [
         st.Page(path, title=titles.get(key) or t(key), icon=icon, default=(path == "pages/overview.py"))

@@ -177,6 +177,14 @@ def status_counts(rt: Runtime, *, actor: Actor) -> dict[str, int]:
     return counts
 
 
+def open_count(rt: Runtime, *, actor: Actor) -> int:
+    """Open alerts only (the navigation shows it on every page run): one index range, not a
+    count of every alert ever raised."""
+    require(actor, Permission.VIEW)
+    with rt.db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(Alert).where(Alert.status == AlertStatus.OPEN)) or 0)
+
+
 def alert_detail(rt: Runtime, *, actor: Actor, alert_id: int) -> AlertDetail:
     require(actor, Permission.VIEW)
     with rt.db.read() as session:
