@@ -15,6 +15,7 @@ from dashboard.runtime import get_runtime
 from services import webhook_log
 from services.access import Permission
 from services.errors import GatewayError, InvalidRequest, PaymentsError
+from services.portone.types import PortOneStatus
 from services.reports import KST
 
 actor = gate(Permission.VIEW)
@@ -22,7 +23,7 @@ rt = get_runtime()
 can_replay = actor.can(Permission.REPLAY_WEBHOOK)
 PAGE_SIZE = 50
 RESULT_COLORS = {"processed": "green", "received": "blue", "ignored": "gray"}
-_PORTONE_STATUSES = frozenset({"paid", "ready", "failed", "cancelled"})
+_PORTONE_STATUSES = frozenset(PortOneStatus) - {PortOneStatus.UNKNOWN}  # UNKNOWN is ours, not PortOne's
 
 
 def _result(result: str) -> str:
