@@ -6,10 +6,12 @@ secrets are refused at start-up, so a live deployment can never run on the sandb
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -128,6 +130,15 @@ class Settings(BaseSettings):
             # The sandbox serves both versions at one address, as PortOne serves each at its own.
             self.portone_v2_api_url = self.portone_api_url if sandbox else PORTONE_V2_URL
         self.portone_v2_api_url = self.portone_v2_api_url.rstrip("/")
+        if sandbox:
+            # Sandbox mode runs on the secrets published in this repo: only against a PortOne on this machine.
+            for name in ("portone_api_url", "portone_v2_api_url"):
+                if not is_loopback_url(getattr(self, name)):
+                    raise ValueError(
+                        f"PORTONE_MODE is sandbox (the default when unset) but {name.upper()} "
+                        f"({getattr(self, name)}) is not on this machine; set PORTONE_MODE=test or "
+                        "PORTONE_MODE=live with real secrets, or point it at the local sandbox"
+                    )
         if not sandbox:
             required = ["portone_imp_key", "portone_imp_secret", "internal_api_token", "export_link_secret"]
             if self.portone_api_version == "v2":
@@ -143,6 +154,22 @@ class Settings(BaseSettings):
     @property
     def is_live(self) -> bool:
         return self.portone_mode == "live"
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether `url` names this machine: localhost or a loopback address (127.0.0.0/8, ::1)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=1)
