@@ -145,7 +145,7 @@ class Settings(BaseSettings):
                 required += ["portone_v2_api_secret", "portone_v2_webhook_secret"]
             for name in required:
                 value: SecretStr = getattr(self, name)
-                if value.get_secret_value().strip().lower() in _PLACEHOLDERS:
+                if is_placeholder(value.get_secret_value()):
                     raise ValueError(f"{name.upper()} must be set to a real value in {self.portone_mode} mode")
         elif not self.internal_api_token.get_secret_value():
             self.internal_api_token = SecretStr(SANDBOX_INTERNAL_TOKEN)
@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     @property
     def is_live(self) -> bool:
         return self.portone_mode == "live"
+
+
+def is_placeholder(secret: str) -> bool:
+    """Whether `secret` is empty, a stand-in, or one of the sandbox's published values (any case)."""
+    return secret.strip().lower() in {value.lower() for value in _PLACEHOLDERS}
 
 
 def is_loopback_url(url: str) -> bool:

@@ -130,3 +130,18 @@ def test_api_refuses_to_start_in_sandbox_mode_against_a_remote_portone(tmp_path:
     assert process.returncode != 0
     assert "PORTONE_MODE" in err and "PORTONE_API_URL" in err, err
     assert "Traceback" not in err and SANDBOX_INTERNAL_TOKEN not in out + err, err
+
+
+def test_live_v2_refuses_the_sandbox_webhook_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The published V2 webhook secret has capitals; it is a placeholder all the same."""
+    for name in ("PORTONE_V2_WEBHOOK_SECRET", "PORTONE_API_URL", "PORTONE_V2_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    real = {
+        "portone_imp_key": "1234567890123456",
+        "portone_imp_secret": "real-secret-value-0123456789",
+        "internal_api_token": "a-long-random-internal-token",
+        "export_link_secret": "another-long-random-secret",
+        "portone_v2_api_secret": "real-v2-api-secret-0123456789",
+    }
+    with pytest.raises(ValidationError, match="PORTONE_V2_WEBHOOK_SECRET"):
+        Settings(portone_mode="live", portone_api_version="v2", **real)
