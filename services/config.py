@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     # Large exports stream from the API through a short-lived signed link.
     api_public_url: str = "http://127.0.0.1:8000"
     export_link_secret: SecretStr = SecretStr(SANDBOX_EXPORT_SECRET)
-    export_link_ttl_seconds: int = 300
+    export_link_ttl_seconds: int = Field(120, gt=0, le=3600)  # single use, and never past its sign-in
     export_stream_threshold_rows: int = 200_000
     # Reconciliation: when a difference counts, and how hard a run may press PortOne.
     reconcile_stuck_ready_hours: float = Field(72.0, gt=0)  # Chekar's virtual-account due date is 3 days

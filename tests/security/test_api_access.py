@@ -18,18 +18,18 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from api.app import create_app
-from services import exports, users
+from services import export_links, exports, users
 from services.access import Actor
 from services.config import Settings
 from services.models import Role
 from services.payment_search import today_kst
 from services.runtime import Runtime
-from tests.factories import INTERNAL_TOKEN
+from tests.factories import INTERNAL_TOKEN, sign_in_as
 from tests.v2_support import signed
 
 PUBLIC = "public"  # the app and PortOne call it; what it is told is verified (PortOne is re-asked)
 INTERNAL = "internal token"  # Authorization: Bearer $INTERNAL_API_TOKEN
-SIGNED_LINK = "signed link"  # ?token= made by the dashboard for one user, one export, minutes
+SIGNED_LINK = "signed link"  # ?token= made by the dashboard for one sign-in, one export, once, minutes
 SIGNATURE = "webhook signature"  # PortOne V2 Standard Webhooks
 SCHEMA = "schema"  # FastAPI's own: the OpenAPI document and its viewers (no data)
 
@@ -125,7 +125,7 @@ def test_access_by_route(api: httpx.Client, runtime: Runtime) -> None:
         kind="payments",
         filters=exports.ExportFilters(start=day - timedelta(days=1), end=day),
     )
-    link = exports.issue_link(runtime, request)
+    link = export_links.issue_link(runtime, request, sign_in=sign_in_as("viewer"))
     answer = _call(api, "GET", "/api/exports/{kind}.csv", {}, token=link.token)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv"), answer.text
     body = json.dumps({"type": "Transaction.Paid", "data": {"paymentId": "nobody", "storeId": "x"}})
