@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from api.app import create_app
 from services.config import get_settings
@@ -16,7 +18,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
-    settings = get_settings()  # refuses placeholder secrets outside sandbox mode before anything listens
+    try:
+        # Refuses placeholder secrets outside sandbox mode, and sandbox mode off this machine, before anything listens.
+        settings = get_settings()
+    except ValidationError as exc:
+        # Only the messages: pydantic's full text would echo the input values.
+        reasons = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+        sys.exit(f"python -m api: refusing to start: {reasons}")
     uvicorn.run(
         create_app(schema_public=not settings.is_live),
         host=args.host,

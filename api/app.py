@@ -23,7 +23,9 @@ from sqlalchemy.exc import OperationalError
 from api import webhooks_v2 as webhooks_v2_routes
 from api.bodies import read_capped
 from api.exports import include_export_routes
-from services import jsonutil, orders, payments, refunds, webhooks
+from api.webhook_senders import refuse_unlisted_sender, sender_ip
+from services import jsonutil, orders, payments, refunds, webhooks, webhooks_v2
+from services.config import get_settings
 from services.errors import (
     Conflict,
     ForgeryDetected,
@@ -141,7 +143,9 @@ def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) ->
 
     _install_error_handlers(app)
     include_export_routes(app)
-    app.include_router(webhooks_v2_routes.router)
+    # Outside sandbox mode, V2 webhooks only with a real V2 webhook secret (never the sandbox's published one).
+    if webhooks_v2.v2_webhooks_enabled(runtime.settings if runtime is not None else get_settings()):
+        app.include_router(webhooks_v2_routes.router)
 
     @app.get("/healthz")
     def healthz(runtime: RT) -> dict[str, Any]:
@@ -230,15 +234,15 @@ def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) ->
         return _refund_response(result)
 
     @app.post("/portone/webhook")
-    async def portone_webhook(request: Request, runtime: RT) -> ExactJSONResponse:
+    async def portone_webhook(request: Request, runtime: RT) -> Response:
+        refused = refuse_unlisted_sender(request, runtime.settings)
+        if refused is not None:
+            return refused
         limit = runtime.settings.webhook_max_body_bytes
         raw, too_large = await read_capped(request, limit)
         if too_large:
             return error(413, "too_large", f"webhook bodies are limited to {limit} bytes")
-        source_ip = request.client.host if request.client else None
-        allowed = runtime.settings.webhook_allowed_ips
-        if allowed and source_ip not in allowed:
-            return error(403, "forbidden", "webhooks are accepted only from PortOne's addresses")
+        source_ip = sender_ip(request)
         delivery = webhooks.Delivery(
             body=raw, content_type=request.headers.get("content-type", ""), source_ip=source_ip
         )

@@ -1,9 +1,10 @@
 """Large CSV exports, streamed: `GET /api/exports/{kind}.csv?token=...`.
 
-The token is a short-lived signed link made by the dashboard (services.exports.issue_link); it
-names the user, the export and its filters. Every request re-checks the user (still there, still
-active, same role, still allowed), then streams the file chunk by chunk from the database, so no
-process ever holds a whole export. Include with `include_export_routes(app)` (or `router`).
+The token is a short-lived, single-use signed link made by the dashboard for its signed-in user
+(services.export_links.issue_link); it names a grant recording the user, the sign-in, the export and
+its filters. Every request re-checks the user (still there, still active, same role, still allowed)
+and uses the link up (a second opening, or one after the sign-in ended, is refused), then streams
+the file chunk by chunk from the database, so no process ever holds a whole export. Include with `include_export_routes(app)` (or `router`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from services import exports
+from services import export_links, exports
 from services.errors import Forbidden, InvalidRequest
 from services.runtime import Runtime
 
@@ -38,7 +39,7 @@ def _encoded(chunks: Iterator[str]) -> Iterator[bytes]:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/csv": {}}, "description": "the CSV (UTF-8 with BOM), streamed"},
-        401: {"description": "missing, malformed, forged or expired link"},
+        401: {"description": "missing, malformed, forged, expired or already used link, or its sign-in ended"},
         403: {"description": "the link is for another export, or its user may no longer export this"},
         404: {"description": "no such export"},
     },
@@ -54,10 +55,14 @@ async def export_csv(
         return _error(401, "unauthorized", "this export needs a signed link (?token=...) made in the dashboard")
     runtime: Runtime = request.app.state.runtime
     try:
-        checked = await run_in_threadpool(exports.verify_link, runtime, token, kind=kind)
-    except exports.ExportLinkExpired as exc:
+        checked = await run_in_threadpool(export_links.redeem_link, runtime, token, kind=kind)
+    except export_links.ExportLinkExpired as exc:
         return _error(401, "link_expired", str(exc))
-    except exports.ExportLinkInvalid as exc:
+    except export_links.ExportLinkUsed as exc:
+        return _error(401, "link_used", str(exc))
+    except export_links.ExportLinkRevoked as exc:
+        return _error(401, "link_revoked", str(exc))
+    except export_links.ExportLinkInvalid as exc:
         return _error(401, "link_invalid", str(exc))
     except Forbidden as exc:
         return _error(403, "forbidden", str(exc))

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.bodies import read_capped
+from api.webhook_senders import refuse_unlisted_sender, sender_ip
 from services import webhooks_v2
 from services.runtime import Runtime
 from services.webhooks_v2 import Rejection, V2WebhookResult
@@ -34,6 +35,11 @@ _MESSAGES = {
 @router.post("/portone/webhook/v2")
 async def portone_webhook_v2(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
+    if not webhooks_v2.v2_webhooks_enabled(runtime.settings):  # also when this router is included by hand
+        return JSONResponse({"error": "not_found", "message": "V2 webhooks are not configured"}, status_code=404)
+    refused = refuse_unlisted_sender(request, runtime.settings)
+    if refused is not None:
+        return refused
     # Over the limit, the first limit + 1 bytes are enough for the record and the 413.
     raw, _ = await read_capped(request, runtime.settings.webhook_max_body_bytes)
     outcome = await run_in_threadpool(
@@ -42,7 +48,7 @@ async def portone_webhook_v2(request: Request) -> JSONResponse:
         body=raw,
         headers=dict(request.headers),
         content_type=request.headers.get("content-type", ""),
-        source_ip=request.client.host if request.client else None,
+        source_ip=sender_ip(request),
     )
     if outcome.result in (V2WebhookResult.PROCESSED, V2WebhookResult.IGNORED):
         return JSONResponse({"result": str(outcome.result), "detail": outcome.detail, "event_id": outcome.event_id})

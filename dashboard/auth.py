@@ -9,14 +9,15 @@ import streamlit as st
 
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import users
+from services import export_links, users
 from services.access import Actor, Permission
 from services.errors import Forbidden
-from services.sessions import SessionPolicy
+from services.sessions import SessionPolicy, SignIn, new_session_id
 
 _USER = "auth_username"
 _SIGNED_IN = "auth_signed_in_at"
 _SEEN = "auth_last_seen"
+_SESSION = "auth_session_id"  # names this sign-in to the server: export links are bound to it
 
 
 def oidc_configured() -> bool:
@@ -31,11 +32,16 @@ def oidc_configured() -> bool:
 def sign_in(actor: Actor) -> None:
     st.session_state[_USER] = actor.username
     st.session_state[_SIGNED_IN] = st.session_state[_SEEN] = time.time()
+    st.session_state[_SESSION] = new_session_id()
 
 
 def sign_out() -> None:
-    for key in (_USER, _SIGNED_IN, _SEEN):
+    """End the sign-in (a click, or it ended idle or too old): the export links it made stop working."""
+    session_id = st.session_state.get(_SESSION)
+    for key in (_USER, _SIGNED_IN, _SEEN, _SESSION):
         st.session_state.pop(key, None)
+    if session_id:
+        export_links.revoke_sign_in(get_runtime(), str(session_id))
     if oidc_configured() and getattr(st.user, "is_logged_in", False):
         st.logout()
 
@@ -72,6 +78,23 @@ def current_actor() -> Actor | None:
         return None
     st.session_state[_SEEN] = time.time()
     return actor
+
+
+def current_sign_in() -> SignIn | None:
+    """This browser session's sign-in, for binding what the server hands out (export links) to it.
+    Call after `gate`; None when signed out."""
+    username = st.session_state.get(_USER)
+    signed_in_at, last_seen = st.session_state.get(_SIGNED_IN), st.session_state.get(_SEEN)
+    if not username or signed_in_at is None or last_seen is None:
+        return None
+    if not st.session_state.get(_SESSION):  # a sign-in made before sign-ins had ids
+        st.session_state[_SESSION] = new_session_id()
+    return SignIn(
+        session_id=str(st.session_state[_SESSION]),
+        username=str(username),
+        signed_in_at=float(signed_in_at),
+        last_seen=float(last_seen),
+    )
 
 
 def gate(permission: Permission = Permission.VIEW) -> Actor:

@@ -9,11 +9,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard.auth import gate
+from dashboard.auth import current_sign_in, gate
 from dashboard.format import kst, money, status_label
 from dashboard.i18n import current_language, t
 from dashboard.runtime import get_runtime
-from services import exports, reports
+from services import export_links, exports, reports
 from services.access import Actor, Permission
 from services.errors import Forbidden, InvalidRequest, PaymentsError
 from services.runtime import Runtime
@@ -197,11 +197,14 @@ def _export_section(
         return
     st.info(t("reports.large"))
     link = st.session_state.get("reports_link")
-    if link and (link["signature"] != signature or link["expires_at"] <= datetime.now(reports.KST)):
-        link = None
+    if link and (link["signature"] != signature or not export_links.is_open(rt, link["id"])):
+        link = None  # another export, or the link was used, revoked or has expired
     if st.button(t("reports.make_link"), key="reports_export_link"):
-        made = exports.issue_link(rt, request)
-        link = {"signature": signature, "url": made.url, "expires_at": made.expires_at}
+        sign_in = current_sign_in()
+        if sign_in is None:
+            st.stop()
+        made = export_links.issue_link(rt, request, sign_in=sign_in)
+        link = {"signature": signature, "url": made.url, "id": made.link_id, "expires_at": made.expires_at}
     st.session_state["reports_link"] = link
     if link is not None:
         st.link_button(t("reports.open_link"), link["url"], type="primary")

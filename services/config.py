@@ -6,10 +6,12 @@ secrets are refused at start-up, so a live deployment can never run on the sandb
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -91,7 +93,7 @@ class Settings(BaseSettings):
     # Large exports stream from the API through a short-lived signed link.
     api_public_url: str = "http://127.0.0.1:8000"
     export_link_secret: SecretStr = SecretStr(SANDBOX_EXPORT_SECRET)
-    export_link_ttl_seconds: int = 300
+    export_link_ttl_seconds: int = Field(120, gt=0, le=3600)  # single use, and never past its sign-in
     export_stream_threshold_rows: int = 200_000
     # Reconciliation: when a difference counts, and how hard a run may press PortOne.
     reconcile_stuck_ready_hours: float = Field(72.0, gt=0)  # Chekar's virtual-account due date is 3 days
@@ -128,13 +130,22 @@ class Settings(BaseSettings):
             # The sandbox serves both versions at one address, as PortOne serves each at its own.
             self.portone_v2_api_url = self.portone_api_url if sandbox else PORTONE_V2_URL
         self.portone_v2_api_url = self.portone_v2_api_url.rstrip("/")
+        if sandbox:
+            # Sandbox mode runs on the secrets published in this repo: only against a PortOne on this machine.
+            for name in ("portone_api_url", "portone_v2_api_url"):
+                if not is_loopback_url(getattr(self, name)):
+                    raise ValueError(
+                        f"PORTONE_MODE is sandbox (the default when unset) but {name.upper()} "
+                        f"({getattr(self, name)}) is not on this machine; set PORTONE_MODE=test or "
+                        "PORTONE_MODE=live with real secrets, or point it at the local sandbox"
+                    )
         if not sandbox:
             required = ["portone_imp_key", "portone_imp_secret", "internal_api_token", "export_link_secret"]
             if self.portone_api_version == "v2":
                 required += ["portone_v2_api_secret", "portone_v2_webhook_secret"]
             for name in required:
                 value: SecretStr = getattr(self, name)
-                if value.get_secret_value().strip().lower() in _PLACEHOLDERS:
+                if is_placeholder(value.get_secret_value()):
                     raise ValueError(f"{name.upper()} must be set to a real value in {self.portone_mode} mode")
         elif not self.internal_api_token.get_secret_value():
             self.internal_api_token = SecretStr(SANDBOX_INTERNAL_TOKEN)
@@ -143,6 +154,27 @@ class Settings(BaseSettings):
     @property
     def is_live(self) -> bool:
         return self.portone_mode == "live"
+
+
+def is_placeholder(secret: str) -> bool:
+    """Whether `secret` is empty, a stand-in, or one of the sandbox's published values (any case)."""
+    return secret.strip().lower() in {value.lower() for value in _PLACEHOLDERS}
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether `url` names this machine: localhost or a loopback address (127.0.0.0/8, ::1)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=1)

@@ -12,36 +12,30 @@ Personal data (buyer name, e-mail, phone) is masked unless the actor asks for it
 the filters, the row count and whether it was masked.
 
 Small exports are built in memory for the dashboard's download button; large ones are streamed by
-the API behind a short-lived signed link (`issue_link` / `verify_link`), so the dashboard process
-never holds them.
+the API behind a short-lived, single-use signed link (services/export_links.py), so the dashboard
+process never holds them.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import enum
-import hashlib
-import hmac
 import io
-import json
 import re
-import time as clock
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeAlias
-from urllib.parse import quote
 
 from sqlalchemy import BigInteger, ColumnElement, Select, String, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from services import audit, reports, users
+from services import audit, reports
 from services.access import Actor, Permission, require
-from services.errors import Forbidden, InvalidRequest, PaymentsError
-from services.models import Alert, Payment, Refund, Role
+from services.errors import InvalidRequest
+from services.models import Alert, Payment, Refund
 from services.money import CURRENCY_EXPONENTS, MAX_AMOUNT
 from services.runtime import Runtime
 
@@ -50,7 +44,6 @@ BOM = "\ufeff"
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 DEFAULT_CHUNK_ROWS = 1000
 LANGUAGES = ("ko", "en")
-TOKEN_VERSION = 1
 
 
 class ExportKind(enum.StrEnum):
@@ -58,14 +51,6 @@ class ExportKind(enum.StrEnum):
     REFUNDS = "refunds"
     ALERTS = "alerts"
     SUMMARY = "summary"
-
-
-class ExportLinkInvalid(PaymentsError):
-    """The link's token is malformed or its signature does not match (HTTP 401)."""
-
-
-class ExportLinkExpired(ExportLinkInvalid):
-    """The link was genuine but is past its expiry (HTTP 401)."""
 
 
 # -- filters and requests -------------------------------------------------------------------
@@ -725,100 +710,3 @@ def _audit_export(rt: Runtime, request: ExportRequest, *, rows: int, completed: 
             via=via,
             role=str(request.actor.role),
         )
-
-
-# -- signed links for large exports ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExportLink:
-    url: str
-    token: str
-    expires_at: datetime = field(compare=False)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _sign(rt: Runtime, body: str) -> str:
-    secret = rt.settings.export_link_secret.get_secret_value().encode()
-    return _b64(hmac.new(secret, body.encode("ascii"), hashlib.sha256).digest())
-
-
-def make_token(rt: Runtime, request: ExportRequest, *, now: float | None = None) -> tuple[str, datetime]:
-    issued = clock.time() if now is None else now
-    expires = int(issued) + rt.settings.export_link_ttl_seconds
-    payload = {
-        "v": TOKEN_VERSION,
-        "u": request.actor.username,
-        "r": str(request.actor.role),
-        "k": str(request.kind),
-        "f": request.filters.to_dict(),
-        "m": request.masked,
-        "l": request.language,
-        "exp": expires,
-    }
-    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
-    return f"{body}.{_sign(rt, body)}", datetime.fromtimestamp(expires, UTC)
-
-
-def issue_link(rt: Runtime, request: ExportRequest, *, now: float | None = None) -> ExportLink:
-    """A link to the API that streams this export, valid for `export_link_ttl_seconds`."""
-    require(request.actor, Permission.EXPORT_MASKED if request.masked else Permission.EXPORT_UNMASKED)
-    token, expires_at = make_token(rt, request, now=now)
-    base = rt.settings.api_public_url.rstrip("/")
-    with rt.db.write() as session:
-        audit.record(
-            session,
-            actor=request.actor.username,
-            action="export.link_issued",
-            target=str(request.kind),
-            filters=request.filters.to_dict(),
-            masked=request.masked,
-            expires_at=expires_at.isoformat(),
-        )
-    return ExportLink(
-        url=f"{base}/api/exports/{request.kind}.csv?token={quote(token)}", token=token, expires_at=expires_at
-    )
-
-
-def verify_link(rt: Runtime, token: str, *, kind: str, now: float | None = None) -> ExportRequest:
-    """Check a link's token for export `kind` and re-check its user as of now.
-
-    Raises ExportLinkInvalid / ExportLinkExpired (malformed, forged, expired: 401) or Forbidden
-    (another export, user gone or disabled, role changed, permission lost: 403).
-    """
-    body, dot, signature = (token or "").strip().partition(".")
-    if not dot or not body or not signature:
-        raise ExportLinkInvalid("this export link is malformed")
-    try:
-        expected = _sign(rt, body)
-        if not hmac.compare_digest(expected.encode(), signature.encode("ascii")):
-            raise ExportLinkInvalid("this export link's signature does not match")
-        payload = json.loads(_unb64(body))
-        if not isinstance(payload, dict) or payload.get("v") != TOKEN_VERSION:
-            raise ExportLinkInvalid("this export link is of an unknown version")
-        expires = int(payload["exp"])
-        request = ExportRequest(
-            kind=ExportKind(payload["k"]),
-            filters=ExportFilters.from_dict(payload["f"]),
-            actor=Actor(str(payload["u"]), Role(payload["r"])),
-            masked=bool(payload["m"]),
-            language=str(payload.get("l") or "ko"),
-        )
-    except (ValueError, KeyError, TypeError, UnicodeError, InvalidRequest) as exc:
-        raise ExportLinkInvalid(f"this export link is malformed: {exc}") from None
-    if (clock.time() if now is None else now) >= expires:
-        raise ExportLinkExpired("this export link has expired; create a new one in the dashboard")
-    if str(request.kind) != kind:
-        raise Forbidden(f"this link is for the {request.kind} export, not {kind}")
-    current = users.current_actor(rt, request.actor.username)  # Forbidden when gone or disabled
-    if current.role != request.actor.role:
-        raise Forbidden("your role changed since this link was made; create a new one")
-    require(current, Permission.EXPORT_MASKED if request.masked else Permission.EXPORT_UNMASKED)
-    return request

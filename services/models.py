@@ -394,3 +394,24 @@ class ReconciliationRun(Base):
     payments_checked: Mapped[int] = mapped_column(Integer, default=0)
     counts: Mapped[dict[str, Any] | None]  # per alert kind: found, new, resolved
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ExportLinkGrant(Base):
+    """One export link made in the dashboard: who made it, in which sign-in, for what, until when.
+    The link's signed token names only `id`; a link is honoured once (`used_at` set by a conditional
+    UPDATE), never after `expires_at`, and never once its sign-in ended (`revoked_at`)."""
+
+    __tablename__ = "export_link_grants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # random, unguessable
+    username: Mapped[str] = mapped_column(String(64))
+    session_id: Mapped[str] = mapped_column(String(64), index=True)  # the dashboard sign-in's id
+    role: Mapped[str] = mapped_column(String(16))  # the role when issued: a changed role refuses the link
+    kind: Mapped[str] = mapped_column(String(16))
+    filters: Mapped[dict[str, Any]]
+    masked: Mapped[bool] = mapped_column(Boolean)
+    language: Mapped[str] = mapped_column(String(8))
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

@@ -5,9 +5,25 @@ keeps them in its session state."""
 from __future__ import annotations
 
 import enum
+import secrets
 from dataclasses import dataclass
 
 from services.config import Settings
+
+
+def new_session_id() -> str:
+    """A random id naming one sign-in (what export links are bound to)."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """One dashboard sign-in as the server is told of it: its id, who, when it began, its last action."""
+
+    session_id: str
+    username: str
+    signed_in_at: float
+    last_seen: float
 
 
 class SessionEnd(enum.StrEnum):
@@ -32,3 +48,8 @@ class SessionPolicy:
         if last_seen is None or now - last_seen > self.idle_seconds:
             return SessionEnd.IDLE
         return None
+
+    def ends_at(self, sign_in: SignIn) -> float:
+        """The latest time the sign-in can still be live: its lifetime's end, or its idle limit
+        counted from its last action, whichever comes first."""
+        return min(sign_in.signed_in_at + self.lifetime_seconds, sign_in.last_seen + self.idle_seconds)

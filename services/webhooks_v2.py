@@ -29,7 +29,7 @@ from portone_server_sdk import webhook as sdk_webhook
 from pydantic import SecretStr
 from sqlalchemy.exc import IntegrityError
 
-from services.config import Settings
+from services.config import Settings, is_placeholder
 from services.errors import GatewayError, NotFound, PaymentsError
 from services.models import WebhookEvent, utcnow
 from services.payments import verify_payment
@@ -89,9 +89,17 @@ def webhook_secret(settings: Settings) -> str | None:
         value = value.get_secret_value()
     if not value:
         value = os.environ.get("PORTONE_V2_WEBHOOK_SECRET")
-    if not value and settings.portone_mode == "sandbox":
-        value = SANDBOX_V2_WEBHOOK_SECRET
-    return str(value) if value else None
+    if settings.portone_mode == "sandbox":
+        return str(value or SANDBOX_V2_WEBHOOK_SECRET)
+    if not value or is_placeholder(str(value)):
+        return None  # the sandbox's published secret (or an empty one) verifies nothing outside the sandbox
+    return str(value)
+
+
+def v2_webhooks_enabled(settings: Settings) -> bool:
+    """Whether `POST /portone/webhook/v2` is served: always in sandbox mode, otherwise only with a
+    real V2 webhook secret."""
+    return webhook_secret(settings) is not None
 
 
 def _marker(webhook_id: str) -> str:

@@ -19,6 +19,7 @@ from services.config import Settings
 from services.migrate import upgrade
 from services.models import WebhookEvent
 from services.runtime import Runtime, build_runtime
+from services.sessions import SignIn, new_session_id
 
 APPROVED_CARD = "4111-1111-1111-1111"
 DECLINED_CARD = "4000-0000-0000-0002"
@@ -201,3 +202,12 @@ def reconcile_cli(env: dict[str, str], *args: str) -> dict[str, Any]:
     [line] = done.stdout.strip().splitlines()
     summary: dict[str, Any] = json.loads(line)
     return summary
+
+
+def sign_in_as(username: str, *, signed_in_ago: float = 0.0, idle_for: float = 0.0) -> SignIn:
+    """A dashboard sign-in of `username` (what dashboard.auth hands to services), begun `signed_in_ago`
+    seconds ago, its last action `idle_for` seconds ago."""
+    now = time.time()
+    return SignIn(
+        session_id=new_session_id(), username=username, signed_in_at=now - signed_in_ago, last_seen=now - idle_for
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from services import exports, refunds
+from services import export_links, refunds
 from services.models import AuditEntry
 from services.runtime import Runtime
 from tests.factories import SandboxControl
@@ -123,11 +124,16 @@ def test_a_large_export_gets_a_signed_link(
     assert link.proto.label == "Download CSV (new tab)"
     url = urlsplit(link.proto.url)
     assert url.path == "/api/exports/payments.csv"
-    checked = exports.verify_link(dashboard_runtime, parse_qs(url.query)["token"][0], kind="payments")
-    assert checked.actor.username == "operator" and checked.masked and checked.language == "en"
-    at.run()  # the link stays until it expires or a filter changes
+    at.run()  # the link stays until it is used, expires, its sign-in ends or a filter changes
     assert [b.proto.url for b in at.get("link_button")] == [link.proto.url]
     at.selectbox(key="reports_export_status_payments").select("paid").run()
+    assert not at.get("link_button")
+    at.button(key="reports_export_link").click().run()
+    [link] = at.get("link_button")
+    url = urlsplit(link.proto.url)
+    checked = export_links.redeem_link(dashboard_runtime, parse_qs(url.query)["token"][0], kind="payments")
+    assert checked.actor.username == "operator" and checked.masked and checked.language == "en"
+    at.run()  # used: the page no longer offers it
     assert not at.get("link_button")
 
 
@@ -138,3 +144,38 @@ def test_renders_in_english(
     at = _reports(open_app, "viewer", lang="en")
     assert at.title[0].value == "Reports"
     assert {m.label: m.value for m in at.metric}["Net (KRW)"] == "₩87,500"
+
+
+@pytest.mark.reliability(
+    area="access",
+    case="an export link made in the dashboard, opened after its maker's sign-in ended",
+    outcome="refused (401 link_revoked): the link ends with the sign-in that made it",
+)
+def test_a_link_ends_with_its_sign_in(
+    open_app: Callable[..., AppTest],
+    dashboard_runtime: Runtime,
+    sandbox: SandboxControl,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+
+    from api.app import create_app
+    from tests.servers import serve_in_thread
+
+    monkeypatch.setenv("EXPORT_STREAM_THRESHOLD_ROWS", "1")
+    _seed(dashboard_runtime, sandbox)
+    at = _reports(open_app, "admin", lang="en")
+    at.selectbox(key="reports_export_kind").select("payments").run()
+    at.button(key="reports_export_link").click().run()
+    [link] = at.get("link_button")
+    url = urlsplit(link.proto.url)
+    # The sign-in ends (left idle past SESSION_IDLE_MINUTES); the next page run signs it out.
+    at.session_state["auth_last_seen"] = time.time() - dashboard_runtime.settings.session_idle_minutes * 60 - 1
+    at.run()
+    assert "auth_username" not in at.session_state
+    served = serve_in_thread(create_app(dashboard_runtime))
+    try:
+        answer = httpx.get(f"{served.url}{url.path}?{url.query}", timeout=60)
+    finally:
+        served.stop()
+    assert answer.status_code == 401 and answer.json()["error"] == "link_revoked", answer.text[:300]

@@ -9,6 +9,7 @@ import hmac
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -17,17 +18,18 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from api.app import create_app
-from services import exports, users
+from services import export_links, exports, users
 from services.access import Actor
+from services.config import Settings
 from services.models import Role
 from services.payment_search import today_kst
 from services.runtime import Runtime
-from tests.factories import INTERNAL_TOKEN
+from tests.factories import INTERNAL_TOKEN, sign_in_as
 from tests.v2_support import signed
 
 PUBLIC = "public"  # the app and PortOne call it; what it is told is verified (PortOne is re-asked)
 INTERNAL = "internal token"  # Authorization: Bearer $INTERNAL_API_TOKEN
-SIGNED_LINK = "signed link"  # ?token= made by the dashboard for one user, one export, minutes
+SIGNED_LINK = "signed link"  # ?token= made by the dashboard for one sign-in, one export, once, minutes
 SIGNATURE = "webhook signature"  # PortOne V2 Standard Webhooks
 SCHEMA = "schema"  # FastAPI's own: the OpenAPI document and its viewers (no data)
 
@@ -71,12 +73,17 @@ def _served(routes: Any) -> Iterator[tuple[str, str]]:
             raise AssertionError(f"unclassifiable route object {route!r}: say how it is reached")
 
 
+def _settings_only(**settings: Any) -> Any:
+    """What create_app reads of a runtime before serving: its settings (sandbox mode by default)."""
+    return SimpleNamespace(settings=Settings(**{"portone_mode": "sandbox", **settings}))
+
+
 def test_every_route_says_how_it_is_protected() -> None:
-    assert set(_served(create_app(object()).routes)) == set(ROUTES)  # type: ignore[arg-type]
+    assert set(_served(create_app(_settings_only()).routes)) == set(ROUTES)
 
 
 def test_live_api_serves_no_schema() -> None:
-    served = set(_served(create_app(object(), schema_public=False).routes))  # type: ignore[arg-type]
+    served = set(_served(create_app(_settings_only(), schema_public=False).routes))
     assert served == {route for route, protection in ROUTES.items() if protection != SCHEMA}
 
 
@@ -118,7 +125,7 @@ def test_access_by_route(api: httpx.Client, runtime: Runtime) -> None:
         kind="payments",
         filters=exports.ExportFilters(start=day - timedelta(days=1), end=day),
     )
-    link = exports.issue_link(runtime, request)
+    link = export_links.issue_link(runtime, request, sign_in=sign_in_as("viewer"))
     answer = _call(api, "GET", "/api/exports/{kind}.csv", {}, token=link.token)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv"), answer.text
     body = json.dumps({"type": "Transaction.Paid", "data": {"paymentId": "nobody", "storeId": "x"}})

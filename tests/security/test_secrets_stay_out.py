@@ -17,12 +17,20 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services import exports, user_admin, users
+from services import export_links, exports, user_admin, users
 from services.access import Actor
 from services.models import Base, Role
 from services.payment_search import today_kst
 from services.runtime import Runtime
-from tests.factories import APPROVED_CARD, INTERNAL_TOKEN, SandboxControl, auth_headers, make_runtime, new_order
+from tests.factories import (
+    APPROVED_CARD,
+    INTERNAL_TOKEN,
+    SandboxControl,
+    auth_headers,
+    make_runtime,
+    new_order,
+    sign_in_as,
+)
 from tests.servers import free_port
 
 PASSWORDS = ("first-admin-password", "wrong-guess-password", "reset-to-this-password")
@@ -69,11 +77,13 @@ def _users(runtime: Runtime) -> None:
     user_admin.reset_password(runtime, username="admin", new_password=PASSWORDS[2], actor=ADMIN)
 
 
-def _link(runtime: Runtime) -> exports.ExportLink:
+def _link(runtime: Runtime) -> export_links.ExportLink:
     day = today_kst()
     filters = exports.ExportFilters(start=day - timedelta(days=1), end=day)
-    return exports.issue_link(
-        runtime, exports.prepare(actor=ADMIN, kind="payments", filters=filters, include_personal_data=True)
+    return export_links.issue_link(
+        runtime,
+        exports.prepare(actor=ADMIN, kind="payments", filters=filters, include_personal_data=True),
+        sign_in=sign_in_as(ADMIN.username),
     )
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from services.config import PORTONE_V1_URL, SANDBOX_API_URL, Settings
+from services.config import PORTONE_V1_URL, PROJECT_ROOT, SANDBOX_API_URL, SANDBOX_INTERNAL_TOKEN, Settings
+from tests.servers import free_port
 
 
 def test_sandbox_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,3 +71,77 @@ def test_reconciliation_thresholds_come_from_settings() -> None:
     assert (options.concurrency, options.max_requests_per_second) == (2, 0)
     with pytest.raises(ValueError, match="reconcile_concurrency"):
         Settings(portone_mode="sandbox", reconcile_concurrency=0)
+
+
+_PORTONE_VARS = ("PORTONE_MODE", "PORTONE_API_URL", "PORTONE_V2_API_URL", "PORTONE_API_VERSION")
+
+
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("PORTONE_API_URL", "https://api.iamport.kr"),
+        ("PORTONE_API_URL", "http://10.0.0.5:8090"),
+        ("PORTONE_API_URL", "http://127.0.0.1.example.com:8090"),
+        ("PORTONE_V2_API_URL", "https://api.portone.io"),
+    ],
+)
+def test_sandbox_mode_refuses_portone_urls_off_this_machine(
+    monkeypatch: pytest.MonkeyPatch, variable: str, url: str
+) -> None:
+    """Sandbox mode (the default) runs on the repo's published token and export secret: it is only
+    allowed while every PortOne URL is on this machine, so it can never face real PortOne."""
+    for name in _PORTONE_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, url)
+    with pytest.raises(ValidationError, match="PORTONE_MODE"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8090", "http://localhost:9", "http://[::1]:8090/", "http://127.9.9.9"]
+)
+def test_sandbox_mode_on_loopback_urls(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    for name in _PORTONE_VARS:
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(portone_api_url=url, portone_v2_api_url=url)
+    assert settings.portone_mode == "sandbox" and settings.portone_api_url == url.rstrip("/")
+
+
+def test_api_refuses_to_start_in_sandbox_mode_against_a_remote_portone(tmp_path: Path) -> None:
+    """`python -m api` with PORTONE_MODE unset and PortOne's real address: it exits before listening,
+    naming the variable to set (and printing no secret)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTONE_", "INTERNAL_API", "EXPORT_LINK"))}
+    env.update(PORTONE_API_URL=PORTONE_V1_URL, DATABASE_URL=f"sqlite:///{tmp_path / 'refuse.db'}")
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        [sys.executable, "-m", "api", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"the API started in sandbox mode against {PORTONE_V1_URL}: {out[-500:]}{err[-500:]}")
+    assert process.returncode != 0
+    assert "PORTONE_MODE" in err and "PORTONE_API_URL" in err, err
+    assert "Traceback" not in err and SANDBOX_INTERNAL_TOKEN not in out + err, err
+
+
+def test_live_v2_refuses_the_sandbox_webhook_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The published V2 webhook secret has capitals; it is a placeholder all the same."""
+    for name in ("PORTONE_V2_WEBHOOK_SECRET", "PORTONE_API_URL", "PORTONE_V2_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    real = {
+        "portone_imp_key": "1234567890123456",
+        "portone_imp_secret": "real-secret-value-0123456789",
+        "internal_api_token": "a-long-random-internal-token",
+        "export_link_secret": "another-long-random-secret",
+        "portone_v2_api_secret": "real-v2-api-secret-0123456789",
+    }
+    with pytest.raises(ValidationError, match="PORTONE_V2_WEBHOOK_SECRET"):
+        Settings(portone_mode="live", portone_api_version="v2", **real)

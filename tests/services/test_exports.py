@@ -10,15 +10,16 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 
-from services import exports, refunds, reports, users
+from services import export_links, exports, refunds, reports, users
 from services.access import Actor
 from services.errors import Forbidden
 from services.models import AuditEntry, Payment, Role
 from services.runtime import Runtime
 from services.sync import apply_payment
-from tests.factories import SandboxControl
+from tests.factories import SandboxControl, sign_in_as
 from tests.services.test_reports import forgery, paid, paid_in_the_past, today_kst
 
 ADMIN = Actor("admin", Role.ADMIN)
@@ -301,46 +302,52 @@ def test_links_valid_expired_tampered_wrong_kind_and_demoted(runtime: Runtime) -
     _users(runtime, "admin", "operator")
     filters = exports.ExportFilters(start=date(2025, 1, 1), end=date(2025, 1, 31), currency="KRW")
     unmasked = exports.prepare(actor=ADMIN, kind="payments", filters=filters, include_personal_data=True)
-    link = exports.issue_link(runtime, unmasked)
+    link = export_links.issue_link(runtime, unmasked, sign_in=sign_in_as("admin"))
     assert link.url.startswith("http://127.0.0.1:8000/api/exports/payments.csv?token=")
+    assert link.link_id not in link.token  # the id travels signed and encoded, never bare
     ttl = runtime.settings.export_link_ttl_seconds
     assert abs((link.expires_at - datetime.now(UTC)).total_seconds() - ttl) < 5
 
-    checked = exports.verify_link(runtime, link.token, kind="payments")
-    assert (checked.actor, checked.filters, checked.masked, checked.kind) == (ADMIN, filters, False, "payments")
-
-    with pytest.raises(exports.ExportLinkExpired):
-        exports.verify_link(runtime, link.token, kind="payments", now=time.time() + ttl + 1)
-    body, _, signature = link.token.partition(".")
-    forged_body = exports._b64(exports._unb64(body).replace(b'"m":false', b'"m":true'))
+    with pytest.raises(export_links.ExportLinkExpired):
+        export_links.redeem_link(runtime, link.token, kind="payments", now=time.time() + ttl + 1)
+    payload, _, signature = link.token.rpartition(".")
     for bad in (
-        f"{forged_body}.{signature}",
-        f"{body}.{signature[:-2]}AA",
-        f"{body}.",
+        f"{payload}.{signature[:-2]}AA",
+        f"{payload}.",
+        payload,
         "not-a-token",
         "",
-        f"{body}.{signature}".replace(".", ".."),
+        link.token.replace(".", ".."),
+        URLSafeTimedSerializer("sandbox-export-link-secret", salt="chekar.export-link.v2").dumps({"g": link.link_id}),
+        URLSafeTimedSerializer(runtime.settings.export_link_secret.get_secret_value()).dumps({"g": link.link_id}),
     ):
-        with pytest.raises(exports.ExportLinkInvalid):
-            exports.verify_link(runtime, bad, kind="payments")
+        with pytest.raises(export_links.ExportLinkInvalid):
+            export_links.redeem_link(runtime, bad, kind="payments")
     with pytest.raises(Forbidden, match="refunds"):
-        exports.verify_link(runtime, link.token, kind="refunds")
+        export_links.redeem_link(runtime, link.token, kind="refunds")
 
-    masked_link = exports.issue_link(runtime, exports.prepare(actor=OPERATOR, kind="alerts", filters=filters))
-    assert exports.verify_link(runtime, masked_link.token, kind="alerts").masked
+    masked_link = export_links.issue_link(
+        runtime, exports.prepare(actor=OPERATOR, kind="alerts", filters=filters), sign_in=sign_in_as("operator")
+    )
+    demoted_link = export_links.issue_link(runtime, unmasked, sign_in=sign_in_as("admin"))
+    checked = export_links.redeem_link(runtime, link.token, kind="payments")
+    assert (checked.actor, checked.filters, checked.masked, checked.kind) == (ADMIN, filters, False, "payments")
+    with pytest.raises(export_links.ExportLinkUsed):
+        export_links.redeem_link(runtime, link.token, kind="payments")
 
     users.set_role(runtime, username="admin", role="viewer", actor=Actor("root", Role.ADMIN))
     with pytest.raises(Forbidden):
-        exports.verify_link(runtime, link.token, kind="payments")
+        export_links.redeem_link(runtime, demoted_link.token, kind="payments")
     users.set_role(runtime, username="operator", role="operator", active=False, actor=Actor("root", Role.ADMIN))
     with pytest.raises(Forbidden):
-        exports.verify_link(runtime, masked_link.token, kind="alerts")
+        export_links.redeem_link(runtime, masked_link.token, kind="alerts")
 
     with runtime.db.read() as session:
         issued = session.scalars(select(AuditEntry).where(AuditEntry.action == "export.link_issued")).all()
     assert [(e.actor, e.target, e.detail["masked"]) for e in issued] == [
         ("admin", "payments", False),
         ("operator", "alerts", True),
+        ("admin", "payments", False),
     ]
 
 
@@ -353,9 +360,9 @@ def test_a_link_signed_with_another_secret_is_refused(runtime: Runtime, sandbox:
     )
     try:
         request = exports.prepare(actor=VIEWER, kind="alerts", filters=today_filters())
-        token, _ = exports.make_token(other, request)
-        assert exports.verify_link(other, token, kind="alerts").actor == VIEWER
-        with pytest.raises(exports.ExportLinkInvalid):
-            exports.verify_link(runtime, token, kind="alerts")
+        link = export_links.issue_link(other, request, sign_in=sign_in_as("viewer"))
+        with pytest.raises(export_links.ExportLinkInvalid):
+            export_links.redeem_link(runtime, link.token, kind="alerts")
+        assert export_links.redeem_link(other, link.token, kind="alerts").actor == VIEWER
     finally:
         other.close()
