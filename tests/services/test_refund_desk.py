@@ -288,3 +288,27 @@ def test_a_payment_cancelled_in_portones_console_is_nothing_left_not_busy(
     assert refund_desk.outcome_of_error(refused.value) == Outcome.NOTHING_LEFT
     assert "cancelled at PortOne" in str(refused.value)
     assert len(_cancels(sandbox)) == 0  # nothing sent by us
+
+
+def test_amount_text_follows_one_strict_grammar(runtime: Runtime, sandbox: SandboxControl) -> None:
+    imp_uid, _ = _paid(runtime, sandbox)
+    for typed in ["0,05", "1,00,000", "1e100", "1e3", "１０００"]:
+        with pytest.raises(InvalidRequest):
+            refund_desk.request_refund(
+                runtime, actor=KIM, imp_uid=imp_uid, amount=typed, reason="고객 요청", idempotency_key=f"t-{typed}"
+            )
+    assert _cancels(sandbox) == []
+    rows = [
+        BulkInputRow(1, imp_uid, amount="1e100"),
+        BulkInputRow(2, imp_uid, amount="0,05"),
+        BulkInputRow(3, imp_uid, amount="1,00,000"),
+        BulkInputRow(4, imp_uid, amount="20,000"),
+    ]
+    preview = refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄")
+    assert [r.check for r in preview.rows] == [Outcome.INVALID, Outcome.INVALID, Outcome.INVALID, None]
+    assert preview.rows[3].amount == Decimal(20000) and "groups of three" in (preview.rows[1].message or "")
+    done = refund_desk.request_refund(
+        runtime, actor=KIM, imp_uid=imp_uid, amount="20,000", reason="고객 요청", idempotency_key="t-ok"
+    )
+    assert (done.outcome, done.amount) == (Outcome.REFUNDED, Decimal(20000))
+    assert [c["amount"] for c in _cancels(sandbox)] == [20000]
