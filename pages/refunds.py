@@ -21,7 +21,7 @@ from dashboard.runtime import get_runtime
 from services import refund_desk as desk
 from services.access import Permission
 from services.errors import PaymentsError, RefundExceedsRemaining
-from services.money import InvalidAmount, minor_unit_exponent, validate_amount
+from services.money import InvalidAmount, minor_unit_exponent, parse_typed_amount
 
 actor = gate(Permission.REFUND)
 rt = get_runtime()
@@ -101,7 +101,7 @@ with single:
             reason = st.text_area(t("refunds.reason"), key="refunds.reason", max_chars=500)
             if st.button(t("refunds.start"), key="refunds.start", type="primary"):
                 try:
-                    amount = validate_amount(amount_text, quote.currency)
+                    amount = parse_typed_amount(amount_text, quote.currency)
                 except InvalidAmount:
                     amount = None
                 if amount is None:

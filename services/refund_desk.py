@@ -45,7 +45,7 @@ from services.errors import (
     RefundExceedsRemaining,
 )
 from services.models import ApprovalStatus, Payment, Refund, RefundRequest, RefundStatus, utcnow
-from services.money import InvalidAmount, normalize, parse_decimal, validate_amount
+from services.money import InvalidAmount, normalize, parse_typed_amount, validate_amount
 from services.refunds import RefundResult
 from services.runtime import Runtime
 
@@ -288,7 +288,9 @@ def _amount(value: object | None, currency: str) -> Decimal | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
-        return validate_amount(parse_decimal(value), currency)
+        if isinstance(value, str):  # typed by a person (the form, a CSV cell): the one strict grammar
+            return parse_typed_amount(value, currency)
+        return validate_amount(value, currency)
     except InvalidAmount as exc:
         raise InvalidRequest(str(exc)) from None
 

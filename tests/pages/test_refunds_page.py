@@ -104,6 +104,12 @@ def test_errors_are_explained_and_nothing_is_sent(
     at.text_area(key="refunds.reason").input("x")
     at.button(key="refunds.start").click().run()
     assert "소수점 없이" in _texts(at)
+    for typed in ["0,05", "1e100", "1,00,000"]:  # a form error, never 5 or 100000 or a crash
+        at.text_input(key="refunds.amount").input(typed)
+        at.button(key="refunds.start").click().run()
+        assert not at.exception, at.exception
+        assert "소수점 없이" in _texts(at), typed
+        assert "refunds.single.intent" not in at.session_state or at.session_state["refunds.single.intent"] is None
     at.text_input(key="refunds.amount").input("60000")
     at.button(key="refunds.start").click().run()
     assert "환불 가능 금액 ₩50,000보다 큽니다" in _texts(at)

@@ -299,14 +299,14 @@ def test_amount_text_follows_one_strict_grammar(runtime: Runtime, sandbox: Sandb
             )
     assert _cancels(sandbox) == []
     rows = [
-        BulkInputRow(1, imp_uid, amount="1e100"),
-        BulkInputRow(2, imp_uid, amount="0,05"),
-        BulkInputRow(3, imp_uid, amount="1,00,000"),
-        BulkInputRow(4, imp_uid, amount="20,000"),
+        BulkInputRow(1, imp_uid, amount="20,000"),
+        BulkInputRow(2, imp_uid, amount="1e100"),
+        BulkInputRow(3, imp_uid, amount="0,05"),
+        BulkInputRow(4, imp_uid, amount="1,00,000"),
     ]
     preview = refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄")
-    assert [r.check for r in preview.rows] == [Outcome.INVALID, Outcome.INVALID, Outcome.INVALID, None]
-    assert preview.rows[3].amount == Decimal(20000) and "groups of three" in (preview.rows[1].message or "")
+    assert [r.check for r in preview.rows] == [None, Outcome.INVALID, Outcome.INVALID, Outcome.INVALID]
+    assert preview.rows[0].amount == Decimal(20000) and "groups of three" in (preview.rows[2].message or "")
     done = refund_desk.request_refund(
         runtime, actor=KIM, imp_uid=imp_uid, amount="20,000", reason="고객 요청", idempotency_key="t-ok"
     )
