@@ -3,6 +3,8 @@ against the sandbox over HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -312,3 +314,98 @@ def test_amount_text_follows_one_strict_grammar(runtime: Runtime, sandbox: Sandb
     )
     assert (done.outcome, done.amount) == (Outcome.REFUNDED, Decimal(20000))
     assert [c["amount"] for c in _cancels(sandbox)] == [20000]
+
+
+def _refund_rows(rt: Runtime, key: str) -> list[Refund]:
+    with rt.db.read() as session:
+        return list(session.scalars(select(Refund).where(Refund.idempotency_key == key)))
+
+
+def test_a_reject_arriving_while_an_approval_is_being_sent_is_refused(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """Approver A clicks approve; while PortOne is still working on the cancel, B rejects: B is told
+    the request is already being executed, and the request, the refund row and PortOne agree."""
+    rt = _strict(runtime)
+    imp_uid, _ = _paid(rt, sandbox)
+    asked = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="race-1"
+    )
+    assert asked.request_id is not None
+    request_id = asked.request_id
+    sandbox.configure(latency_ms=1500, latency_only="POST /payments/cancel")  # PortOne takes its time
+    answers: dict[str, object] = {}
+
+    def approve() -> None:
+        try:
+            answers["approve"] = refund_desk.approve_request(rt, actor=PARK, request_id=request_id)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            answers["approve"] = exc
+
+    approver = threading.Thread(target=approve)
+    approver.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not _refund_rows(rt, "race-1"):  # the attempt is recorded: the cancel is on its way
+            assert time.monotonic() < deadline, "the approval never started sending"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        with pytest.raises(Conflict, match="being executed"):
+            refund_desk.reject_request(rt, actor=BOSS, request_id=request_id, note="suspected fraud")
+    finally:
+        approver.join(timeout=30)
+        sandbox.configure(latency_ms=0, latency_only=None)
+    approved = answers["approve"]
+    assert isinstance(approved, refund_desk.DeskOutcome), approved
+    assert approved.outcome == Outcome.REFUNDED
+    with rt.db.read() as session:
+        request = session.get_one(RefundRequest, request_id)
+        refund = session.get_one(Refund, request.refund_id)
+        assert (request.status, request.decided_by) == (ApprovalStatus.APPROVED, "park")
+        assert (refund.status, refund.amount) == (RefundStatus.SUCCEEDED, Decimal(40000))
+    assert sandbox.payment(imp_uid)["cancel_amount"] == 40000
+    assert len(_cancels(sandbox)) == 1
+
+
+def test_a_reject_first_means_the_approval_sends_nothing(runtime: Runtime, sandbox: SandboxControl) -> None:
+    rt = _strict(runtime)
+    imp_uid, _ = _paid(rt, sandbox)
+    asked = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="race-2"
+    )
+    assert asked.request_id is not None
+    refund_desk.reject_request(rt, actor=BOSS, request_id=asked.request_id, note="suspected fraud")
+    with pytest.raises(Conflict, match="rejected"):
+        refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id)
+    assert _cancels(sandbox) == [] and _refund_rows(rt, "race-2") == []
+
+
+def test_approving_while_another_refund_is_unsettled_leaves_the_request_waiting(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    settings = _strict(runtime).settings.model_copy(update={"refund_unknown_grace_seconds": 2.0})
+    rt = Runtime(settings=settings, db=runtime.db, gateway=runtime.gateway)
+    imp_uid, _ = _paid(rt, sandbox)
+    asked = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="lane-1"
+    )
+    assert asked.request_id is not None
+    # Another refund of the payment whose answer was lost: PortOne may still apply it.
+    sandbox.configure(fail_next=1, fail_only="POST /payments/cancel")
+    lost = refund_desk.request_refund(
+        rt, actor=PARK, imp_uid=imp_uid, amount="5000", reason="부분", idempotency_key="lane-lost"
+    )
+    assert lost.outcome == Outcome.UNKNOWN
+    sandbox.configure(fail_only=None)
+    for _ in range(2):  # approving again says the same, never "unknown": nothing was sent
+        with pytest.raises(Conflict, match="still awaiting approval"):
+            refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id)
+        assert [r.id for r in refund_desk.list_requests(rt, actor=PARK)] == [asked.request_id]
+        assert _refund_rows(rt, "lane-1") == []
+    with rt.db.read() as session:
+        request = session.get_one(RefundRequest, asked.request_id)
+        assert (request.status, request.decided_by, request.refund_id) == (ApprovalStatus.AWAITING, None, None)
+    time.sleep(2.2)  # the lost answer is settled (not applied): the lane is free again
+    approved = refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id)
+    assert (approved.outcome, approved.amount) == (Outcome.REFUNDED, Decimal(40000))
+    assert sandbox.payment(imp_uid)["cancel_amount"] == 40000
