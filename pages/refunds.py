@@ -402,7 +402,7 @@ with queue:
                 key="refunds.queue_recent_table",
                 column_config={
                     "status": ui.status_column(
-                        t("refunds.col_decision"), ["approved", "rejected", "awaiting_approval"]
+                        t("refunds.col_decision"), ["approved", "rejected", "executing", "awaiting_approval"]
                     ),
                     "requested_by": st.column_config.TextColumn(t("refunds.col_requested_by")),
                     "decided_by": st.column_config.TextColumn(t("refunds.col_decided_by")),

@@ -22,7 +22,7 @@ import enum
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -312,13 +312,18 @@ def _key(idempotency_key: str) -> str:
 
 
 def _request_outcome(session: Session, request: RefundRequest, *, replayed: bool) -> DeskOutcome:
+    message = request.decision_note
     if request.status == ApprovalStatus.AWAITING:
         outcome = Outcome.AWAITING_APPROVAL
     elif request.status == ApprovalStatus.REJECTED:
         outcome = Outcome.REJECTED
+    elif request.status == ApprovalStatus.EXECUTING:
+        outcome, message = Outcome.BUSY, _executing_message(request)
     else:
-        refund = session.get(Refund, request.refund_id) if request.refund_id else None
-        outcome = _RESULT_OUTCOMES[RefundStatus(refund.status)] if refund else Outcome.UNKNOWN
+        # The refund row of the request's key, if one was ever recorded: "unknown" only for a
+        # cancel that was actually sent; no row means nothing was sent.
+        refund = session.scalar(select(Refund).where(Refund.idempotency_key == request.idempotency_key))
+        outcome = _RESULT_OUTCOMES[RefundStatus(refund.status)] if refund else Outcome.FAILED
     return DeskOutcome(
         outcome=outcome,
         imp_uid=request.imp_uid,
@@ -328,7 +333,14 @@ def _request_outcome(session: Session, request: RefundRequest, *, replayed: bool
         refund=None,
         request_id=request.id,
         replayed=replayed,
-        message=request.decision_note,
+        message=message,
+    )
+
+
+def _executing_message(request: RefundRequest) -> str:
+    return (
+        f"refund request #{request.id} is being executed (approved by {request.decided_by}); "
+        "it can no longer be rejected"
     )
 
 
@@ -439,14 +451,22 @@ def request_refund(
 # -- approvals ----------------------------------------------------------------------------------
 
 
+OPEN_REQUESTS = (ApprovalStatus.AWAITING, ApprovalStatus.EXECUTING)
+
+
 def list_requests(
-    rt: Runtime, *, actor: Actor, status: ApprovalStatus | None = ApprovalStatus.AWAITING, limit: int = 200
+    rt: Runtime,
+    *,
+    actor: Actor,
+    status: ApprovalStatus | Sequence[ApprovalStatus] | None = OPEN_REQUESTS,
+    limit: int = 200,
 ) -> list[RequestView]:
-    """Refund requests (awaiting approval by default), oldest first."""
+    """Refund requests (by default the open ones: awaiting approval, or being executed), oldest first."""
     require(actor, Permission.REFUND)
     query = select(RefundRequest, Refund.status).outerjoin(Refund, Refund.id == RefundRequest.refund_id)
     if status is not None:
-        query = query.where(RefundRequest.status == status)
+        statuses = [status] if isinstance(status, str) else list(status)
+        query = query.where(RefundRequest.status.in_(statuses))
         query = query.order_by(RefundRequest.id)
     else:
         query = query.order_by(RefundRequest.id.desc())
@@ -473,34 +493,107 @@ def list_requests(
     ]
 
 
-def _decide(
-    rt: Runtime, request_id: int, *, status: ApprovalStatus, actor: Actor, note: str | None, refund_id: int | None
-) -> bool:
-    """Record the decision once: False when someone else decided first."""
+def _reject(rt: Runtime, request_id: int, *, actor: Actor, note: str | None) -> bool:
+    """Reject a request still awaiting approval: False when it was claimed or decided first."""
     with rt.db.write() as session:
         result = session.execute(
             update(RefundRequest)
             .where(RefundRequest.id == request_id, RefundRequest.status == ApprovalStatus.AWAITING)
-            .values(
-                status=status, decided_by=actor.username, decided_at=utcnow(), decision_note=note, refund_id=refund_id
-            )
+            .values(status=ApprovalStatus.REJECTED, decided_by=actor.username, decided_at=utcnow(), decision_note=note)
             .execution_options(synchronize_session=False)
         )
-        decided = cast(CursorResult[Any], result).rowcount == 1
-        if decided:
-            action = "refund.approved" if status == ApprovalStatus.APPROVED else "refund.approval_rejected"
-            request = session.get_one(RefundRequest, request_id)
-            audit.record(
-                session,
-                actor=actor.username,
-                action=action,
-                target=request.imp_uid,
-                request_id=request_id,
-                requested_by=request.requested_by,
-                refund_id=refund_id,
-                note=note,
+        if cast(CursorResult[Any], result).rowcount != 1:
+            return False
+        request = session.get_one(RefundRequest, request_id)
+        audit.record(
+            session,
+            actor=actor.username,
+            action="refund.approval_rejected",
+            target=request.imp_uid,
+            request_id=request_id,
+            requested_by=request.requested_by,
+            refund_id=None,
+            note=note,
+        )
+        return True
+
+
+def _stale_after(rt: Runtime) -> timedelta:
+    """An approval executing longer than this was abandoned (its process died): another approver may
+    resume it, safely, as the refund is sent at most once per the request's idempotency key."""
+    settings = rt.settings
+    return timedelta(
+        seconds=settings.refund_lock_wait_seconds
+        + settings.refund_lock_lease_seconds
+        + 4 * settings.portone_timeout_seconds
+    )
+
+
+def _claim(rt: Runtime, request_id: int, *, actor: Actor) -> datetime | None:
+    """awaiting -> executing (or an abandoned execution resumed), in one conditional update, before
+    anything is sent; from then on a reject is refused. The claim's time is its token."""
+    now = utcnow()
+    with rt.db.write() as session:
+        result = session.execute(
+            update(RefundRequest)
+            .where(
+                RefundRequest.id == request_id,
+                (RefundRequest.status == ApprovalStatus.AWAITING)
+                | (
+                    (RefundRequest.status == ApprovalStatus.EXECUTING)
+                    & (RefundRequest.decided_at < now - _stale_after(rt))
+                ),
             )
-        return decided
+            .values(status=ApprovalStatus.EXECUTING, decided_by=actor.username, decided_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return now if cast(CursorResult[Any], result).rowcount == 1 else None
+
+
+def _mine(request_id: int, actor: Actor, claimed_at: datetime) -> Any:
+    return (
+        (RefundRequest.id == request_id)
+        & (RefundRequest.status == ApprovalStatus.EXECUTING)
+        & (RefundRequest.decided_by == actor.username)
+        & (RefundRequest.decided_at == claimed_at)
+    )
+
+
+def _release(rt: Runtime, request_id: int, *, actor: Actor, claimed_at: datetime) -> None:
+    """executing -> awaiting: nothing was sent (no refund row for the key), approve again later."""
+    with rt.db.write() as session:
+        session.execute(
+            update(RefundRequest)
+            .where(_mine(request_id, actor, claimed_at))
+            .values(status=ApprovalStatus.AWAITING, decided_by=None, decided_at=None, decision_note=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _finish(
+    rt: Runtime, request_id: int, *, actor: Actor, claimed_at: datetime, note: str | None, refund_id: int
+) -> None:
+    """executing -> approved, linked to the refund row that was sent (or refused)."""
+    with rt.db.write() as session:
+        result = session.execute(
+            update(RefundRequest)
+            .where(_mine(request_id, actor, claimed_at))
+            .values(status=ApprovalStatus.APPROVED, decision_note=note, refund_id=refund_id)
+            .execution_options(synchronize_session=False)
+        )
+        if cast(CursorResult[Any], result).rowcount != 1:
+            return  # resumed by another approver after this one was judged abandoned: theirs records it
+        request = session.get_one(RefundRequest, request_id)
+        audit.record(
+            session,
+            actor=actor.username,
+            action="refund.approved",
+            target=request.imp_uid,
+            request_id=request_id,
+            requested_by=request.requested_by,
+            refund_id=refund_id,
+            note=note,
+        )
 
 
 def _note(note: str | None, *, required: bool) -> str | None:
@@ -513,10 +606,12 @@ def _note(note: str | None, *, required: bool) -> str | None:
 
 
 def approve_request(rt: Runtime, *, actor: Actor, request_id: int, note: str | None = None) -> DeskOutcome:
-    """A second operator approves: the refund is executed now with the request's idempotency key.
+    """A second operator approves: the request is claimed (awaiting -> executing) and the refund
+    executed now with the request's idempotency key; a reject arriving meanwhile is refused.
 
-    If PortOne is unreachable before anything was sent, the request stays awaiting (approve
-    again later). Any other outcome decides the request; an error is raised after recording it.
+    When nothing was sent (PortOne unreachable before sending, another refund of the payment
+    unsettled or in progress), the request goes back to awaiting and the error is raised: approve
+    again later. Any other outcome decides the request; an error is raised after recording it.
     """
     require(actor, Permission.APPROVE_REFUND)
     note = _note(note, required=False)
@@ -524,31 +619,44 @@ def approve_request(rt: Runtime, *, actor: Actor, request_id: int, note: str | N
         request = session.get(RefundRequest, request_id)
         if request is None:
             raise NotFound(f"no refund request #{request_id}")
-        if request.status != ApprovalStatus.AWAITING:
-            if request.status == ApprovalStatus.REJECTED:
-                raise Conflict(f"refund request #{request_id} was already rejected by {request.decided_by}")
-            return _request_outcome(session, request, replayed=True)
         if request.requested_by == actor.username:
             raise Forbidden("a refund you requested must be approved by another operator")
         imp_uid, amount, reason, key = request.imp_uid, request.amount, request.reason, request.idempotency_key
         maker = request.requested_by
+    claimed_at = _claim(rt, request_id, actor=actor)
+    if claimed_at is None:
+        with rt.db.read() as session:
+            request = session.get_one(RefundRequest, request_id)
+            if request.status == ApprovalStatus.REJECTED:
+                raise Conflict(f"refund request #{request_id} was already rejected by {request.decided_by}")
+            if request.status == ApprovalStatus.EXECUTING:
+                raise Conflict(_executing_message(request))
+            return _request_outcome(session, request, replayed=True)
     try:
         result = refunds.refund(
             rt, imp_uid=imp_uid, amount=amount, reason=reason, actor=maker, idempotency_key=key, source="ops"
         )
-    except PaymentsError as exc:
+    except Exception as exc:
         attempt = _attempt_id(rt, key)
-        if not (isinstance(exc, GatewayUnavailable) and attempt is None):
-            _decide(
+        if attempt is None:  # no refund row for the key: nothing was sent
+            _release(rt, request_id, actor=actor, claimed_at=claimed_at)
+            if isinstance(exc, Conflict):
+                raise Conflict(
+                    f"{exc}. Nothing was sent: refund request #{request_id} is still awaiting approval; "
+                    "approve it again once that refund has settled"
+                ) from exc
+            raise
+        if isinstance(exc, PaymentsError):  # a final answer, recorded on the attempt
+            _finish(
                 rt,
                 request_id,
-                status=ApprovalStatus.APPROVED,
                 actor=actor,
+                claimed_at=claimed_at,
                 note=_joined(note, f"not refunded: {exc}"),
                 refund_id=attempt,
             )
         raise
-    _decide(rt, request_id, status=ApprovalStatus.APPROVED, actor=actor, note=note, refund_id=result.refund_id)
+    _finish(rt, request_id, actor=actor, claimed_at=claimed_at, note=note, refund_id=result.refund_id)
     return _from_result(result, request_id=request_id)
 
 
@@ -569,7 +677,11 @@ def reject_request(rt: Runtime, *, actor: Actor, request_id: int, note: str) -> 
         request = session.get(RefundRequest, request_id)
         if request is None:
             raise NotFound(f"no refund request #{request_id}")
-    if not _decide(rt, request_id, status=ApprovalStatus.REJECTED, actor=actor, note=text, refund_id=None):
+    if not _reject(rt, request_id, actor=actor, note=text):
+        with rt.db.read() as session:
+            request = session.get_one(RefundRequest, request_id)
+            if request.status == ApprovalStatus.EXECUTING:
+                raise Conflict(_executing_message(request))
         raise Conflict(f"refund request #{request_id} was already decided")
 
 
