@@ -409,3 +409,53 @@ def test_approving_while_another_refund_is_unsettled_leaves_the_request_waiting(
     approved = refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id)
     assert (approved.outcome, approved.amount) == (Outcome.REFUNDED, Decimal(40000))
     assert sandbox.payment(imp_uid)["cancel_amount"] == 40000
+
+
+def test_splitting_a_bulk_refund_does_not_bypass_the_second_operator(runtime: Runtime, sandbox: SandboxControl) -> None:
+    """Six payments (₩300,000) need approval as one batch; three batches of two by the same operator
+    within the window need it too: the threshold applies to what one operator refunds in the window."""
+    assert runtime.settings.refund_approval_threshold["KRW"] == Decimal(100000)
+    uids = [_paid(runtime, sandbox)[0] for _ in range(6)]
+    outcomes = []
+    for batch in range(3):
+        rows = [BulkInputRow(line, uid) for line, uid in enumerate(uids[batch * 2 : batch * 2 + 2], start=1)]
+        assert refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄").needs_approval == (
+            batch > 0
+        )
+        results = refund_desk.submit_bulk(
+            runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id=f"split-{batch}"
+        )
+        outcomes.append([r.outcome for r in results])
+    assert outcomes == [[Outcome.REFUNDED] * 2, [Outcome.AWAITING_APPROVAL] * 2, [Outcome.AWAITING_APPROVAL] * 2]
+    assert len(_cancels(sandbox)) == 2
+    # A rerun of the first batch replays it (its own refunds do not count against it).
+    rows = [BulkInputRow(line, uid) for line, uid in enumerate(uids[:2], start=1)]
+    rerun = refund_desk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id="split-0")
+    assert [r.outcome for r in rerun] == [Outcome.REFUNDED] * 2 and len(_cancels(sandbox)) == 2
+    # Single refunds count too, and so does the same operator's next one.
+    more = [_paid(runtime, sandbox)[0] for _ in range(2)]
+    single = refund_desk.request_refund(
+        runtime, actor=KIM, imp_uid=more[0], amount="1000", reason="고객 요청", idempotency_key="after-split"
+    )
+    assert single.outcome == Outcome.AWAITING_APPROVAL
+    # Another operator has their own allowance; refunds a second person approved do not count.
+    approved = refund_desk.approve_batch(runtime, actor=PARK, batch_id="split-1")
+    assert [r.outcome for r in approved] == [Outcome.REFUNDED] * 2
+    other = refund_desk.request_refund(
+        runtime, actor=PARK, imp_uid=more[1], amount="1000", reason="고객 요청", idempotency_key="park-1"
+    )
+    assert other.outcome == Outcome.REFUNDED
+    assert runtime.settings.refund_approval_window_hours == 24  # the default window: one day
+
+
+def test_the_approval_window_is_configurable(runtime: Runtime, sandbox: SandboxControl) -> None:
+    settings = _strict(runtime, krw="60000").settings.model_copy(update={"refund_approval_window_hours": 1 / 3600})
+    rt = Runtime(settings=settings, db=runtime.db, gateway=runtime.gateway)  # a one-second window
+    first, second, third = (_paid(rt, sandbox)[0] for _ in range(3))
+    done = refund_desk.request_refund(rt, actor=KIM, imp_uid=first, amount=None, reason="x", idempotency_key="w-1")
+    assert done.outcome == Outcome.REFUNDED  # ₩50,000 of ₩60,000
+    asked = refund_desk.request_refund(rt, actor=KIM, imp_uid=second, amount=None, reason="x", idempotency_key="w-2")
+    assert asked.outcome == Outcome.AWAITING_APPROVAL  # ₩100,000 in the window
+    time.sleep(1.2)  # out of the window: the operator's allowance is back
+    later = refund_desk.request_refund(rt, actor=KIM, imp_uid=third, amount=None, reason="y", idempotency_key="w-3")
+    assert later.outcome == Outcome.REFUNDED
