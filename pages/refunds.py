@@ -124,7 +124,7 @@ def single_body(intent: ui.Intent) -> None:
     st.markdown(t("refunds.confirm_amount", amount=ui.money_text(amount, quote.currency)))
     st.markdown(t("refunds.confirm_after", remaining=ui.money_text(quote.remaining - amount, quote.currency)))
     st.caption(t("refunds.confirm_reason", reason=intent.payload["reason"]))
-    if quote.approval_threshold is None or amount > quote.approval_threshold:
+    if quote.approval_threshold is None or quote.refunded_alone + amount > quote.approval_threshold:
         st.warning(t("refunds.confirm_needs_approval"))
 
 

@@ -106,6 +106,7 @@ class RefundQuote:
     paid_at: datetime | None
     from_portone: bool  # False: PortOne could not be asked, these are our (possibly older) figures
     approval_threshold: Decimal | None  # above this a second operator must approve
+    refunded_alone: Decimal = Decimal(0)  # what this operator refunded alone in the window: counts too
 
 
 @dataclass(frozen=True)
@@ -181,10 +182,36 @@ def approval_threshold(rt: Runtime, currency: str) -> Decimal | None:
     return rt.settings.refund_approval_threshold.get(currency.upper())
 
 
-def needs_approval(rt: Runtime, currency: str, amount: Decimal) -> bool:
-    """Above the currency's threshold; a currency without one always needs a second operator."""
+def needs_approval(rt: Runtime, currency: str, amount: Decimal, *, already: Decimal = Decimal(0)) -> bool:
+    """`already` (what the operator refunded alone in the window) plus `amount` above the currency's
+    threshold; a currency without one always needs a second operator."""
     threshold = approval_threshold(rt, currency)
-    return threshold is None or amount > threshold
+    return threshold is None or already + amount > threshold
+
+
+_COUNTED = (RefundStatus.SUCCEEDED, RefundStatus.PENDING, RefundStatus.UNKNOWN)  # sent, or maybe sent
+
+
+def refunded_alone(rt: Runtime, *, username: str, except_prefix: str | None = None) -> dict[str, Decimal]:
+    """Per currency, what `username` refunded without a second operator in the rolling window
+    (`refund_approval_window_hours`): their refund rows that were or may have been sent, except
+    those of an approved request (a second person checked those) and, for a bulk rerun, the
+    batch's own (`except_prefix`). Splitting a refund into pieces therefore does not avoid approval."""
+    since = utcnow() - timedelta(hours=rt.settings.refund_approval_window_hours)
+    query = select(Refund.currency, Refund.amount).where(
+        Refund.requested_by == username,
+        Refund.created_at >= since,
+        Refund.status.in_(_COUNTED),
+        Refund.idempotency_key.is_not(None),
+        Refund.idempotency_key.not_in(select(RefundRequest.idempotency_key)),
+    )
+    if except_prefix:
+        query = query.where(~Refund.idempotency_key.startswith(except_prefix, autoescape=True))
+    totals: dict[str, Decimal] = {}
+    with rt.db.read() as session:
+        for currency, amount in session.execute(query):  # summed as Decimal here, not by the database
+            totals[currency] = totals.get(currency, Decimal(0)) + Decimal(amount)
+    return totals
 
 
 def outcome_of_error(exc: PaymentsError) -> Outcome:
@@ -278,6 +305,7 @@ def refund_quote(rt: Runtime, *, actor: Actor, identifier: str) -> RefundQuote:
         paid_at=payment.paid_at,
         from_portone=fetched is not None,
         approval_threshold=approval_threshold(rt, currency),
+        refunded_alone=refunded_alone(rt, username=actor.username).get(currency, Decimal(0)),
     )
 
 
@@ -436,7 +464,8 @@ def request_refund(
     # Our remainder is never below PortOne's (refunds only grow), so above ours is above PortOne's.
     if value is not None and value > ours_remaining:
         raise RefundExceedsRemaining(value, normalize(ours_remaining, currency), currency)
-    if needs_approval(rt, currency, ours_remaining if value is None else value):
+    already = refunded_alone(rt, username=actor.username).get(currency, Decimal(0))
+    if needs_approval(rt, currency, ours_remaining if value is None else value, already=already):
         if ours_status != "paid":  # nothing to approve (refunds.refund re-checks PortOne for the rest)
             raise Conflict(f"payment {payment.imp_uid} is {ours_status}, not paid; only paid payments are refunded")
         return _create_request(
@@ -808,10 +837,17 @@ def _row_check(
 
 
 def preview_bulk(
-    rt: Runtime, *, actor: Actor, rows: Sequence[BulkInputRow], default_reason: str | None = None
+    rt: Runtime,
+    *,
+    actor: Actor,
+    rows: Sequence[BulkInputRow],
+    default_reason: str | None = None,
+    batch_id: str | None = None,
 ) -> BulkPreview:
     """Resolve every row against our records: found?, refundable remainder, amount, and why a row
-    would be skipped. Nothing is sent."""
+    would be skipped. Nothing is sent. The batch needs approval when, per currency, its total plus
+    what the operator refunded alone in the window (this batch's own rows aside) is above the
+    threshold."""
     require(actor, Permission.REFUND)
     if not rows:
         raise InvalidRequest("no rows to refund")
@@ -825,7 +861,11 @@ def preview_bulk(
     for row in previewed:
         if row.check is None and row.currency and row.amount is not None:
             totals[row.currency] = totals.get(row.currency, Decimal(0)) + row.amount
-    approval = any(needs_approval(rt, currency, total) for currency, total in totals.items())
+    alone = refunded_alone(rt, username=actor.username, except_prefix=_bulk_prefix(batch_id) if batch_id else None)
+    approval = any(
+        needs_approval(rt, currency, total, already=alone.get(currency, Decimal(0)))
+        for currency, total in totals.items()
+    )
     return BulkPreview(rows=previewed, totals=totals, needs_approval=approval)
 
 
@@ -844,8 +884,12 @@ def _skipped(row: BulkPreviewRow, check: Outcome) -> BulkResultRow:
     )
 
 
+def _bulk_prefix(batch_id: str) -> str:
+    return f"bulk:{batch_id}:"
+
+
 def _bulk_key(batch_id: str, row: BulkPreviewRow) -> str:
-    return f"bulk:{batch_id}:{row.line}:{row.imp_uid}"
+    return f"{_bulk_prefix(batch_id)}{row.line}:{row.imp_uid}"
 
 
 def submit_bulk(
@@ -861,7 +905,7 @@ def submit_bulk(
     currency's batch total is above its threshold, file the whole batch for approval."""
     require(actor, Permission.REFUND)
     batch_id = _key(batch_id)
-    preview = preview_bulk(rt, actor=actor, rows=rows, default_reason=default_reason)
+    preview = preview_bulk(rt, actor=actor, rows=rows, default_reason=default_reason, batch_id=batch_id)
     earlier = _earlier_rows(rt, batch_id)  # a rerun: those rows replay whatever the preview says now
     todo = [row for row in preview.rows if row.check is None or _bulk_key(batch_id, row) in earlier]
     if not earlier:
@@ -906,7 +950,7 @@ def submit_bulk(
 
 def _earlier_rows(rt: Runtime, batch_id: str) -> dict[str, tuple[str, Decimal | None, str]]:
     """This batch's keys already used: key -> ("request" | "refund", amount, reason) as sent then."""
-    prefix = f"bulk:{batch_id}:"
+    prefix = _bulk_prefix(batch_id)
     found: dict[str, tuple[str, Decimal | None, str]] = {}
     with rt.db.read() as session:
         requests = session.execute(
