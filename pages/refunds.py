@@ -318,6 +318,7 @@ with queue:
                         "by": r.requested_by,
                         "at": kst(r.created_at),
                         "batch": r.batch_id or "",
+                        "status": [r.status],
                     }
                     for r in waiting
                 ]
@@ -333,6 +334,7 @@ with queue:
                 "by": st.column_config.TextColumn(t("refunds.col_requested_by")),
                 "at": st.column_config.TextColumn(t("refunds.col_requested_at")),
                 "batch": st.column_config.TextColumn(t("refunds.col_batch")),
+                "status": ui.status_column(t("refunds.col_decision"), ["awaiting_approval", "executing"]),
             },
         )
         by_id = {r.id: r for r in waiting}

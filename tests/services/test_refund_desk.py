@@ -459,3 +459,31 @@ def test_the_approval_window_is_configurable(runtime: Runtime, sandbox: SandboxC
     time.sleep(1.2)  # out of the window: the operator's allowance is back
     later = refund_desk.request_refund(rt, actor=KIM, imp_uid=third, amount=None, reason="y", idempotency_key="w-3")
     assert later.outcome == Outcome.REFUNDED
+
+
+def test_an_approval_abandoned_mid_execution_is_resumed_never_rejected(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """A dashboard process that died right after claiming a request leaves it executing: it cannot
+    be rejected (it may have been sent); once judged abandoned another approver resumes it, and
+    the request's own idempotency key means PortOne is asked once."""
+    fast = {"refund_lock_wait_seconds": 0.1, "refund_lock_lease_seconds": 0.1, "portone_timeout_seconds": 0.1}
+    rt = Runtime(settings=_strict(runtime).settings.model_copy(update=fast), db=runtime.db, gateway=runtime.gateway)
+    imp_uid, _ = _paid(rt, sandbox)
+    asked = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="dead-1"
+    )
+    assert asked.request_id is not None
+    assert refund_desk._claim(rt, asked.request_id, actor=PARK) is not None  # then the process died
+    with pytest.raises(Conflict, match="being executed"):
+        refund_desk.reject_request(rt, actor=BOSS, request_id=asked.request_id, note="suspected fraud")
+    with pytest.raises(Conflict, match="being executed"):
+        refund_desk.approve_request(rt, actor=BOSS, request_id=asked.request_id)
+    assert [r.status for r in refund_desk.list_requests(rt, actor=BOSS)] == [ApprovalStatus.EXECUTING]
+    time.sleep(0.8)  # past the longest a live approval could take (0.6 s with these settings)
+    resumed = refund_desk.approve_request(rt, actor=BOSS, request_id=asked.request_id)
+    assert (resumed.outcome, resumed.amount) == (Outcome.REFUNDED, Decimal(40000))
+    with rt.db.read() as session:
+        request = session.get_one(RefundRequest, asked.request_id)
+        assert (request.status, request.decided_by) == (ApprovalStatus.APPROVED, "boss")
+    assert len(_cancels(sandbox)) == 1 and sandbox.payment(imp_uid)["cancel_amount"] == 40000
