@@ -3,9 +3,16 @@
 - Only actors with `Permission.REFUND` may ask; a viewer calling in directly gets `Forbidden`.
 - Maker-checker: a refund above `settings.refund_approval_threshold[currency]` (or a bulk batch
   whose total in a currency is above it; a currency without a threshold always needs one)
-  becomes `RefundRequest` rows awaiting approval and NOTHING is sent to PortOne. A different
-  operator or admin (`Permission.APPROVE_REFUND`) approves, which executes the refund with the
-  request's own idempotency key, or rejects it with a note. The requester cannot approve.
+  becomes `RefundRequest` rows awaiting approval and NOTHING is sent to PortOne. What the same
+  operator refunded alone within `refund_approval_window_hours` counts towards the threshold,
+  so splitting a refund or a batch does not avoid the second operator. A different operator or
+  admin (`Permission.APPROVE_REFUND`) approves, or rejects it with a note. The requester cannot
+  approve. Approving first claims the request (awaiting -> executing, one conditional update),
+  then executes the refund with the request's own idempotency key, then records it approved;
+  a reject only takes a request still awaiting. When nothing was sent (no refund row for the
+  key: PortOne unreachable, another refund of the payment in progress or unsettled) the
+  request goes back to awaiting. An execution abandoned by a dead process is resumed by the
+  next approval (the key makes PortOne see it once), never rejected.
 - Every intent carries one idempotency key (the page makes one per confirmed dialog), so a
   double click or a rerun replays the first answer instead of refunding twice; a request row
   replays the same way.
