@@ -74,7 +74,10 @@ class CompleteRequest(BaseModel):
 
 class RefundRequest(BaseModel):
     amount: Decimal | str | None = Field(
-        default=None, description="JSON number or decimal string; absent means the whole remainder"
+        default=None,
+        description="JSON number, or a string of digits with optional thousands separators in groups of three "
+        "(20,000) and a decimal point only for currencies with minor units (12.50 USD); absent means the whole "
+        "remainder",
     )
     reason: str = Field(min_length=1, max_length=500)
 

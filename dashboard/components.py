@@ -28,6 +28,7 @@ import streamlit as st
 
 from dashboard.format import STATUS_COLORS, kst, money, status_label
 from dashboard.i18n import t
+from services import exports
 
 # -- confirm dialog and intents -----------------------------------------------------------------
 
@@ -230,5 +231,19 @@ def paged_table(
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
-    """CSV for Excel: UTF-8 with a BOM, so Korean text opens correctly."""
-    return frame.to_csv(index=False).encode("utf-8-sig")
+    """CSV for Excel through the exports' one writer (services.exports): UTF-8 with a BOM, so Korean
+    text opens correctly, CRLF, and every text cell Excel would read as a formula neutralised."""
+    header: list[exports.Cell] = [str(name) for name in frame.columns]
+    rows = [header] + [[_cell(value) for value in row] for row in frame.itertuples(index=False, name=None)]
+    return (exports.BOM + exports.csv_text(rows)).encode("utf-8")
+
+
+def _cell(value: object) -> exports.Cell:
+    """A table value as an export cell: numbers stay typed, anything else is text (neutralised)."""
+    if value is None or (isinstance(value, float) and value != value):  # NaN: an empty cell
+        return None
+    if isinstance(value, bool | int | Decimal):
+        return value
+    if hasattr(value, "item") and isinstance(value.item(), int):  # numpy integers
+        return int(value.item())
+    return str(value)

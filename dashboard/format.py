@@ -28,6 +28,7 @@ STATUS_COLORS = {
     "open": "red",
     "acknowledged": "orange",
     "resolved": "green",
+    "executing": "blue",
 }
 
 

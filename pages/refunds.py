@@ -21,7 +21,7 @@ from dashboard.runtime import get_runtime
 from services import refund_desk as desk
 from services.access import Permission
 from services.errors import PaymentsError, RefundExceedsRemaining
-from services.money import InvalidAmount, minor_unit_exponent, validate_amount
+from services.money import InvalidAmount, minor_unit_exponent, parse_typed_amount
 
 actor = gate(Permission.REFUND)
 rt = get_runtime()
@@ -101,7 +101,7 @@ with single:
             reason = st.text_area(t("refunds.reason"), key="refunds.reason", max_chars=500)
             if st.button(t("refunds.start"), key="refunds.start", type="primary"):
                 try:
-                    amount = validate_amount(amount_text, quote.currency)
+                    amount = parse_typed_amount(amount_text, quote.currency)
                 except InvalidAmount:
                     amount = None
                 if amount is None:
@@ -124,7 +124,7 @@ def single_body(intent: ui.Intent) -> None:
     st.markdown(t("refunds.confirm_amount", amount=ui.money_text(amount, quote.currency)))
     st.markdown(t("refunds.confirm_after", remaining=ui.money_text(quote.remaining - amount, quote.currency)))
     st.caption(t("refunds.confirm_reason", reason=intent.payload["reason"]))
-    if quote.approval_threshold is None or amount > quote.approval_threshold:
+    if quote.approval_threshold is None or quote.refunded_alone + amount > quote.approval_threshold:
         st.warning(t("refunds.confirm_needs_approval"))
 
 
@@ -318,6 +318,7 @@ with queue:
                         "by": r.requested_by,
                         "at": kst(r.created_at),
                         "batch": r.batch_id or "",
+                        "status": [r.status],
                     }
                     for r in waiting
                 ]
@@ -333,6 +334,7 @@ with queue:
                 "by": st.column_config.TextColumn(t("refunds.col_requested_by")),
                 "at": st.column_config.TextColumn(t("refunds.col_requested_at")),
                 "batch": st.column_config.TextColumn(t("refunds.col_batch")),
+                "status": ui.status_column(t("refunds.col_decision"), ["awaiting_approval", "executing"]),
             },
         )
         by_id = {r.id: r for r in waiting}
@@ -402,7 +404,7 @@ with queue:
                 key="refunds.queue_recent_table",
                 column_config={
                     "status": ui.status_column(
-                        t("refunds.col_decision"), ["approved", "rejected", "awaiting_approval"]
+                        t("refunds.col_decision"), ["approved", "rejected", "executing", "awaiting_approval"]
                     ),
                     "requested_by": st.column_config.TextColumn(t("refunds.col_requested_by")),
                     "decided_by": st.column_config.TextColumn(t("refunds.col_decided_by")),

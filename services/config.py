@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     refund_approval_threshold: dict[str, Decimal] = Field(
         default_factory=lambda: {"KRW": Decimal("100000"), "USD": Decimal("100.00")}
     )
+    # ... counting what the same operator refunded without a second operator in this rolling window.
+    refund_approval_window_hours: float = Field(24.0, gt=0)
     # Large exports stream from the API through a short-lived signed link.
     api_public_url: str = "http://127.0.0.1:8000"
     export_link_secret: SecretStr = SecretStr(SANDBOX_EXPORT_SECRET)

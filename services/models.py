@@ -353,6 +353,7 @@ class SavedView(Base):
 
 class ApprovalStatus(enum.StrEnum):
     AWAITING = "awaiting_approval"
+    EXECUTING = "executing"  # claimed by an approver, being sent: no longer rejectable
     APPROVED = "approved"  # and sent: see the refund rows
     REJECTED = "rejected"
 

