@@ -21,6 +21,7 @@ class Permission(enum.StrEnum):
     EXPORT_UNMASKED = "export_unmasked"
     MANAGE_USERS = "manage_users"
     VIEW_AUDIT = "view_audit"
+    VIEW_PERSONAL_DATA = "view_personal_data"  # buyers' e-mail and phone whole on screens
 
 
 _VIEWER = {Permission.VIEW, Permission.EXPORT_MASKED}
@@ -31,6 +32,7 @@ _OPERATOR = _VIEWER | {
     Permission.RUN_RECONCILIATION,
     Permission.TEST_PAYMENT,
     Permission.REPLAY_WEBHOOK,
+    Permission.VIEW_PERSONAL_DATA,
 }
 _ADMIN = _OPERATOR | {Permission.EXPORT_UNMASKED, Permission.MANAGE_USERS, Permission.VIEW_AUDIT}
 GRANTS: dict[Role, frozenset[Permission]] = {
@@ -52,6 +54,12 @@ class Actor:
 
 
 SYSTEM = Actor("system", Role.ADMIN)
+
+
+def sees_personal_data(actor: Actor) -> bool:
+    """Operators and admins handle customers' calls and see e-mail and phone whole; viewers see
+    them masked (services.masking) and search them by whole value only."""
+    return actor.can(Permission.VIEW_PERSONAL_DATA)
 
 
 def require(actor: Actor | None, permission: Permission) -> Actor:

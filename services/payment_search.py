@@ -37,9 +37,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, union
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from services.access import Actor, Permission, require
+from services.access import Actor, Permission, require, sees_personal_data
 from services.errors import InvalidRequest
-from services.models import Payment, Role
+from services.masking import mask_email, mask_phone
+from services.models import Payment
 from services.money import CURRENCY_EXPONENTS, minor_unit_exponent
 from services.runtime import Runtime
 
@@ -250,42 +251,6 @@ class FilterOptions:
     currencies: tuple[str, ...]
     pg_providers: tuple[str, ...]
     pay_methods: tuple[str, ...]
-
-
-# -- personal data ----------------------------------------------------------------------------
-
-_UNMASKED_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
-
-
-def sees_personal_data(actor: Actor) -> bool:
-    """Operators and admins handle customers' calls and see e-mail and phone; viewers do not."""
-    return actor.role in _UNMASKED_ROLES
-
-
-def mask_email(email: str | None) -> str | None:
-    """k***@example.com"""
-    if not email:
-        return email
-    local, at, domain = email.partition("@")
-    if not at:
-        return "***"
-    return f"{local[:1]}***@{domain}"
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """010-****-5678: the first three and last four digits stay, separators stay."""
-    if not phone:
-        return phone
-    total = sum(ch.isdigit() for ch in phone)
-    seen = 0
-    out = []
-    for ch in phone:
-        if ch.isdigit():
-            seen += 1
-            out.append(ch if seen <= 3 or seen > total - 4 else "*")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 # -- query building ---------------------------------------------------------------------------
