@@ -16,7 +16,7 @@ from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import payment_search as search
 from services import saved_views
-from services.access import Permission
+from services.access import Permission, sees_personal_data
 from services.errors import PaymentsError
 from services.payment_search import PaymentFilters, PaymentPage
 
@@ -104,7 +104,7 @@ query = st.text_input(
     t("payments.search"),
     key="payments.query",
     placeholder=t("payments.search_placeholder"),
-    help=t("payments.search_help"),
+    help=t("payments.search_help" if sees_personal_data(actor) else "payments.search_help_masked"),
 )
 st.button(t("payments.reset"), key="payments.reset", on_click=_reset)
 
@@ -142,13 +142,19 @@ if delete_clicked and st.session_state.get("payments.view") in views:
 
 # -- totals: read-only aggregates. Wide ranges are cached briefly (they cost most); a week is
 # cheap and always fresh, so the totals never disagree with the table for long.
+# Keyed by whether buyer fields are searched whole (viewers) or by prefix: a viewer must never be
+# handed the totals of an operator's prefix search.
 @st.cache_data(ttl=30, show_spinner=False)
-def _cached_totals(filters: PaymentFilters, database_url: str) -> list[search.CurrencyTotal]:  # noqa: ARG001 - key
+def _cached_totals(
+    filters: PaymentFilters,
+    database_url: str,  # noqa: ARG001 - key
+    personal_data: bool,  # noqa: ARG001 - key
+) -> list[search.CurrencyTotal]:
     return search.payment_totals(get_runtime(), actor=actor, filters=filters)
 
 
 if (filters.date_to - filters.date_from).days >= 31:
-    totals = _cached_totals(filters, rt.db.url)
+    totals = _cached_totals(filters, rt.db.url, sees_personal_data(actor))
 else:
     totals = search.payment_totals(rt, actor=actor, filters=filters)
 if totals:
