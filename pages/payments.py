@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard import components as ui
 from dashboard.auth import gate
-from dashboard.format import status_label
+from dashboard.format import plain, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import payment_search as search
@@ -125,16 +125,16 @@ try:
         query=query or "",
     )
 except PaymentsError as exc:
-    st.error(t("payments.bad_filters", message=str(exc)))
+    st.error(t("payments.bad_filters", message=plain(exc)))
     st.stop()
 
 if save_clicked:
     try:
         saved_views.save_view(rt, actor=actor, name=view_name, filters=filters)
-        st.toast(t("payments.view_saved", name=view_name.strip()))
+        st.toast(t("payments.view_saved", name=plain(view_name.strip())))
         st.rerun()
     except PaymentsError as exc:
-        st.error(t("payments.view_error", message=str(exc)))
+        st.error(t("payments.view_error", message=plain(exc)))
 if delete_clicked and st.session_state.get("payments.view") in views:
     saved_views.delete_view(rt, actor=actor, view_id=views[st.session_state["payments.view"]].id)
     st.rerun()
@@ -161,7 +161,7 @@ if totals:
     cells = st.columns(max(len(totals), 2))
     for cell, total in zip(cells, totals, strict=False):
         cell.metric(
-            t("payments.net", currency=total.currency),
+            t("payments.net", currency=plain(total.currency)),
             ui.money_text(total.net, total.currency),
             help=t("payments.totals_help"),
         )
@@ -247,7 +247,7 @@ try:
     )
 except PaymentsError as exc:
     ui.reset_pages("payments.table")
-    st.error(t("payments.bad_filters", message=str(exc)))
+    st.error(t("payments.bad_filters", message=plain(exc)))
     st.stop()
 
 page = shown.get("page")
