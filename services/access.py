@@ -21,7 +21,6 @@ class Permission(enum.StrEnum):
     EXPORT_UNMASKED = "export_unmasked"
     MANAGE_USERS = "manage_users"
     VIEW_AUDIT = "view_audit"
-    VIEW_PERSONAL_DATA = "view_personal_data"  # buyers' e-mail and phone whole on screens
 
 
 _VIEWER = {Permission.VIEW, Permission.EXPORT_MASKED}
@@ -32,7 +31,6 @@ _OPERATOR = _VIEWER | {
     Permission.RUN_RECONCILIATION,
     Permission.TEST_PAYMENT,
     Permission.REPLAY_WEBHOOK,
-    Permission.VIEW_PERSONAL_DATA,
 }
 _ADMIN = _OPERATOR | {Permission.EXPORT_UNMASKED, Permission.MANAGE_USERS, Permission.VIEW_AUDIT}
 GRANTS: dict[Role, frozenset[Permission]] = {
@@ -56,10 +54,15 @@ class Actor:
 SYSTEM = Actor("system", Role.ADMIN)
 
 
+# Not a permission (nothing is refused): what a role is shown. Exports of whole data are
+# Permission.EXPORT_UNMASKED (admins).
+_SEES_PERSONAL_DATA = frozenset({Role.OPERATOR, Role.ADMIN})
+
+
 def sees_personal_data(actor: Actor) -> bool:
-    """Operators and admins handle customers' calls and see e-mail and phone whole; viewers see
-    them masked (services.masking) and search them by whole value only."""
-    return actor.can(Permission.VIEW_PERSONAL_DATA)
+    """Operators and admins handle customers' calls and see e-mail and phone whole on screens;
+    viewers see them masked (services.masking) and search them by whole value only."""
+    return actor.role in _SEES_PERSONAL_DATA
 
 
 def require(actor: Actor | None, permission: Permission) -> Actor:
