@@ -19,7 +19,13 @@ All of them: None and "" come back unchanged, and masking a masked value changes
 
 from __future__ import annotations
 
+import re
+
 MASK = "*"
+# The usual Korean mobile / area forms, masked by slicing (exports mask a million of them); the
+# general rule gives the same (tests/services/test_masking.py checks it).
+_DASHED = re.compile(r"0[0-9]{2}-[0-9]{4}-[0-9]{4}")
+_DIGITS = re.compile(r"0[0-9]{10}")
 
 
 def _keep_only(text: str, slots: list[int], keep: set[int]) -> str:
@@ -36,6 +42,14 @@ def mask_phone(phone: str | None) -> str | None:
     """010-1234-5678 -> 010-****-5678 (see the module docstring for every format)."""
     if not phone:
         return phone
+    if _DASHED.fullmatch(phone):
+        return phone[:4] + "****" + phone[8:]
+    if _DIGITS.fullmatch(phone):
+        return phone[:3] + "****" + phone[7:]
+    return _mask_phone_digit_by_digit(phone)
+
+
+def _mask_phone_digit_by_digit(phone: str) -> str:
     slots = _phone_slots(phone)
     if not slots:
         return phone

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 
 import pytest
 
@@ -96,6 +97,14 @@ def test_card_number(number: str, masked: str) -> None:
 @pytest.mark.parametrize(("number", "masked"), ACCOUNTS)
 def test_account_number(number: str, masked: str) -> None:
     assert masking.mask_account_number(number) == masked
+
+
+def test_the_usual_forms_take_a_shortcut_to_the_same_answer() -> None:
+    rng = random.Random(7)
+    for _ in range(2000):
+        digits = "0" + "".join(rng.choice("0123456789") for _ in range(10))
+        for phone in (digits, f"{digits[:3]}-{digits[3:7]}-{digits[7:]}"):
+            assert masking.mask_phone(phone) == masking._mask_phone_digit_by_digit(phone), phone
 
 
 def test_none_stays_none_and_masking_twice_changes_nothing() -> None:
