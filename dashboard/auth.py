@@ -7,6 +7,7 @@ import time
 
 import streamlit as st
 
+from dashboard.format import plain
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import export_links, users
@@ -53,7 +54,7 @@ def current_actor() -> Actor | None:
         try:
             actor = users.current_actor(get_runtime(), email)
         except Forbidden:
-            st.session_state["auth_message"] = t("login.oidc_unknown", email=email)
+            st.session_state["auth_message"] = t("login.oidc_unknown", email=plain(email))
             return None
         sign_in(actor)
     username = st.session_state.get(_USER)

@@ -1,4 +1,6 @@
-"""Money, time and status as ops staff read them: ₩50,000, $38.50, KST with the date."""
+"""Money, time and status as ops staff read them: ₩50,000, $38.50, KST with the date; and text from
+outside (PortOne, buyers, webhook senders, uploads, links) made inert wherever Streamlit reads
+Markdown (`plain`)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,32 @@ STATUS_COLORS = {
     "resolved": "green",
     "executing": "blue",
 }
+
+
+# Every ASCII punctuation character: CommonMark lets each be escaped with a backslash, and between
+# them they start every Markdown construct (links, images, HTML, code, emphasis, headings, lists,
+# tables), every GitHub-flavoured autolink (`https:`, `www.`, `a@b.c`) and Streamlit's own
+# directives (`:red[...]`, `:material/icon:`, `$math$`).
+_MARKDOWN_ACTIVE = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def plain(text: object) -> str:
+    """`text` shown as it is by anything Streamlit renders as Markdown (st.markdown, captions,
+    alerts, headings, toasts, labels, help, metric values): every Markdown-active character is
+    escaped, so a link, image or HTML tag in it stays text. Use it for every value that comes from
+    outside (PortOne, buyers, webhook senders, uploaded files, query parameters, error messages
+    quoting them) before it meets Markdown; tables, st.text and st.code need nothing."""
+    if text is None:
+        return ""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", str(text))
+
+
+def web_url(url: str | None) -> str | None:
+    """`url` if it is an http(s) address (a receipt link from PortOne), else None: never a
+    javascript: or data: link on a button."""
+    if url and url.strip().lower().startswith(("https://", "http://")):
+        return url.strip()
+    return None
 
 
 def money(amount: Decimal | None, currency: str) -> str:
@@ -75,6 +103,7 @@ def status_label(state: str) -> str:
 
 
 def badge(state: str) -> str:
-    """Markdown for a coloured status badge with words (st.markdown renders it)."""
+    """Markdown for a coloured status badge with words (st.markdown renders it). An unknown state
+    (PortOne's word, shown as it is) is escaped."""
     color = STATUS_COLORS.get(state, "gray")
-    return f":{color}-badge[{status_label(state)}]"
+    return f":{color}-badge[{plain(status_label(state))}]"

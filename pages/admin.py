@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.auth import gate
-from dashboard.format import kst
+from dashboard.format import kst, plain
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import audit_log, health, user_admin, users
@@ -31,14 +31,14 @@ def _roles() -> dict[str, str]:
 
 def _explain(exc: PaymentsError) -> str:
     if isinstance(exc, InvalidRequest):
-        return t("admin.err_invalid", detail=exc)
+        return t("admin.err_invalid", detail=plain(exc))
     if isinstance(exc, Conflict):
         return t("admin.err_exists")
     if isinstance(exc, NotFound):
         return t("admin.err_not_found")
     if isinstance(exc, Forbidden):
         return t("admin.err_forbidden")
-    return t("app.error_generic", message=exc)
+    return t("app.error_generic", message=plain(exc))
 
 
 def _act(action: Callable[[], object], success: str) -> None:
@@ -238,7 +238,7 @@ def _health() -> None:
     with db.container(border=True):
         st.markdown(f"**{t('admin.database')}** {state(report.database.ok)}")
         if not report.database.reachable:
-            st.error(t("admin.database_down", error=report.database.error))
+            st.error(t("admin.database_down", error=plain(report.database.error)))
         else:
             head = ", ".join(report.database.heads) or t("admin.none")
             st.caption(
@@ -256,9 +256,9 @@ def _health() -> None:
         st.markdown(f"**{t('admin.portone')}** {state(report.portone.ok)}")
         st.caption(t("admin.portone_detail", url=report.portone.api_url, latency=_latency(report.portone.latency_ms)))
         if report.portone.reachable and not report.portone.authorized:
-            st.error(t("admin.portone_unauthorized", error=report.portone.error))
+            st.error(t("admin.portone_unauthorized", error=plain(report.portone.error)))
         elif not report.portone.reachable:
-            st.error(t("admin.portone_down", error=report.portone.error))
+            st.error(t("admin.portone_down", error=plain(report.portone.error)))
 
 
 st.title(t("admin.title"))

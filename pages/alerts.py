@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.auth import gate
-from dashboard.format import KST, amounts_in, badge, kst, money, payment_state, status_label
+from dashboard.format import KST, amounts_in, badge, kst, money, payment_state, plain, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import alert_desk, reconcile, reconcile_runs
@@ -101,7 +101,10 @@ def _payment(detail: alert_desk.AlertDetail) -> None:
     state = badge(payment_state(p.status, p.cancel_amount, p.verified))
     amount, refunded = money(p.amount, p.currency), money(p.cancel_amount, p.currency)
     st.markdown(t("alerts.payment_line", status=state, amount=amount, refunded=refunded, order=order))
-    st.caption(f"{p.imp_uid} · {p.merchant_uid} · " + t("alerts.payment_synced", time=kst(p.synced_at, seconds=True)))
+    st.caption(
+        f"{plain(p.imp_uid)} · {plain(p.merchant_uid)} · "
+        + t("alerts.payment_synced", time=kst(p.synced_at, seconds=True))
+    )
     if st.button(t("alerts.open_payment"), key="alerts_open_payment"):
         st.session_state["detail_imp_uid"] = p.imp_uid
         st.switch_page("pages/payment_detail.py")
@@ -112,14 +115,14 @@ def _run(action: Callable[[], str], *, invalid_message: str | None = None) -> No
     try:
         message = action()
     except InvalidRequest as exc:
-        st.error(invalid_message or t("app.error_generic", message=str(exc)))
+        st.error(invalid_message or t("app.error_generic", message=plain(exc)))
     except Conflict:
         st.session_state["alerts_flash"] = ("warning", t("alerts.conflict"))
         st.rerun()
     except GatewayError:
         st.error(t("app.unavailable"))
     except PaymentsError as exc:
-        st.error(t("app.error_generic", message=str(exc)))
+        st.error(t("app.error_generic", message=plain(exc)))
     else:
         st.session_state["alerts_flash"] = ("success", message)
         st.session_state.pop("alerts_note", None)
@@ -131,7 +134,7 @@ def _resync(alert_id: int) -> str:
         result = alert_desk.resync(rt, actor=actor, alert_id=alert_id)
     status = status_label(result.portone_status) if result.portone_status else "—"
     key = {"resolved": "resynced_resolved", "still_different": "resynced_still", "not_at_portone": "resynced_missing"}
-    return t(f"alerts.{key[result.outcome]}", status=status)
+    return t(f"alerts.{key[result.outcome]}", status=plain(status))
 
 
 def _acknowledge(alert_id: int) -> str:
@@ -169,7 +172,7 @@ def _detail(alert_id: int) -> None:
     )
     st.markdown(f"{badge(alert.status)} {meta}")
     st.info(t(f"alerts.explain_{alert.kind}"))
-    st.caption(t("alerts.technical", message=amounts_in(alert.message)))
+    st.caption(t("alerts.technical", message=plain(amounts_in(alert.message))))
     for column, label, value in zip(
         st.columns(2),
         (t("alerts.db_value"), t("alerts.portone_value")),
@@ -180,16 +183,18 @@ def _detail(alert_id: int) -> None:
             st.markdown(f"**{label}**")
             st.text(amounts_in(value))
     if alert.acknowledged_by:
-        st.caption(t("alerts.handled_ack", user=alert.acknowledged_by))
+        st.caption(t("alerts.handled_ack", user=plain(alert.acknowledged_by)))
     if alert.resolved_by:
-        st.caption(t("alerts.handled_resolved", user=alert.resolved_by, note=alert.resolution_note or ""))
+        st.caption(t("alerts.handled_resolved", user=plain(alert.resolved_by), note=plain(alert.resolution_note)))
     _payment(detail)
     if detail.history:
         with st.expander(t("alerts.history_heading")):
             for entry in detail.history:
                 action = t(f"alerts.action_{entry.action.removeprefix('alert.')}")
-                line = t("alerts.history_line", time=kst(entry.at, seconds=True), actor=entry.actor, action=action)
-                st.markdown(f"- {line}" + (f" — {entry.note}" if entry.note else ""))
+                line = t(
+                    "alerts.history_line", time=kst(entry.at, seconds=True), actor=plain(entry.actor), action=action
+                )
+                st.markdown(f"- {line}" + (f" — {plain(entry.note)}" if entry.note else ""))
     _actions(alert)
 
 
@@ -210,7 +215,7 @@ def _reconciliation() -> None:
                 try:
                     run = reconcile.start_run(rt, since=since, actor=actor, progress=report)
                 except PaymentsError as exc:
-                    st.warning(t("reconcile.failed", message=str(exc)))
+                    st.warning(t("reconcile.failed", message=plain(exc)))
                 else:
                     new = sum(c.new for c in run.counts.values())
                     resolved = sum(c.resolved for c in run.counts.values())

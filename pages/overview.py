@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.auth import gate
-from dashboard.format import STATUS_COLORS, kst, money, status_label
+from dashboard.format import STATUS_COLORS, kst, money, plain, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import overview as figures
@@ -34,7 +34,7 @@ def _today_metrics(data: figures.Overview) -> None:
     columns = st.columns(max(2 * len(today.figures), 2))
     for index, row in enumerate(today.figures):
         paid_col, net_col = columns[2 * index], columns[2 * index + 1]
-        paid_col.metric(t("overview.today_paid", currency=row.currency), money(row.paid_amount, row.currency))
+        paid_col.metric(t("overview.today_paid", currency=plain(row.currency)), money(row.paid_amount, row.currency))
         paid_col.caption(
             t(
                 "overview.today_detail",
@@ -43,7 +43,7 @@ def _today_metrics(data: figures.Overview) -> None:
                 refund_count=row.refund_count,
             )
         )
-        net_col.metric(t("overview.today_net", currency=row.currency), money(row.net_amount, row.currency))
+        net_col.metric(t("overview.today_net", currency=plain(row.currency)), money(row.net_amount, row.currency))
 
 
 def _period_tables(data: figures.Overview) -> None:
@@ -67,7 +67,7 @@ def _period_tables(data: figures.Overview) -> None:
                 }
             )
         numeric = ("col_paid_count", "col_paid_amount", "col_refund_count", "col_refund_amount", "col_net")
-        st.markdown(f"**{t('overview.currency_heading', currency=currency)}**")
+        st.markdown(f"**{t('overview.currency_heading', currency=plain(currency))}**")
         st.dataframe(
             pd.DataFrame(rows),
             hide_index=True,
@@ -101,7 +101,7 @@ def _last_webhook(data: figures.Overview) -> None:
     if hook.imp_uid:
         claimed = hook.claimed_status or "—"
         status = status_label(claimed) if claimed in STATUS_COLORS else claimed
-        st.caption(t("overview.webhook_payment", imp_uid=hook.imp_uid, status=status))
+        st.caption(t("overview.webhook_payment", imp_uid=plain(hook.imp_uid), status=plain(status)))
 
 
 def _chart(data: figures.Overview) -> None:
@@ -118,7 +118,7 @@ def _chart(data: figures.Overview) -> None:
         # Floats only here, for the chart's y-axis; every figure shown as text stays exact.
         frame = pd.DataFrame({"day": [str(day) for day in days], label: [float(amounts.get(d, 0)) for d in days]})
         with column:
-            st.markdown(f"**{currency}**")
+            st.markdown(f"**{plain(currency)}**")
             st.bar_chart(frame, x="day", y=label, x_label="", y_label=label, height=260)
 
 

@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import components as ui
 from dashboard.auth import gate
-from dashboard.format import badge, kst, status_label
+from dashboard.format import badge, kst, plain, status_label, web_url
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import payment_detail as details
@@ -32,9 +32,9 @@ if st.button(t("payment_detail.open"), key="payment_detail.open") and lookup.str
         matches = details.find_payments(rt, actor=actor, text=lookup)
     except PaymentsError as exc:
         matches = []
-        st.error(t("app.error_generic", message=str(exc)))
+        st.error(t("app.error_generic", message=plain(exc)))
     if not matches:
-        st.warning(t("payment_detail.no_match", text=lookup.strip()))
+        st.warning(t("payment_detail.no_match", text=plain(lookup.strip())))
     else:
         st.session_state["payment_detail.matches"] = matches
         st.session_state["payment_detail.imp_uid"] = matches[0].imp_uid
@@ -67,12 +67,12 @@ try:
     with st.spinner(t("payment_detail.loading")):
         detail = details.payment_detail(rt, actor=actor, imp_uid=str(imp_uid))
 except NotFound:
-    st.warning(t("payment_detail.not_found", imp_uid=imp_uid))
+    st.warning(t("payment_detail.not_found", imp_uid=plain(imp_uid)))
     st.stop()
 
 # -- header --------------------------------------------------------------------------------------
-st.subheader(detail.imp_uid)
-st.markdown(f"{badge(detail.state)} &nbsp; {t('payment_detail.order')} `{detail.merchant_uid}`")
+st.subheader(plain(detail.imp_uid))
+st.markdown(f"{badge(detail.state)} &nbsp; {t('payment_detail.order')} {plain(detail.merchant_uid)}")
 head = st.columns(3)
 head[0].metric(t("payment_detail.amount"), ui.money_text(detail.ours["amount"], detail.currency))
 head[1].metric(t("payment_detail.refunded"), ui.money_text(detail.ours["cancel_amount"], detail.currency))
@@ -82,9 +82,11 @@ head[2].metric(
     help=t("payment_detail.refundable_live" if detail.refundable_from_portone else "payment_detail.refundable_ours"),
 )
 links = st.columns(4)
-if detail.receipt_url:
-    links[0].link_button(t("payment_detail.receipt"), detail.receipt_url)
-for index, (_cid, amount, url) in enumerate(detail.cancel_receipts[:3], start=1):
+receipt = web_url(detail.receipt_url)
+if receipt:
+    links[0].link_button(t("payment_detail.receipt"), receipt)
+cancel_receipts = [(amount, web_url(url)) for _cid, amount, url in detail.cancel_receipts if web_url(url)]
+for index, (amount, url) in enumerate(cancel_receipts[:3], start=1):
     links[index].link_button(t("payment_detail.cancel_receipt", amount=ui.money_text(amount, detail.currency)), url)
 if actor.can(Permission.REFUND) and detail.refundable > 0:
     if st.button(t("payment_detail.refund"), key="payment_detail.refund", type="primary"):
@@ -107,7 +109,7 @@ def _shown(name: str, value: Any) -> str:
 
 st.subheader(t("payment_detail.compare"))
 if detail.portone_error:
-    st.warning(t(f"payment_detail.portone_{detail.portone_error}", message=detail.portone_message or ""))
+    st.warning(t(f"payment_detail.portone_{detail.portone_error}", message=plain(detail.portone_message)))
 elif detail.differences:
     names = ", ".join(t(f"payment_detail.field_{c.field}") for c in detail.differences)
     st.error(t("payment_detail.differs", count=len(detail.differences), fields=names))
@@ -193,7 +195,7 @@ else:
                 "by": r.requested_by,
                 "source": t(f"payment_detail.source_{r.source}"),
                 "error": r.error_message or "",
-                "receipt": r.receipt_url,
+                "receipt": web_url(r.receipt_url),
             }
             for r in detail.refunds
         ]

@@ -11,12 +11,12 @@ import streamlit as st
 
 from dashboard import components as ui
 from dashboard.auth import gate
-from dashboard.format import status_label
+from dashboard.format import plain, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import payment_search as search
 from services import saved_views
-from services.access import Permission
+from services.access import Permission, sees_personal_data
 from services.errors import PaymentsError
 from services.payment_search import PaymentFilters, PaymentPage
 
@@ -104,7 +104,7 @@ query = st.text_input(
     t("payments.search"),
     key="payments.query",
     placeholder=t("payments.search_placeholder"),
-    help=t("payments.search_help"),
+    help=t("payments.search_help" if sees_personal_data(actor) else "payments.search_help_masked"),
 )
 st.button(t("payments.reset"), key="payments.reset", on_click=_reset)
 
@@ -125,16 +125,16 @@ try:
         query=query or "",
     )
 except PaymentsError as exc:
-    st.error(t("payments.bad_filters", message=str(exc)))
+    st.error(t("payments.bad_filters", message=plain(exc)))
     st.stop()
 
 if save_clicked:
     try:
         saved_views.save_view(rt, actor=actor, name=view_name, filters=filters)
-        st.toast(t("payments.view_saved", name=view_name.strip()))
+        st.toast(t("payments.view_saved", name=plain(view_name.strip())))
         st.rerun()
     except PaymentsError as exc:
-        st.error(t("payments.view_error", message=str(exc)))
+        st.error(t("payments.view_error", message=plain(exc)))
 if delete_clicked and st.session_state.get("payments.view") in views:
     saved_views.delete_view(rt, actor=actor, view_id=views[st.session_state["payments.view"]].id)
     st.rerun()
@@ -142,20 +142,26 @@ if delete_clicked and st.session_state.get("payments.view") in views:
 
 # -- totals: read-only aggregates. Wide ranges are cached briefly (they cost most); a week is
 # cheap and always fresh, so the totals never disagree with the table for long.
+# Keyed by whether buyer fields are searched whole (viewers) or by prefix: a viewer must never be
+# handed the totals of an operator's prefix search.
 @st.cache_data(ttl=30, show_spinner=False)
-def _cached_totals(filters: PaymentFilters, database_url: str) -> list[search.CurrencyTotal]:  # noqa: ARG001 - key
+def _cached_totals(
+    filters: PaymentFilters,
+    database_url: str,  # noqa: ARG001 - key
+    personal_data: bool,  # noqa: ARG001 - key
+) -> list[search.CurrencyTotal]:
     return search.payment_totals(get_runtime(), actor=actor, filters=filters)
 
 
 if (filters.date_to - filters.date_from).days >= 31:
-    totals = _cached_totals(filters, rt.db.url)
+    totals = _cached_totals(filters, rt.db.url, sees_personal_data(actor))
 else:
     totals = search.payment_totals(rt, actor=actor, filters=filters)
 if totals:
     cells = st.columns(max(len(totals), 2))
     for cell, total in zip(cells, totals, strict=False):
         cell.metric(
-            t("payments.net", currency=total.currency),
+            t("payments.net", currency=plain(total.currency)),
             ui.money_text(total.net, total.currency),
             help=t("payments.totals_help"),
         )
@@ -241,7 +247,7 @@ try:
     )
 except PaymentsError as exc:
     ui.reset_pages("payments.table")
-    st.error(t("payments.bad_filters", message=str(exc)))
+    st.error(t("payments.bad_filters", message=plain(exc)))
     st.stop()
 
 page = shown.get("page")

@@ -15,7 +15,7 @@ import streamlit as st
 
 from dashboard import components as ui
 from dashboard.auth import gate
-from dashboard.format import badge, kst, status_label
+from dashboard.format import badge, kst, plain, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import refund_desk as desk
@@ -34,7 +34,7 @@ def explain(exc: PaymentsError) -> str:
     if isinstance(exc, RefundExceedsRemaining):
         amount = ui.money_text(exc.requested, exc.currency)
         remaining = ui.money_text(exc.remaining, exc.currency)
-    return t(f"refunds.outcome_{desk.outcome_of_error(exc)}", message=str(exc), amount=amount, remaining=remaining)
+    return t(f"refunds.outcome_{desk.outcome_of_error(exc)}", message=plain(exc), amount=amount, remaining=remaining)
 
 
 def describe(outcome: desk.DeskOutcome) -> tuple[str, str]:
@@ -44,7 +44,7 @@ def describe(outcome: desk.DeskOutcome) -> tuple[str, str]:
         f"refunds.outcome_{outcome.outcome}",
         amount=money,
         remaining=ui.money_text(outcome.remaining, outcome.currency),
-        message=outcome.message or "",
+        message=plain(outcome.message),
     )
     if outcome.replayed:
         text += " " + t("refunds.replayed")
@@ -85,7 +85,7 @@ with single:
         st.info(t("refunds.single_empty"))
     else:
         st.markdown(
-            f"**{quote.imp_uid}** · `{quote.merchant_uid}` · {quote.buyer_name or ''} · "
+            f"**{plain(quote.imp_uid)}** · {plain(quote.merchant_uid)} · {plain(quote.buyer_name)} · "
             f"{badge(quote.status)} · {kst(quote.paid_at)}"
         )
         figures = st.columns(3)
@@ -120,10 +120,10 @@ with single:
 def single_body(intent: ui.Intent) -> None:
     quote: desk.RefundQuote = intent.payload["quote"]
     amount: Decimal = intent.payload["amount"]
-    st.markdown(t("refunds.confirm_payment", imp_uid=quote.imp_uid, merchant_uid=quote.merchant_uid))
+    st.markdown(t("refunds.confirm_payment", imp_uid=plain(quote.imp_uid), merchant_uid=plain(quote.merchant_uid)))
     st.markdown(t("refunds.confirm_amount", amount=ui.money_text(amount, quote.currency)))
     st.markdown(t("refunds.confirm_after", remaining=ui.money_text(quote.remaining - amount, quote.currency)))
-    st.caption(t("refunds.confirm_reason", reason=intent.payload["reason"]))
+    st.caption(t("refunds.confirm_reason", reason=plain(intent.payload["reason"])))
     if quote.approval_threshold is None or quote.refunded_alone + amount > quote.approval_threshold:
         st.warning(t("refunds.confirm_needs_approval"))
 
@@ -178,7 +178,7 @@ with bulk:
             try:
                 rows = desk.parse_bulk_csv(upload.getvalue())
             except PaymentsError as exc:
-                st.error(t("refunds.bulk_bad_file", message=str(exc)))
+                st.error(t("refunds.bulk_bad_file", message=plain(exc)))
     bulk_reason = st.text_input(t("refunds.bulk_reason"), key="refunds.bulk_reason", help=t("refunds.bulk_reason_help"))
     if not rows:
         st.caption(t("refunds.bulk_empty"))

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.auth import current_sign_in, gate
-from dashboard.format import kst, money, status_label
+from dashboard.format import kst, money, plain, status_label
 from dashboard.i18n import current_language, t
 from dashboard.runtime import get_runtime
 from services import export_links, exports, reports
@@ -99,11 +99,11 @@ def _table(frame: pd.DataFrame) -> None:
 
 def _currency_section(rows: list[reports.SummaryRow], currency: str, all_periods: list[str]) -> None:
     total = reports.roll_up(rows)[(currency, "")]
-    st.subheader(t("reports.currency_heading", currency=currency))
+    st.subheader(t("reports.currency_heading", currency=plain(currency)))
     gross, refunded, net = st.columns(3)
-    gross.metric(t("reports.metric_gross", currency=currency), money(total.gross, currency))
-    refunded.metric(t("reports.metric_refunds", currency=currency), money(total.refunds, currency))
-    net.metric(t("reports.metric_net", currency=currency), money(total.net, currency))
+    gross.metric(t("reports.metric_gross", currency=plain(currency)), money(total.gross, currency))
+    refunded.metric(t("reports.metric_refunds", currency=plain(currency)), money(total.refunds, currency))
+    net.metric(t("reports.metric_net", currency=plain(currency)), money(total.net, currency))
     st.caption(t("reports.metric_count", paid=f"{total.paid_count:,}", refunds=f"{total.refund_count:,}"))
     per_period = reports.roll_up(rows, by="period")
     labels = [t("reports.col_gross"), t("reports.col_refunds"), t("reports.col_net")]
@@ -116,7 +116,7 @@ def _currency_section(rows: list[reports.SummaryRow], currency: str, all_periods
             for v in [per_period.get((currency, p), zero)]
         ]
     )
-    st.markdown(f"**{t('reports.chart_heading', currency=currency)}**")
+    st.markdown(f"**{t('reports.chart_heading', currency=plain(currency))}**")
     st.bar_chart(chart, x="period", y=labels, stack=False, x_label="", height=280)
     by_period, by_channel = st.tabs([t("reports.by_period"), t("reports.by_channel")])
     with by_period:
@@ -235,4 +235,4 @@ try:
 except Forbidden:
     st.error(t("reports.forbidden"))
 except PaymentsError as exc:
-    st.error(t("reports.error", message=str(exc)))
+    st.error(t("reports.error", message=plain(exc)))

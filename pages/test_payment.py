@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.auth import gate
-from dashboard.format import badge, money
+from dashboard.format import badge, money, plain
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import test_payment as tp
@@ -36,7 +36,7 @@ def _explain(exc: PaymentsError) -> str:
     if isinstance(exc, Forbidden):
         return t("test_payment.err_forbidden")
     if isinstance(exc, InvalidRequest):
-        return t("test_payment.err_invalid", detail=exc)
+        return t("test_payment.err_invalid", detail=plain(exc))
     if isinstance(exc, NotFound):
         return t("test_payment.err_not_found")
     if isinstance(exc, ForgeryDetected):
@@ -44,8 +44,8 @@ def _explain(exc: PaymentsError) -> str:
     if isinstance(exc, GatewayUnavailable | OutcomeUnknown):
         return t("app.unavailable")
     if isinstance(exc, GatewayRejected):
-        return t("test_payment.err_rejected", detail=exc)
-    return t("app.error_generic", message=exc)
+        return t("test_payment.err_rejected", detail=plain(exc))
+    return t("app.error_generic", message=plain(exc))
 
 
 def _open_detail(imp_uid: str) -> None:
@@ -99,15 +99,15 @@ def _sandbox() -> None:
     if result.status == "paid":
         st.success(t("test_payment.approved"))
     elif result.imp_uid:
-        st.error(t("test_payment.declined", reason=result.error_msg or result.status))
+        st.error(t("test_payment.declined", reason=plain(result.error_msg or result.status)))
     else:
-        st.error(t("test_payment.no_payment", reason=result.error_msg or "—"))
+        st.error(t("test_payment.no_payment", reason=plain(result.error_msg or "—")))
     if result.status:
         st.markdown(f"{t('test_payment.status')}: {badge(result.status)}")
     st.markdown(f"{t('test_payment.amount')}: **{money(result.order.amount, result.order.currency)}**")
-    st.markdown(f"{t('test_payment.merchant_uid')}: `{result.order.merchant_uid}`")
+    st.markdown(f"{t('test_payment.merchant_uid')}: {plain(result.order.merchant_uid)}")
     if result.imp_uid:
-        st.markdown(f"{t('test_payment.imp_uid')}: `{result.imp_uid}`")
+        st.markdown(f"{t('test_payment.imp_uid')}: {plain(result.imp_uid)}")
         _open_detail(result.imp_uid)
 
 
@@ -131,7 +131,7 @@ def _test_mode() -> None:
         return
     order, script = st.session_state[_ORDER]
     st.subheader(t("test_payment.order_heading"))
-    st.markdown(f"{t('test_payment.merchant_uid')}: `{order.merchant_uid}`")
+    st.markdown(f"{t('test_payment.merchant_uid')}: {plain(order.merchant_uid)}")
     st.markdown(f"{t('test_payment.amount')}: **{money(order.amount, order.currency)}**")
     st.markdown(t("test_payment.instructions", card=tp.TEST_CARD, expiry=tp.TEST_CARD_EXPIRY, cvc=tp.TEST_CARD_CVC))
     st.code(script, language="javascript")

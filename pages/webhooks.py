@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.auth import gate
-from dashboard.format import kst, status_label
+from dashboard.format import kst, plain, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import webhook_log
@@ -99,10 +99,10 @@ def _replay(event_id: int) -> None:
     except GatewayError:
         st.error(t("app.unavailable"))
     except PaymentsError as exc:
-        st.error(t("app.error_generic", message=str(exc)))
+        st.error(t("app.error_generic", message=plain(exc)))
     else:
         st.session_state["webhooks_flash"] = t(
-            "webhooks.replayed", id=replayed.event_id, result=_result(replayed.result), detail=replayed.detail
+            "webhooks.replayed", id=replayed.event_id, result=_result(replayed.result), detail=plain(replayed.detail)
         )
         st.session_state["webhooks_cursors"] = []
         st.rerun()
@@ -125,12 +125,12 @@ def _detail(event_id: int) -> None:
     meta = t(
         "webhooks.detail_meta",
         time=kst(event.received_at, seconds=True),
-        source=event.source_ip or t("webhooks.none"),
-        content_type=event.content_type or t("webhooks.none"),
+        source=plain(event.source_ip) or t("webhooks.none"),
+        content_type=plain(event.content_type) or t("webhooks.none"),
     )
     st.caption(meta)
     if event.is_replay:
-        st.caption(t("webhooks.replay_source", source=event.source_ip))
+        st.caption(t("webhooks.replay_source", source=plain(event.source_ip)))
     if event.processed_at:
         st.caption(t("webhooks.processed_at", time=kst(event.processed_at, seconds=True)))
     st.markdown(f"**{t('webhooks.detail_label')}**")

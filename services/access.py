@@ -54,6 +54,17 @@ class Actor:
 SYSTEM = Actor("system", Role.ADMIN)
 
 
+# Not a permission (nothing is refused): what a role is shown. Exports of whole data are
+# Permission.EXPORT_UNMASKED (admins).
+_SEES_PERSONAL_DATA = frozenset({Role.OPERATOR, Role.ADMIN})
+
+
+def sees_personal_data(actor: Actor) -> bool:
+    """Operators and admins handle customers' calls and see e-mail and phone whole on screens;
+    viewers see them masked (services.masking) and search them by whole value only."""
+    return actor.role in _SEES_PERSONAL_DATA
+
+
 def require(actor: Actor | None, permission: Permission) -> Actor:
     if actor is None:
         raise Forbidden("sign in first")

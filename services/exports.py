@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import enum
 import io
-import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from sqlalchemy.orm import Session
 from services import audit, reports
 from services.access import Actor, Permission, require
 from services.errors import InvalidRequest
+from services.masking import mask_email, mask_name, mask_phone
 from services.models import Alert, Payment, Refund
 from services.money import CURRENCY_EXPONENTS, MAX_AMOUNT
 from services.runtime import Runtime
@@ -148,45 +148,12 @@ def prepare(
     )
 
 
-# -- cells: masking and formula neutralisation ----------------------------------------------
+# -- cells: formula neutralisation (masking: services.masking) ----------------------------------------------
 
 
 def neutralise(text: str) -> str:
     """A text cell Excel would read as a formula gets a leading single quote (OWASP)."""
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
-
-
-def mask_name(name: str | None) -> str | None:
-    """김체카 -> 김*카, 김체 -> 김*, John Smith -> J********h."""
-    if not name:
-        return name
-    if len(name) <= 2:
-        return name[0] + "*" * (len(name) - 1) if len(name) == 2 else "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
-
-
-def mask_email(email: str | None) -> str | None:
-    """kim@example.com -> k**@example.com (the domain stays: it says which company, not who)."""
-    if not email:
-        return email
-    local, at, domain = email.rpartition("@")
-    if not at:
-        return mask_name(email)
-    return (local[:1] + "*" * max(len(local) - 1, 1)) + "@" + domain
-
-
-_MOBILE = re.compile(r"[0-9]{3}-[0-9]{4}-[0-9]{4}")
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """010-1234-5678 -> 010-****-5678: the first three and last four digits stay."""
-    if not phone:
-        return phone
-    if _MOBILE.fullmatch(phone):  # the usual form, without looking at each character
-        return phone[:4] + "****" + phone[8:]
-    positions = [i for i, ch in enumerate(phone) if ch.isdigit()]
-    keep = set(positions[:3] + positions[-4:]) if len(positions) >= 9 else set(positions[-2:])
-    return "".join(ch if (not ch.isdigit() or i in keep) else "*" for i, ch in enumerate(phone))
 
 
 @dataclass(frozen=True)

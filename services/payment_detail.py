@@ -15,11 +15,12 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from services.access import Actor, Permission, require
+from services.access import Actor, Permission, require, sees_personal_data
 from services.errors import GatewayError, GatewayNotFound, InvalidRequest, NotFound
+from services.masking import mask_email, mask_phone
 from services.models import Alert, AuditEntry, Order, Payment, Refund, RefundRequest, WebhookEvent
 from services.money import normalize
-from services.payment_search import mask_email, mask_phone, payment_state, sees_personal_data
+from services.payment_search import payment_state
 from services.portone.types import GatewayPayment, PortOneStatus
 from services.runtime import Runtime
 

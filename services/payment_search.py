@@ -10,7 +10,10 @@ Every query is index-served, so the page stays fast at millions of payments:
 - the totals per currency read the same covering indexes (an index-only range scan), and the
   date range is capped at `MAX_RANGE_DAYS` (about a quarter), which bounds their cost;
 - the search box never scans: `imp_uid` and `merchant_uid` match exactly (unique / plain index),
-  buyer name, e-mail and phone match by prefix, written as an index range (`>=`/`<` on SQLite's
+  buyer name, e-mail and phone match by prefix for those who see them whole (operators, admins:
+  `access.sees_personal_data`) and by whole value only for viewers, who see them masked (a prefix
+  search would let them recover the masked digits one guess at a time). A prefix is written as an
+  index range (`>=`/`<` on SQLite's
   binary collation, the pattern operators `~>=~`/`~<~` with `varchar_pattern_ops` on PostgreSQL,
   so the result is the same whatever the database collation is). A narrow search is a UNION of
   id lookups (the few matching rows first, then ordered); a broad one is checked along the date
@@ -37,9 +40,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, union
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from services.access import Actor, Permission, require
+from services.access import Actor, Permission, require, sees_personal_data
 from services.errors import InvalidRequest
-from services.models import Payment, Role
+from services.masking import mask_email, mask_phone
+from services.models import Payment
 from services.money import CURRENCY_EXPONENTS, minor_unit_exponent
 from services.runtime import Runtime
 
@@ -252,42 +256,6 @@ class FilterOptions:
     pay_methods: tuple[str, ...]
 
 
-# -- personal data ----------------------------------------------------------------------------
-
-_UNMASKED_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
-
-
-def sees_personal_data(actor: Actor) -> bool:
-    """Operators and admins handle customers' calls and see e-mail and phone; viewers do not."""
-    return actor.role in _UNMASKED_ROLES
-
-
-def mask_email(email: str | None) -> str | None:
-    """k***@example.com"""
-    if not email:
-        return email
-    local, at, domain = email.partition("@")
-    if not at:
-        return "***"
-    return f"{local[:1]}***@{domain}"
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """010-****-5678: the first three and last four digits stay, separators stay."""
-    if not phone:
-        return phone
-    total = sum(ch.isdigit() for ch in phone)
-    seen = 0
-    out = []
-    for ch in phone:
-        if ch.isdigit():
-            seen += 1
-            out.append(ch if seen <= 3 or seen > total - 4 else "*")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 # -- query building ---------------------------------------------------------------------------
 
 
@@ -344,8 +312,9 @@ def _phone_variants(text: str) -> list[str]:
     return list(dict.fromkeys(v for v in variants if v))
 
 
-def search_condition(text: str, dialect: str, *, broad: bool = False) -> ColumnElement[bool]:
-    """imp_uid / merchant_uid exactly; e-mail, phone and name by prefix (index ranges only).
+def search_condition(text: str, dialect: str, *, broad: bool = False, whole: bool = False) -> ColumnElement[bool]:
+    """imp_uid / merchant_uid exactly; e-mail, phone and name by prefix (index ranges only), or
+    by whole value only when `whole` (for actors who see them masked).
 
     A narrow search is `id IN (SELECT id ... UNION SELECT id ...)`: one indexed lookup per term
     finds the few matching rows first. A broad one ("010" matches most phone numbers) is plain
@@ -355,18 +324,19 @@ def search_condition(text: str, dialect: str, *, broad: bool = False) -> ColumnE
     text = text.strip()
     ids = [select(Payment.id).where(term) for term in _id_terms(text)]
     if broad:  # the exact ids stay lookups; buyer prefixes are checked on the covering index entries
-        return or_(Payment.id.in_(union(*ids)), *_buyer_terms(text, dialect, walk=True))
-    return Payment.id.in_(union(*ids, *(select(Payment.id).where(term) for term in _buyer_terms(text, dialect))))
+        return or_(Payment.id.in_(union(*ids)), *_buyer_terms(text, dialect, walk=True, whole=whole))
+    buyers = (select(Payment.id).where(term) for term in _buyer_terms(text, dialect, whole=whole))
+    return Payment.id.in_(union(*ids, *buyers))
 
 
 BROAD_SEARCH_ROWS = 2000
 
 
-def is_broad(session: Session, text: str, dialect: str) -> bool:
+def is_broad(session: Session, text: str, dialect: str, *, whole: bool = False) -> bool:
     """More than BROAD_SEARCH_ROWS matches overall (each count stops there: index-only, cheap)."""
     total = 0
     text = text.strip()
-    for term in [*_id_terms(text), *_buyer_terms(text, dialect)]:
+    for term in [*_id_terms(text), *_buyer_terms(text, dialect, whole=whole)]:
         capped = select(Payment.id).where(term).limit(BROAD_SEARCH_ROWS + 1 - total).subquery()
         total += int(session.scalar(select(func.count()).select_from(capped)) or 0)
         if total > BROAD_SEARCH_ROWS:
@@ -378,27 +348,36 @@ def _id_terms(text: str) -> list[ColumnElement[bool]]:
     return [Payment.imp_uid == text, Payment.merchant_uid == text]
 
 
-def _buyer_terms(text: str, dialect: str, *, walk: bool = False) -> list[ColumnElement[bool]]:
-    """Prefix conditions on the buyer's e-mail, phone or name, by what `text` looks like.
+def _buyer_terms(text: str, dialect: str, *, walk: bool = False, whole: bool = False) -> list[ColumnElement[bool]]:
+    """Prefix conditions on the buyer's e-mail, phone or name, by what `text` looks like; with
+    `whole`, equality instead (the text must be the whole stored value, in one of its forms).
     `walk`: checked along the date range, so on SQLite (whose planner would otherwise pick these
     columns' own indexes) they are made non-indexable."""
 
     def col(column: InstrumentedAttribute[str | None]) -> Any:
         return column.concat("") if walk and dialect == "sqlite" else column
 
+    def match(column: InstrumentedAttribute[str | None], value: str) -> ColumnElement[bool]:
+        return col(column) == value if whole else _prefix(col(column), value, dialect)
+
     if "@" in text:
-        return [_prefix(col(Payment.buyer_email), v, dialect) for v in dict.fromkeys((text, text.lower()))]
+        return [match(Payment.buyer_email, v) for v in dict.fromkeys((text, text.lower()))]
     if _PHONE_LIKE.match(text) and sum(ch.isdigit() for ch in text) >= 2:
-        return [_prefix(col(Payment.buyer_tel), v, dialect) for v in _phone_variants(text)]
-    emails = [_prefix(col(Payment.buyer_email), v, dialect) for v in dict.fromkeys((text, text.lower()))]
-    return [_prefix(col(Payment.buyer_name), text, dialect), *emails]
+        return [match(Payment.buyer_tel, v) for v in _phone_variants(text)]
+    if whole:  # an e-mail is whole only with its @
+        return [match(Payment.buyer_name, text)]
+    emails = [match(Payment.buyer_email, v) for v in dict.fromkeys((text, text.lower()))]
+    return [match(Payment.buyer_name, text), *emails]
 
 
 def _time_column(basis: TimeBasis) -> InstrumentedAttribute[datetime | None]:
     return Payment.paid_at if basis == TimeBasis.PAID else Payment.started_at
 
 
-def filter_conditions(filters: PaymentFilters, dialect: str, *, broad: bool = False) -> list[ColumnElement[bool]]:
+def filter_conditions(
+    filters: PaymentFilters, dialect: str, *, broad: bool = False, whole: bool = False
+) -> list[ColumnElement[bool]]:
+    """The filters as conditions; `whole`: buyer fields match whole values only (masked actors)."""
     column = _time_column(filters.time_basis)
     start, end = filters.utc_bounds()
     conditions: list[ColumnElement[bool]] = [column >= start, column < end]
@@ -411,7 +390,7 @@ def filter_conditions(filters: PaymentFilters, dialect: str, *, broad: bool = Fa
     if filters.pay_methods:
         conditions.append(Payment.pay_method.in_(filters.pay_methods))
     if filters.query:
-        conditions.append(search_condition(filters.query, dialect, broad=broad))
+        conditions.append(search_condition(filters.query, dialect, broad=broad, whole=whole))
     return conditions
 
 
@@ -522,10 +501,10 @@ def _row(values: Any, masked: bool) -> PaymentRow:
 
 
 def page_query(
-    filters: PaymentFilters, dialect: str, cursor: str | None, limit: int, *, broad: bool = False
+    filters: PaymentFilters, dialect: str, cursor: str | None, limit: int, *, broad: bool = False, whole: bool = False
 ) -> Select[*tuple[Any, ...]]:
     column, descending = _sort_column(filters)
-    query = select(*_ROW_COLUMNS).where(*filter_conditions(filters, dialect, broad=broad))
+    query = select(*_ROW_COLUMNS).where(*filter_conditions(filters, dialect, broad=broad, whole=whole))
     if cursor:
         value, row_id = _decode_cursor(filters, cursor)
         query = query.where(_after_cursor(column, descending, value, row_id))
@@ -551,8 +530,8 @@ def search_payments(
     masked = not sees_personal_data(actor)
     dialect = rt.db.engine.dialect.name
     with rt.db.read() as session:
-        broad = bool(filters.query) and is_broad(session, filters.query, dialect)
-        found = session.execute(page_query(filters, dialect, cursor, limit, broad=broad)).all()
+        broad = bool(filters.query) and is_broad(session, filters.query, dialect, whole=masked)
+        found = session.execute(page_query(filters, dialect, cursor, limit, broad=broad, whole=masked)).all()
     rows = [_row(values, masked) for values in found[:limit]]
     next_cursor = None
     if len(found) > limit:
@@ -566,13 +545,14 @@ def search_payments(
 def payment_totals(rt: Runtime, *, actor: Actor, filters: PaymentFilters) -> list[CurrencyTotal]:
     """Count, paid, refunded and net per currency over everything `filters` match (all pages)."""
     require(actor, Permission.VIEW)
+    whole = not sees_personal_data(actor)  # counts would tell what the rows do not show
     dialect = rt.db.engine.dialect.name
     paid = case((Payment.paid_at.is_not(None), Payment.amount), else_=0)
     with rt.db.read() as session:
-        broad = bool(filters.query) and is_broad(session, filters.query, dialect)
+        broad = bool(filters.query) and is_broad(session, filters.query, dialect, whole=whole)
         query = (
             select(Payment.currency, func.count(), func.sum(paid), func.sum(Payment.cancel_amount))
-            .where(*filter_conditions(filters, dialect, broad=broad))
+            .where(*filter_conditions(filters, dialect, broad=broad, whole=whole))
             .group_by(Payment.currency)
             .order_by(Payment.currency)
         )

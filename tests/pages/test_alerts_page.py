@@ -7,6 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from dashboard.format import plain
 from services.alerts import AlertKind, raise_alert
 from services.models import Alert, Payment
 from services.payments import verify_payment
@@ -103,7 +104,7 @@ def test_operator_acknowledges_then_resolves_with_a_required_note(
         )
     at.radio(key="alerts_status").set_value("resolved").run()
     assert _handling_buttons(at) == set()
-    assert "해결: operator — PG사 확인: 위변조 결제 취소 완료" in [c.value for c in at.caption]
+    assert f"해결: operator — {plain('PG사 확인: 위변조 결제 취소 완료')}" in [c.value for c in at.caption]
 
 
 def test_resync_resolves_a_difference_portone_has_fixed(

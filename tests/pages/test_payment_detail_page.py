@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
+from dashboard.format import plain
 from services import orders, payments
 from services.runtime import Runtime
 from tests.factories import SandboxControl
@@ -53,7 +54,7 @@ def test_a_console_cancel_shows_as_a_highlighted_difference(
     at.switch_page("pages/payment_detail.py").run()
     at.text_input(key="payment_detail.lookup").input(merchant_uid)  # found by order number
     at.button(key="payment_detail.open").click().run()
-    assert at.subheader[0].value == imp_uid
+    assert at.subheader[0].value == plain(imp_uid)  # shown as text
     assert "일치합니다" in at.success[0].value
 
     # Cancelled in PortOne's console; the API is not running, so no webhook reaches us.
@@ -105,4 +106,4 @@ def test_unknown_payment(open_app: Callable[..., AppTest]) -> None:
     at = open_app("viewer")
     at.query_params["imp_uid"] = "imp_nope"
     at.switch_page("pages/payment_detail.py").run()
-    assert "우리 기록에 'imp_nope' 결제가 없습니다" in at.warning[0].value
+    assert f"우리 기록에 '{plain('imp_nope')}' 결제가 없습니다" in at.warning[0].value

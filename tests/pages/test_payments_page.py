@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from streamlit.testing.v1 import AppTest
 
+from dashboard.format import plain
 from services import orders, payments
 from services.models import Payment, utcnow
 from services.runtime import Runtime
@@ -120,7 +121,7 @@ def test_selecting_a_row_opens_its_detail(
     assert at.title[0].value == "결제 상세"
     assert at.query_params["imp_uid"] == imp_uid
     assert at.session_state["payment_detail.imp_uid"] == imp_uid
-    assert at.subheader[0].value == imp_uid
+    assert at.subheader[0].value == plain(imp_uid)  # shown as text
 
 
 def test_rows_picked_for_a_bulk_refund_go_to_the_refunds_page(

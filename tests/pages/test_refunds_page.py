@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from dashboard.format import plain
 from services import orders, payments
 from services.models import Refund, RefundRequest
 from services.runtime import Runtime
@@ -71,7 +72,7 @@ def test_confirm_dialog_refunds_once_even_when_confirmed_twice(
     at.button(key="refunds.start").click().run()
     assert not at.exception, at.exception
     dialog_text = "\n".join(m.value for m in at.markdown)
-    assert imp_uid in dialog_text and "₩20,000" in dialog_text and "₩30,000" in dialog_text
+    assert plain(imp_uid) in dialog_text and "₩20,000" in dialog_text and "₩30,000" in dialog_text
     key = at.session_state["refunds.single.intent"].key
 
     at.button(key="refunds.single.confirm").click().run()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services import exports
+from services import exports, masking
 from services.access import Actor
 from services.models import Role
 from services.runtime import Runtime
@@ -58,7 +58,7 @@ def test_exports_parse_back_masked_per_role(runtime: Runtime, name: str, email: 
         shown = (
             (name, email, phone)
             if whole
-            else (exports.mask_name(name), exports.mask_email(email), exports.mask_phone(phone))
+            else (masking.mask_name(name), masking.mask_email(email), masking.mask_phone(phone))
         )
         expected = tuple(exports.neutralise(value or "") for value in shown)
         assert (row["구매자명"], row["구매자 이메일"], row["구매자 전화번호"]) == expected

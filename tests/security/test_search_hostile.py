@@ -12,9 +12,11 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from services import payment_search
+from services.access import Actor
 from services.errors import InvalidRequest
-from services.models import Payment
-from services.payment_search import PaymentFilters
+from services.models import Payment, Role
+from services.payment_search import PaymentFilters, payment_totals, search_payments
 from services.runtime import Runtime
 from tests.services.test_payment_search import DAY, _day, _ids, _insert
 
@@ -58,3 +60,49 @@ def test_search_with_hostile_text(runtime: Runtime, name: str, query: str) -> No
             PaymentFilters(date_from=DAY, date_to=DAY, query=query)
         return
     assert _ids(runtime, _day(query=query)) == _expected(runtime, text)
+
+
+# -- the search box as an oracle ----------------------------------------------------------------
+
+VIEWER = Actor("lee", Role.VIEWER)
+ADMIN = Actor("boss", Role.ADMIN)
+SECRET = {"buyer_name": "박지호", "buyer_email": "jiho.park+shop@example.com", "buyer_tel": "010-9876-5432"}
+
+
+def _guesses(value: str) -> list[str]:
+    """Every prefix of `value` (as stored, digits only, upper-cased), the whole value excluded."""
+    forms = {value, re.sub(r"\D", "", value) if any(ch.isdigit() for ch in value) else value, value.upper()}
+    return sorted({form[:n] for form in forms for n in range(1, len(form))} - {value, value.upper()})
+
+
+@pytest.mark.reliability(
+    area="access",
+    case="a viewer plays the search box as an oracle on masked phones and e-mails (every prefix)",
+    outcome="no prefix finds the payment; only the whole value does; admins keep prefix search",
+)
+@pytest.mark.parametrize("strategy", ["narrow", "broad"])
+def test_a_viewer_learns_nothing_from_prefixes(
+    runtime: Runtime, strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if strategy == "broad":  # every search counts as broad: checked along the date range instead
+        monkeypatch.setattr(payment_search, "BROAD_SEARCH_ROWS", 0)
+    secret = _insert(runtime, **SECRET)
+    for _ in range(3):
+        _insert(runtime)  # 010-1000-nnnn, buyerN@example.com, 김민준
+    learned = []
+    for field, value in SECRET.items():
+        for guess in _guesses(value):  # no payment holds any of these whole: nothing may match
+            found = _ids(runtime, _day(query=guess), VIEWER)
+            counted = sum(total.count for total in payment_totals(runtime, actor=VIEWER, filters=_day(query=guess)))
+            if found or counted:
+                learned.append((field, guess, len(found), counted))
+    assert learned == [], f"{len(learned)} prefix searches told a viewer something: {learned[:5]}"
+    # The whole value still finds it (as typed, or the phone as digits), shown masked.
+    for whole in (*SECRET.values(), "01098765432", "JIHO.PARK+SHOP@EXAMPLE.COM"):
+        assert _ids(runtime, _day(query=whole), VIEWER) == {secret}, whole
+    [row] = search_payments(runtime, actor=VIEWER, filters=_day(query="010-9876-5432")).rows
+    assert (row.buyer_tel, row.buyer_email) == ("010-****-5432", "j***@example.com")
+    # Those who see the data whole keep searching by prefix.
+    assert _ids(runtime, _day(query="010-9876"), ADMIN) == {secret}
+    assert _ids(runtime, _day(query="jiho.p"), ADMIN) == {secret}
+    assert _ids(runtime, _day(query="박지"), ADMIN) == {secret}
