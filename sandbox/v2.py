@@ -32,7 +32,7 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from sandbox import money
-from sandbox.faults import sleep_unless
+from sandbox.faults import garble, sleep_unless, take_garble
 from sandbox.http import JSONResponse
 from sandbox.money import SUPPORTED_CURRENCIES
 from sandbox.v2_config import V2Config, V2ConfigHolder
@@ -55,6 +55,8 @@ from sandbox.v2_webhooks import V2WebhookDispatcher
 MAX_PAGE_SIZE = 1000
 DAY_MS = 86_400_000
 FILTER_STATUSES = frozenset({*STATUSES, "PENDING"})
+# What the garble fault's "missing_fields" takes out of an answer: a cancel's outcome and amounts.
+GARBLED_FIELDS = ("cancellation.status", "cancellation.totalAmount", "amount", "status")
 
 
 class V2Error(Exception):
@@ -225,6 +227,10 @@ def _wrap(rt: V2Runtime, endpoint: str, handler: Handler) -> Callable[[Request],
                 response = await handler(rt, request)
             except V2Error as exc:
                 response = error_response(exc.status, exc.type, exc.message)
+        garbled = take_garble(rt.holder, f"{request.method} {request.url.path}", endpoint)
+        if garbled is not None:
+            record["outcome"] = f"garbled_{garbled[0]}"
+            response = garble(response, *garbled, GARBLED_FIELDS)
         record["status"] = response.status_code
         return response
 
