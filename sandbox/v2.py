@@ -446,7 +446,8 @@ def _cancel(pay: V2Payment, cancellation: V2Cancellation, now: int) -> None:
 
 
 def complete_pending_cancellations(rt: V2Runtime, payment_id: str) -> tuple[V2Payment, list[V2Cancellation]]:
-    """The PG finished the REQUESTED cancels: each one that still fits the remainder is applied."""
+    """The PG finished the REQUESTED cancels: each one that still fits the remainder is applied,
+    any other one FAILED."""
     with rt.store.lock:
         p = rt.store.get(payment_id)
         if p is None:
@@ -460,10 +461,28 @@ def complete_pending_cancellations(rt: V2Runtime, payment_id: str) -> tuple[V2Pa
                     cancellation.cancelled_at = now
                     _cancel(pay, cancellation, now)
                     done.append(cancellation)
+                else:
+                    pay.failed_cancellations.append(cancellation)
             pay.pending_cancellations = []
 
         rt.store.update(p, mutate)
         return p, done
+
+
+def fail_pending_cancellations(rt: V2Runtime, payment_id: str) -> tuple[V2Payment, list[V2Cancellation]]:
+    """The PG refused the REQUESTED cancels: they become FAILED and nothing is cancelled."""
+    with rt.store.lock:
+        p = rt.store.get(payment_id)
+        if p is None:
+            raise V2Error(404, "PAYMENT_NOT_FOUND", f"결제 건이 존재하지 않습니다: {payment_id}")
+        failed = list(p.pending_cancellations)
+
+        def mutate(pay: V2Payment) -> None:
+            pay.failed_cancellations.extend(failed)
+            pay.pending_cancellations = []
+
+        rt.store.update(p, mutate)
+        return p, failed
 
 
 async def pre_register(rt: V2Runtime, request: Request) -> Response:
