@@ -67,6 +67,7 @@ from services.errors import (
 from services.money import InvalidAmount, from_minor_units, normalize, to_minor_units
 from services.portone.types import (
     Cancellation,
+    CancellationState,
     GatewayPayment,
     PaymentPage,
     PortOneStatus,
@@ -189,6 +190,11 @@ def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
         for entry in map(_obj, data.get("cancellations") or ())
         if entry.get("status") == "SUCCEEDED"
     )
+    states = {
+        str(entry["id"]): CancellationState(str(entry["status"]).lower())
+        for entry in map(_obj, data.get("cancellations") or ())
+        if isinstance(entry.get("id"), str) and entry.get("status") in ("REQUESTED", "SUCCEEDED", "FAILED")
+    }
     provider = _text(_obj(data.get("channel")).get("pgProvider"))
     return GatewayPayment(
         imp_uid=payment_id,
@@ -212,6 +218,7 @@ def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
         failed_at=_moment(data.get("failedAt")),
         cancelled_at=_moment(data.get("cancelledAt")),
         cancellations=cancellations,
+        cancellation_states=states,
         raw=dict(data),
     )
 
@@ -489,7 +496,8 @@ class PortOneV2Client:
         if state == "REQUESTED":
             raise CancellationPending(
                 f"PortOne accepted the cancel of {imp_uid} as REQUESTED (cancellation {cancellation_id}); "
-                "the PG finishes it later"
+                "the PG finishes it later",
+                cancellation_id=cancellation_id if isinstance(cancellation_id, str) and cancellation_id else None,
             )
         if state != "SUCCEEDED":
             raise OutcomeUnknown(
