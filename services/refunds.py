@@ -359,13 +359,16 @@ def fail_requested(rt: Runtime, *, imp_uid: str, actor: str, note: str) -> list[
             for refund in attempts:
                 if not _overdue(refund, minutes):
                     continue
+                cancellation_id = refund.portone_cancellation_id
                 _mark(
                     refund,
                     RefundStatus.FAILED,
                     error=f"marked failed by {actor}: PortOne showed no outcome of its REQUESTED cancel "
-                    f"within {minutes:g} min. Note: {note}",
-                    cancellation_id=refund.portone_cancellation_id,
+                    f"(cancellation {cancellation_id or 'without an id'}) within {minutes:g} min. Note: {note}",
                 )
+                # Should PortOne finish that cancel after all, its cancellation must not look like this
+                # failed attempt's: unclaimed, it is recorded as a refund PortOne made (sync).
+                refund.portone_cancellation_id = None
                 audit.record(
                     session,
                     actor=actor,
@@ -373,7 +376,7 @@ def fail_requested(rt: Runtime, *, imp_uid: str, actor: str, note: str) -> list[
                     target=imp_uid,
                     refund_id=refund.id,
                     amount=refund.amount,
-                    cancellation_id=refund.portone_cancellation_id,
+                    cancellation_id=cancellation_id,
                     note=note,
                 )
                 marked.append(refund.id)

@@ -243,11 +243,22 @@ class PortOneV1Client:
             raise GatewayRejected(message or f"refused (code {code})", http_status=status, portone_code=code)
         return body.get("response")
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, *, write: bool = False, **kwargs: Any) -> httpx.Response:
+        """Send with the cached token; on a 401, once more with a new one. A write is sent again
+        only when the 401 is PortOne's own refusal (its envelope): a 401 we cannot read may come
+        from something between us and PortOne after PortOne applied the write."""
         response = self._http.request(method, path, headers=self._auth(), **kwargs)
-        if response.status_code == 401:
+        if response.status_code == 401 and (not write or self._is_envelope(response)):
             response = self._http.request(method, path, headers=self._auth(force=True), **kwargs)
         return response
+
+    @staticmethod
+    def _is_envelope(response: httpx.Response) -> bool:
+        try:
+            body = json.loads(response.content, parse_float=Decimal)
+        except ValueError:
+            return False
+        return isinstance(body, dict) and type(body.get("code")) is int
 
     def _auth(self, *, force: bool = False) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._access_token(force=force)}"}
@@ -276,7 +287,7 @@ class PortOneV1Client:
         `read` turns the envelope's `response` into the result. An answer we cannot read, whatever
         its status, raises OutcomeUnknown: PortOne may have applied the request."""
         try:
-            response = self._send("POST", path, data=data)
+            response = self._send("POST", path, write=True, data=data)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise GatewayUnavailable(f"PortOne unreachable: {exc!r}") from exc
         except httpx.TransportError as exc:

@@ -188,6 +188,8 @@ def test_a_requested_cancel_unfinished_past_the_limit_alerts_ops_who_settle_it(
     with runtime.db.read() as session:
         [refund] = session.scalars(select(Refund)).all()
         assert refund.error_message is not None and "ticket 123" in refund.error_message
+        [requested] = [c["cancellation_id"] for c in sandbox.calls()["cancels"] if c["outcome"] == "requested"]
+        assert requested in refund.error_message and refund.portone_cancellation_id is None
         marked = session.scalars(select(AuditEntry).where(AuditEntry.action == "refund.marked_failed")).all()
         assert [(e.actor, e.target) for e in marked] == [("kim", payment_id)]
 

@@ -154,7 +154,16 @@ def test_client_is_safe_to_share_between_threads(client: PortOneV1Client, sandbo
     assert _token_requests(sandbox) == 1
 
 
-GARBLES = [("not_json", None), ("wrong_shape", None), ("missing_fields", None), ("not_json", 202), ("not_json", 400)]
+# (body, status): PortOne's own status, another 2xx, a 4xx, and a 401 (which must not make us
+# fetch a new token and send the write again).
+GARBLES = [
+    ("not_json", None),
+    ("wrong_shape", None),
+    ("missing_fields", None),
+    ("not_json", 202),
+    ("not_json", 400),
+    ("not_json", 401),
+]
 
 
 @pytest.mark.parametrize(("body", "status"), GARBLES)
