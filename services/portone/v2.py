@@ -312,6 +312,8 @@ class PortOneV2Client:
             result = None  # a 2xx the SDK cannot type (e.g. a status it does not know)
         answer = self._answer()
         if answer is None:
+            if write:  # the call went through, so the request may have reached PortOne
+                raise OutcomeUnknown("PortOne's answer was not seen; the request may have been applied")
             raise GatewayUnavailable("PortOne's answer was not seen")
         return result, answer
 
