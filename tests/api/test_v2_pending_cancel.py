@@ -203,21 +203,30 @@ def test_overdue_requested_cancels_are_found_without_a_refund_and_close_when_por
 ) -> None:
     """The sweep (run after every reconciliation) raises the alert for attempts nobody touched; once
     the PG finishes the cancel, re-syncing settles the attempt succeeded and resolves the alert."""
-    from services import alert_desk
+    from datetime import timedelta
+
+    from services import alert_desk, reconcile
     from services.access import Actor
-    from services.models import Role
+    from services.models import Role, utcnow
+    from services.reconcile import EngineOptions
 
     payment_id = _paid(api, sandbox)
     _requested(api, sandbox, payment_id, "20000")
     assert refunds.alert_overdue_requests(runtime) == 0  # not overdue yet
     assert _open_alerts(runtime, "refund_cancel_overdue") == []
     time.sleep(0.2)
-    assert refunds.alert_overdue_requests(runtime) == 1
+    operator = Actor("kim", Role.OPERATOR)
+    run = reconcile.start_run(
+        runtime, since=utcnow() - timedelta(hours=1), actor=operator, options=EngineOptions(max_requests_per_second=0)
+    )  # a scheduled reconciliation looks for them when it ends
+    assert run.status == "finished"
     [alert] = _open_alerts(runtime, "refund_cancel_overdue")
+    assert refunds.alert_overdue_requests(runtime) == 1  # still waiting: the same alert, refreshed
+    assert [a.id for a in _open_alerts(runtime, "refund_cancel_overdue")] == [alert.id]
 
     done = sandbox.http.post(f"/sandbox/v2/payments/{payment_id}/pending-cancellations/complete")
     assert done.status_code == 200 and len(done.json()["completed"]) == 1
-    resynced = alert_desk.resync(runtime, actor=Actor("kim", Role.OPERATOR), alert_id=alert.id)
+    resynced = alert_desk.resync(runtime, actor=operator, alert_id=alert.id)
     assert resynced.outcome == "resolved"
     assert _refunds(runtime) == [("succeeded", Decimal(20000))]
     assert refunds.alert_overdue_requests(runtime) == 0
