@@ -147,6 +147,12 @@ def _resolve(alert_id: int, note: str) -> str:
     return t("alerts.resolved_done", id=alert_id)
 
 
+def _fail_refund(alert_id: int, note: str) -> str:
+    with st.spinner(t("alerts.resyncing")):
+        alert_desk.fail_requested_refunds(rt, actor=actor, alert_id=alert_id, note=note)
+    return t("alerts.fail_refund_done", id=alert_id)
+
+
 def _actions(alert: alert_desk.AlertRow) -> None:
     if not can_handle:
         st.caption(t("alerts.viewer_note"))
@@ -161,6 +167,10 @@ def _actions(alert: alert_desk.AlertRow) -> None:
     note = st.text_area(t("alerts.note"), placeholder=t("alerts.note_placeholder"), key="alerts_note")
     if st.button(t("alerts.resolve"), type="primary", key="alerts_resolve"):
         _run(lambda: _resolve(alert.id, note), invalid_message=t("alerts.note_required"))
+    if alert.kind == "refund_cancel_overdue" and st.button(
+        t("alerts.fail_refund"), help=t("alerts.fail_refund_help"), key="alerts_fail_refund"
+    ):
+        _run(lambda: _fail_refund(alert.id, note), invalid_message=t("alerts.note_required"))
 
 
 def _detail(alert_id: int) -> None:

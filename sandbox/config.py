@@ -62,6 +62,13 @@ class SandboxConfig(BaseModel):
     drop_only: str | None = None  # "POST /payments/cancel": only calls whose "METHOD path" starts so
     cancel_timeout_after_apply: int = Field(0, ge=0)
     cancel_hang_seconds: float = Field(10.0, ge=0)
+    # The next N V1 calls are answered, once applied, with a body a client cannot read (see
+    # sandbox.faults.garble): "not_json", "wrong_shape" or "missing_fields", with garble_status
+    # (None: PortOne's own status); garble_only narrows it like fail_only.
+    garble_next: int = Field(0, ge=0)
+    garble_only: str | None = None
+    garble_body: Literal["not_json", "wrong_shape", "missing_fields"] = "not_json"
+    garble_status: int | None = Field(None, ge=100, le=599)
 
     def credentials(self) -> tuple[str, str]:
         """The (imp_key, imp_secret) pair accepted by ``/users/getToken``."""
@@ -101,7 +108,7 @@ class ConfigHolder:
             self._current = SandboxConfig.model_validate(merged)
             return self._current
 
-    def decrement(self, field: Literal["fail_next", "cancel_timeout_after_apply", "drop_next"]) -> bool:
+    def decrement(self, field: Literal["fail_next", "cancel_timeout_after_apply", "drop_next", "garble_next"]) -> bool:
         """Atomically consume one unit of a counter; False when it is already 0."""
         with self._lock:
             value = getattr(self._current, field)

@@ -1,4 +1,5 @@
-"""Fault injection for V1 calls and the log of V1 calls received."""
+"""Fault injection for V1 calls, the garbled-answer fault of both versions, and the log of V1
+calls received."""
 
 from __future__ import annotations
 
@@ -7,10 +8,17 @@ import random
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
+from starlette.responses import Response
+
+from sandbox import money
 from sandbox.config import ConfigHolder
+
+GarbleBody = Literal["not_json", "wrong_shape", "missing_fields"]
+NOT_JSON_PAGE = b"<html><body><h1>200 OK</h1><p>upstream answered</p></body></html>"
 
 
 class FaultInjector:
@@ -55,6 +63,60 @@ class FaultInjector:
         if self._holder.decrement("cancel_timeout_after_apply"):
             return self._holder.current.cancel_hang_seconds
         return None
+
+
+class _GarbleConfig(Protocol):
+    @property
+    def garble_only(self) -> str | None: ...
+
+    @property
+    def garble_body(self) -> GarbleBody: ...
+
+    @property
+    def garble_status(self) -> int | None: ...
+
+
+class _GarbleHolder(Protocol):
+    @property
+    def current(self) -> _GarbleConfig: ...
+
+    def decrement(self, field: Literal["garble_next"]) -> bool: ...
+
+
+def take_garble(holder: _GarbleHolder, *calls: str) -> tuple[GarbleBody, int | None] | None:
+    """``(variant, status)`` when this call's answer is to be garbled (``garble_next`` armed and
+    ``garble_only`` admitting one of ``calls``, e.g. the actual "METHOD path" and its template)."""
+    config = holder.current
+    if not any(_targets(config.garble_only, call) for call in calls):
+        return None
+    if not holder.decrement("garble_next"):
+        return None
+    return config.garble_body, config.garble_status
+
+
+def garble(response: Response, variant: GarbleBody, status: int | None, money_fields: Sequence[str]) -> Response:
+    """The answer PortOne computed (the request already applied), its body replaced by one a
+    client cannot read, with ``status`` (None: the answer's own status):
+
+    - ``not_json``: an HTML page (a proxy's, say) instead of JSON;
+    - ``wrong_shape``: valid JSON of the wrong shape (the answer wrapped in a list);
+    - ``missing_fields``: the answer with ``money_fields`` (dotted paths) taken out.
+    """
+    code = response.status_code if status is None else status
+    if variant == "not_json":
+        return Response(NOT_JSON_PAGE, status_code=code, media_type="text/html")
+    data = money.loads(bytes(response.body))
+    if variant == "wrong_shape":
+        data = [data]
+    else:
+        for dotted in money_fields:
+            *parents, name = dotted.split(".")
+            holder = data
+            for parent in parents:
+                holder = holder.get(parent) if isinstance(holder, dict) else None
+            if isinstance(holder, dict):
+                holder.pop(name, None)
+    return Response(money.dumps(data).encode(), status_code=code, media_type="application/json")
 
 
 def _targets(only: str | None, call: str) -> bool:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sandbox.auth import tokens_from_request
-from sandbox.faults import sleep_unless
+from sandbox.faults import garble, sleep_unless, take_garble
 from sandbox.http import BadRequest, V1Error, envelope, opt_str, read_params
 from sandbox.money import (
     SUPPORTED_CURRENCIES,
@@ -28,6 +28,8 @@ Handler = Callable[[SandboxRuntime, Request], Awaitable[Response]]
 Route = Callable[[Request], Awaitable[Response]]
 
 CANCEL_ENDPOINT = "POST /payments/cancel"
+# What the garble fault's "missing_fields" takes out of an answer: what a payment's money is read from.
+GARBLED_FIELDS = ("response.amount", "response.cancel_amount", "response.cancel_history", "response.status")
 MSG_PAYMENT_NOT_FOUND = "존재하지 않는 결제정보입니다."
 MSG_PREPARE_NOT_FOUND = "사전등록된 결제정보가 존재하지 않습니다."
 DAY = 86400
@@ -78,6 +80,10 @@ def _wrap(rt: SandboxRuntime, endpoint: str, handler: Handler, auth: bool) -> Ro
                 response = envelope(code=-1, message=str(exc), status=400)
         if endpoint == CANCEL_ENDPOINT and record.outcome is not None:
             await _log_unprocessed_cancel(rt, request, record.outcome)
+        garbled = take_garble(rt.holder, call, endpoint)
+        if garbled is not None:
+            record.outcome = f"garbled_{garbled[0]}"
+            response = garble(response, *garbled, GARBLED_FIELDS)
         record.status = response.status_code
         return response
 

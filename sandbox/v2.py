@@ -32,7 +32,7 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from sandbox import money
-from sandbox.faults import sleep_unless
+from sandbox.faults import garble, sleep_unless, take_garble
 from sandbox.http import JSONResponse
 from sandbox.money import SUPPORTED_CURRENCIES
 from sandbox.v2_config import V2Config, V2ConfigHolder
@@ -55,6 +55,8 @@ from sandbox.v2_webhooks import V2WebhookDispatcher
 MAX_PAGE_SIZE = 1000
 DAY_MS = 86_400_000
 FILTER_STATUSES = frozenset({*STATUSES, "PENDING"})
+# What the garble fault's "missing_fields" takes out of an answer: a cancel's outcome and amounts.
+GARBLED_FIELDS = ("cancellation.status", "cancellation.totalAmount", "amount", "status")
 
 
 class V2Error(Exception):
@@ -225,6 +227,10 @@ def _wrap(rt: V2Runtime, endpoint: str, handler: Handler) -> Callable[[Request],
                 response = await handler(rt, request)
             except V2Error as exc:
                 response = error_response(exc.status, exc.type, exc.message)
+        garbled = take_garble(rt.holder, f"{request.method} {request.url.path}", endpoint)
+        if garbled is not None:
+            record["outcome"] = f"garbled_{garbled[0]}"
+            response = garble(response, *garbled, GARBLED_FIELDS)
         record["status"] = response.status_code
         return response
 
@@ -440,7 +446,8 @@ def _cancel(pay: V2Payment, cancellation: V2Cancellation, now: int) -> None:
 
 
 def complete_pending_cancellations(rt: V2Runtime, payment_id: str) -> tuple[V2Payment, list[V2Cancellation]]:
-    """The PG finished the REQUESTED cancels: each one that still fits the remainder is applied."""
+    """The PG finished the REQUESTED cancels: each one that still fits the remainder is applied,
+    any other one FAILED."""
     with rt.store.lock:
         p = rt.store.get(payment_id)
         if p is None:
@@ -454,10 +461,28 @@ def complete_pending_cancellations(rt: V2Runtime, payment_id: str) -> tuple[V2Pa
                     cancellation.cancelled_at = now
                     _cancel(pay, cancellation, now)
                     done.append(cancellation)
+                else:
+                    pay.failed_cancellations.append(cancellation)
             pay.pending_cancellations = []
 
         rt.store.update(p, mutate)
         return p, done
+
+
+def fail_pending_cancellations(rt: V2Runtime, payment_id: str) -> tuple[V2Payment, list[V2Cancellation]]:
+    """The PG refused the REQUESTED cancels: they become FAILED and nothing is cancelled."""
+    with rt.store.lock:
+        p = rt.store.get(payment_id)
+        if p is None:
+            raise V2Error(404, "PAYMENT_NOT_FOUND", f"결제 건이 존재하지 않습니다: {payment_id}")
+        failed = list(p.pending_cancellations)
+
+        def mutate(pay: V2Payment) -> None:
+            pay.failed_cancellations.extend(failed)
+            pay.pending_cancellations = []
+
+        rt.store.update(p, mutate)
+        return p, failed
 
 
 async def pre_register(rt: V2Runtime, request: Request) -> Response:

@@ -44,6 +44,13 @@ class V2Config(BaseModel):
     # The next N API cancels are accepted as REQUESTED (an asynchronous cancel, as some PGs do):
     # nothing changes until POST /sandbox/v2/payments/{id}/pending-cancellations/complete.
     cancel_requested_next: int = Field(0, ge=0)
+    # The next N V2 calls are answered, once applied, with a body a client cannot read (see
+    # sandbox.faults.garble); garble_only: "METHOD path" or its template, e.g.
+    # "POST /payments/{paymentId}/cancel".
+    garble_next: int = Field(0, ge=0)
+    garble_only: str | None = None
+    garble_body: Literal["not_json", "wrong_shape", "missing_fields"] = "not_json"
+    garble_status: int | None = Field(None, ge=100, le=599)
 
     def resolved_api_secret(self) -> str:
         return self.api_secret or os.environ.get("PORTONE_V2_API_SECRET") or DEFAULT_V2_API_SECRET
@@ -82,7 +89,9 @@ class V2ConfigHolder:
             self._current = V2Config.model_validate({**self._current.model_dump(), **patch})
             return self._current
 
-    def decrement(self, name: Literal["fail_next", "cancel_timeout_after_apply", "cancel_requested_next"]) -> bool:
+    def decrement(
+        self, name: Literal["fail_next", "cancel_timeout_after_apply", "cancel_requested_next", "garble_next"]
+    ) -> bool:
         with self._lock:
             value = getattr(self._current, name)
             if value <= 0:

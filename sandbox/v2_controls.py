@@ -5,6 +5,8 @@
 | ``POST /sandbox/checkout`` with ``"version": "v2"`` | V2 ``requestPayment`` (see ``sandbox/v2_checkout.py``) |
 | ``GET /sandbox/v2/payments/{paymentId}`` | the V2 payment object, without auth |
 | ``POST /sandbox/v2/payments/{paymentId}/cancel`` | console cancel ``{amount?: major units, reason?}`` (+ webhook) |
+| ``POST /sandbox/v2/payments/{paymentId}/pending-cancellations/complete`` | the PG finishes the REQUESTED cancels |
+| ``POST /sandbox/v2/payments/{paymentId}/pending-cancellations/fail`` | the PG refuses them: FAILED |
 | ``POST /sandbox/v2/payments/{paymentId}/deposit`` | virtual account deposit: VIRTUAL_ACCOUNT_ISSUED -> PAID (+ webhook) |
 | ``GET /sandbox/v2/webhooks[?payment_id=]`` | deliveries, each attempt with the signed headers it carried |
 | ``POST /sandbox/v2/webhooks/send {payment_id, type?}`` | send a (possibly stale) webhook for a payment |
@@ -29,7 +31,7 @@ from starlette.responses import HTMLResponse, Response
 from sandbox import money
 from sandbox.http import BadRequest, JSONResponse, opt_str, read_params
 from sandbox.money import AmountError, currency_decimals, parse_amount
-from sandbox.v2 import V2Error, V2Runtime, apply_cancel, complete_pending_cancellations
+from sandbox.v2 import V2Error, V2Runtime, apply_cancel, complete_pending_cancellations, fail_pending_cancellations
 from sandbox.v2_checkout import deposit_v2, perform_checkout_v2
 
 # The webhook type for a payment's current status (POST /sandbox/v2/webhooks/send).
@@ -115,6 +117,17 @@ def register(app: FastAPI, rt: V2Runtime) -> None:  # noqa: C901 - a flat list o
             rt.emit(p, event="api_cancel", type_=kind, cancellation_id=cancellation.id)
         with rt.store.lock:
             return JSONResponse({"completed": [c.id for c in done], "payment": rt.render(p, request)})
+
+    @app.post("/sandbox/v2/payments/{payment_id}/pending-cancellations/fail", tags=["sandbox v2"])
+    async def fail_pending(payment_id: str, request: Request) -> Response:
+        """The PG refuses the cancels accepted as REQUESTED: they become FAILED (no webhook: PortOne
+        has no webhook type for a failed cancel)."""
+        try:
+            p, failed = fail_pending_cancellations(rt, payment_id)
+        except V2Error as exc:
+            return JSONResponse({"error": exc.message, "type": exc.type}, status_code=exc.status)
+        with rt.store.lock:
+            return JSONResponse({"failed": [c.id for c in failed], "payment": rt.render(p, request)})
 
     @app.post("/sandbox/v2/payments/{payment_id}/deposit", tags=["sandbox v2"])
     async def deposit(payment_id: str, request: Request) -> Response:

@@ -103,6 +103,7 @@ class V2Payment:
     virtual_account: dict[str, Any] | None = None
     cancellations: list[V2Cancellation] = field(default_factory=list)
     pending_cancellations: list[V2Cancellation] = field(default_factory=list)  # REQUESTED, not applied
+    failed_cancellations: list[V2Cancellation] = field(default_factory=list)  # REQUESTED, then refused by the PG
     notice_urls: list[str] = field(default_factory=list)
     custom_data: str | None = None
     user_agent: str | None = None
@@ -269,7 +270,7 @@ def _channel(p: V2Payment) -> dict[str, Any]:
 def render_cancellation(
     c: V2Cancellation, payment_id: str, base_url: str, *, status: str = "SUCCEEDED"
 ) -> dict[str, Any]:
-    if status == "REQUESTED":  # RequestedPaymentCancellation: not cancelled yet, no receipt
+    if status in ("REQUESTED", "FAILED"):  # Requested/FailedPaymentCancellation: nothing cancelled, no receipt
         return {
             "status": status,
             "id": c.id,
@@ -336,8 +337,17 @@ def render_payment(p: V2Payment, base_url: str, store_id: str) -> dict[str, Any]
     if p.status == "PAID":
         out["disputes"] = []
     if p.status in ("PARTIAL_CANCELLED", "CANCELLED"):
+        # Every cancellation, whatever its status (PaymentCancellation: REQUESTED, SUCCEEDED or
+        # FAILED). A PAID payment's object has no `cancellations` at all (PaidPayment), so one
+        # requested or failed before any succeeded cannot be seen there.
         assert p.cancelled_at is not None
-        out["cancellations"] = [render_cancellation(c, p.id, base_url) for c in p.cancellations]
+        listed = [
+            *((c, "SUCCEEDED") for c in p.cancellations),
+            *((c, "REQUESTED") for c in p.pending_cancellations),
+            *((c, "FAILED") for c in p.failed_cancellations),
+        ]
+        listed.sort(key=lambda pair: pair[0].requested_at)
+        out["cancellations"] = [render_cancellation(c, p.id, base_url, status=status) for c, status in listed]
         out["cancelledAt"] = rfc3339(p.cancelled_at)
     if p.status in ("VIRTUAL_ACCOUNT_ISSUED", "PAY_PENDING") and p.pg_tx_id:
         out["pgTxId"] = p.pg_tx_id

@@ -4,6 +4,8 @@ Handling (acknowledge, resolve with a note, re-sync from PortOne) needs HANDLE_A
 what is kept on the alert (acknowledged_by, resolved_by, resolution_note) and in the audit log.
 A re-sync asks PortOne again (services.payments.verify_payment); when the difference the alert
 describes is gone, the alert is resolved with a note saying so, otherwise it stays as it is.
+A refund_cancel_overdue alert (a V2 cancel still REQUESTED past the time limit) has one more
+action: the operator marks the attempt failed with a note (`fail_requested_refunds`).
 """
 
 from __future__ import annotations
@@ -307,7 +309,12 @@ def resync(rt: Runtime, *, actor: Actor, alert_id: int) -> ResyncResult:
     # The real-time reconciliation rules run while the payment is recorded; an alert they resolve
     # now is resolved in this operator's name.
     with attributed_to(actor.username, f"re-sync of alert #{alert_id}"):
-        if alert.kind in (AlertKind.REFUND_OUTCOME_UNKNOWN, AlertKind.REFUND_MISMATCH, AlertKind.REFUND_TOTAL_MISMATCH):
+        if alert.kind in (
+            AlertKind.REFUND_OUTCOME_UNKNOWN,
+            AlertKind.REFUND_MISMATCH,
+            AlertKind.REFUND_TOTAL_MISMATCH,
+            AlertKind.REFUND_CANCEL_OVERDUE,
+        ):
             refunds.settle_with_lease(rt, imp_uid=alert.imp_uid, actor=actor.username)
         try:
             verification = verify_payment(rt, imp_uid=alert.imp_uid, source="sync")
@@ -337,6 +344,29 @@ def resync(rt: Runtime, *, actor: Actor, alert_id: int) -> ResyncResult:
         )
 
 
+def fail_requested_refunds(rt: Runtime, *, actor: Actor, alert_id: int, note: str) -> AlertRow:
+    """Resolve a refund_cancel_overdue alert by ending its payment's overdue REQUESTED cancels as
+    failed, once the operator has learnt they will not happen; the note (required) says how.
+
+    PortOne is asked first: an attempt it now shows finished is settled from its record instead.
+    Raises GatewayError when PortOne cannot be asked (nothing changes then)."""
+    require(actor, Permission.HANDLE_ALERTS)
+    text = str(_clean_note(note, required=True))
+    with rt.db.read() as session:
+        alert = _get(session, alert_id)
+    if alert.status == AlertStatus.RESOLVED:
+        raise Conflict(f"alert #{alert_id} is already resolved by {alert.resolved_by}")
+    if alert.kind != AlertKind.REFUND_CANCEL_OVERDUE or not alert.imp_uid:
+        raise InvalidRequest(f"alert #{alert_id} is not about a refund still REQUESTED at PortOne")
+    marked = refunds.fail_requested(rt, imp_uid=alert.imp_uid, actor=actor.username, note=text)
+    with rt.db.write() as session:
+        alert = _get(session, alert_id, for_update=True)
+        if alert.status != AlertStatus.RESOLVED:
+            done = f"refund(s) {', '.join(f'#{i}' for i in marked)} marked failed" if marked else "settled from PortOne"
+            _resolve(session, alert, actor=actor.username, note=f"{text} ({done})")
+        return _row(alert)
+
+
 def _difference_gone(session: Session, alert: Alert, verified: Verification) -> bool:
     """Whether what this kind of alert reports no longer holds, judged from fresh records."""
     payment = session.scalar(select(Payment).where(Payment.imp_uid == verified.imp_uid))
@@ -356,6 +386,7 @@ def _difference_gone(session: Session, alert: Alert, verified: Verification) -> 
         AlertKind.AMOUNT_MISMATCH: payment.verified,
         AlertKind.PAYMENT_WITHOUT_ORDER: verified.has_order,
         AlertKind.REFUND_OUTCOME_UNKNOWN: not unsettled,
+        AlertKind.REFUND_CANCEL_OVERDUE: not unsettled,
         AlertKind.REFUND_MISMATCH: refunds_agree,
         AlertKind.REFUND_TOTAL_MISMATCH: refunds_agree,
         AlertKind.MISSING_IN_DB: True,

@@ -16,6 +16,7 @@ class AlertKind(enum.StrEnum):
     PAYMENT_WITHOUT_ORDER = "payment_without_order"  # PortOne knows a payment for no order of ours
     REFUND_OUTCOME_UNKNOWN = "refund_outcome_unknown"
     REFUND_MISMATCH = "refund_mismatch"  # PortOne's cancel_amount disagrees with our attempt
+    REFUND_CANCEL_OVERDUE = "refund_cancel_overdue"  # a V2 cancel still REQUESTED past the configured time
     # Found by reconciliation (and by the same rules run on every /complete and webhook):
     MISSING_IN_DB = "missing_in_db"  # paid at PortOne, never recorded by us
     UNKNOWN_TO_PORTONE = "unknown_to_portone"  # recorded by us, PortOne has no such payment
@@ -31,6 +32,7 @@ SEVERITY = {
     AlertKind.PAYMENT_WITHOUT_ORDER: "high",
     AlertKind.REFUND_OUTCOME_UNKNOWN: "critical",
     AlertKind.REFUND_MISMATCH: "high",
+    AlertKind.REFUND_CANCEL_OVERDUE: "high",
     AlertKind.MISSING_IN_DB: "high",
     AlertKind.UNKNOWN_TO_PORTONE: "critical",
     AlertKind.STATUS_MISMATCH: "high",

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # A cancel whose answer was lost (timeout, dropped connection, 5xx) and that PortOne does not show
     # is judged not applied only once PortOne has had this long to apply it; new refunds wait till then.
     refund_unknown_grace_seconds: float = Field(120.0, ge=0)
+    # A V2 cancel PortOne accepted as REQUESTED and still has not finished after this long raises
+    # an alert (refund_cancel_overdue) whose resolve action settles the attempt.
+    refund_requested_alert_minutes: float = Field(60.0, ge=0)
     # Maker-checker: a refund (or bulk batch total) above this, per currency, needs a second operator.
     refund_approval_threshold: dict[str, Decimal] = Field(
         default_factory=lambda: {"KRW": Decimal("100000"), "USD": Decimal("100.00")}

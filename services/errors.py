@@ -95,4 +95,16 @@ class OutcomeUnknown(GatewayError):
 
 class CancellationPending(OutcomeUnknown):
     """PortOne accepted the cancel as REQUESTED (V2, an asynchronous PG cancel): it will succeed or
-    fail later, and until it shows as SUCCEEDED the payment read back does not show it at all."""
+    fail later, and until it shows as SUCCEEDED the payment read back does not count it.
+    `cancellation_id` names it, to find its status (REQUESTED, SUCCEEDED, FAILED) later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cancellation_id: str | None = None,
+        http_status: int | None = None,
+        portone_code: int | str | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, portone_code=portone_code)
+        self.cancellation_id = cancellation_id

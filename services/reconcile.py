@@ -83,7 +83,7 @@ from services.reconcile_runs import (
     save,
     store,
 )
-from services.refunds import settle_with_lease
+from services.refunds import alert_overdue_requests, settle_with_lease
 from services.runtime import Runtime
 from services.sync import apply_payment, lock_payment
 
@@ -833,6 +833,8 @@ def start_run(
     engine.checkpoint["done_until"] = window[1] + 1
     summary = save(rt, run_id, engine.tally, engine._checkpoint(), status=FINISHED)
     engine._report("finished")
+    # Refunds PortOne accepted as REQUESTED and left unfinished too long: every scheduled run looks.
+    alert_overdue_requests(rt, actor=actor.username)
     return summary
 
 

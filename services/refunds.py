@@ -7,6 +7,11 @@ payment from PortOne, check the remainder, record the attempt, send it once with
 `cancel_history` back from PortOne, never by sending again; as PortOne may still be applying a
 cancel whose answer we stopped waiting for, it is judged not applied only after
 `refund_unknown_grace_seconds`, and new refunds of the payment wait until then.
+
+A V2 cancel PortOne accepted as REQUESTED is settled from that cancellation's own status: SUCCEEDED
+(counted in the payment) or FAILED (the attempt fails). PortOne may never show it (a PAID payment's
+object lists no cancellations): still unfinished after `refund_requested_alert_minutes`, it raises
+a `refund_cancel_overdue` alert, and an operator may mark it failed with a note (`fail_requested`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from services import audit
-from services.alerts import AlertKind, raise_alert
+from services.alerts import AlertKind, raise_alert, resolve_open
 from services.errors import (
     CancellationPending,
     Conflict,
@@ -41,7 +46,7 @@ from services.errors import (
 )
 from services.models import Payment, Refund, RefundStatus, utcnow
 from services.money import MAX_AMOUNT, InvalidAmount, normalize, parse_decimal, parse_typed_amount, validate_amount
-from services.portone.types import GatewayPayment, PortOneStatus
+from services.portone.types import CancellationState, GatewayPayment, PortOneStatus
 from services.runtime import Runtime
 from services.sync import apply_payment
 
@@ -153,18 +158,59 @@ def _may_still_apply(refund: Refund, grace_seconds: float) -> bool:
     return utcnow() - refund.created_at < timedelta(seconds=grace_seconds)
 
 
+def _overdue(refund: Refund, alert_minutes: float) -> bool:
+    """A cancel accepted as REQUESTED that has not finished in the configured time."""
+    return utcnow() - refund.created_at >= timedelta(minutes=alert_minutes)
+
+
+def _alert_overdue(session: Session, refund: Refund, alert_minutes: float) -> None:
+    payment = refund.payment
+    raise_alert(
+        session,
+        kind=AlertKind.REFUND_CANCEL_OVERDUE,
+        imp_uid=payment.imp_uid,
+        merchant_uid=payment.merchant_uid,
+        message=f"refund #{refund.id} of {refund.amount} {refund.currency}: PortOne accepted its cancel "
+        f"(cancellation {refund.portone_cancellation_id or 'without an id'}) as REQUESTED and has not shown it "
+        f"finished in {alert_minutes:g} min; new refunds of the payment wait",
+        db_value=refund.amount,
+    )
+
+
 def _settle_from_portone(
-    session: Session, refund: Refund, fetched: GatewayPayment, *, actor: str, grace_seconds: float
+    session: Session,
+    refund: Refund,
+    fetched: GatewayPayment,
+    *,
+    actor: str,
+    grace_seconds: float,
+    alert_minutes: float | None = None,
 ) -> None:
     """Decide an attempt's outcome from PortOne's own record of the payment."""
     payment = refund.payment
-    taken = {r.portone_cancellation_id for r in payment.refunds if r.portone_cancellation_id}
+    # A cancel accepted as REQUESTED is known by its own id: only that cancellation settles it.
+    own = refund.portone_cancellation_id if refund.error_code == PENDING_AT_PORTONE else None
+    taken = {r.portone_cancellation_id for r in payment.refunds if r.portone_cancellation_id and r is not refund}
     before = refund.cancel_amount_before or Decimal(0)
-    claimed = _claim_cancellation(refund, fetched, taken)
+    if own is not None:
+        claimed = own if any(c.cancellation_id == own for c in fetched.cancellations) else None
+    else:
+        claimed = _claim_cancellation(refund, fetched, taken)
     if fetched.cancel_amount >= before + refund.amount and claimed is not None:
         _mark(refund, RefundStatus.SUCCEEDED, cancellation_id=claimed, refunded_total=fetched.cancel_amount)
+    elif own is not None and fetched.cancellation_states.get(own) == CancellationState.FAILED:
+        _mark(
+            refund,
+            RefundStatus.FAILED,
+            error=f"PortOne shows cancellation {own} FAILED: the PG refused this refund, nothing was refunded",
+            cancellation_id=own,
+        )
     elif refund.error_code == PENDING_AT_PORTONE:
-        return  # PortOne shows a REQUESTED cancel only once it succeeded: keep waiting, never resend
+        # PortOne counts a REQUESTED cancel only once it succeeded: keep waiting, never resend; past
+        # the time limit, tell ops (the payment takes no refund meanwhile).
+        if alert_minutes is not None and _overdue(refund, alert_minutes):
+            _alert_overdue(session, refund, alert_minutes)
+        return
     elif fetched.cancel_amount == before and _may_still_apply(refund, grace_seconds):
         if refund.status == RefundStatus.UNKNOWN and refund.error_code == ANSWER_LOST:
             return  # already waiting
@@ -226,10 +272,25 @@ def settle_open_attempts(rt: Runtime, *, imp_uid: str, actor: str = "system") ->
         return 0
     fetched = rt.gateway.get_payment(imp_uid)
     with rt.db.write() as session:
+        requested = False
         for refund_id in open_ids:
             refund = session.get_one(Refund, refund_id)
             _settle_from_portone(
-                session, refund, fetched, actor=actor, grace_seconds=rt.settings.refund_unknown_grace_seconds
+                session,
+                refund,
+                fetched,
+                actor=actor,
+                grace_seconds=rt.settings.refund_unknown_grace_seconds,
+                alert_minutes=rt.settings.refund_requested_alert_minutes,
+            )
+            requested = requested or refund.error_code == PENDING_AT_PORTONE
+        if not requested:
+            resolve_open(
+                session,
+                kind=AlertKind.REFUND_CANCEL_OVERDUE,
+                imp_uid=imp_uid,
+                note="PortOne now shows how the REQUESTED cancel ended; the refund attempt is settled",
+                actor=actor,
             )
         apply_payment(session, fetched, source="refund")
     return len(open_ids)
@@ -243,6 +304,83 @@ def settle_with_lease(rt: Runtime, *, imp_uid: str, actor: str = "system") -> in
         return 0
     with payment_lease(rt, payment_id):
         return settle_open_attempts(rt, imp_uid=imp_uid, actor=actor)
+
+
+def alert_overdue_requests(rt: Runtime, *, actor: str = "system") -> int:
+    """Find cancels accepted as REQUESTED that are past `refund_requested_alert_minutes`, ask
+    PortOne about each (settling those it shows finished) and keep an alert open for every
+    payment still waiting; returns how many payments that is. Run after every reconciliation,
+    so an attempt nobody touches still reaches ops."""
+    minutes = rt.settings.refund_requested_alert_minutes
+    cutoff = utcnow() - timedelta(minutes=minutes)
+    stuck = (Refund.status == RefundStatus.UNKNOWN) & (Refund.error_code == PENDING_AT_PORTONE)
+    with rt.db.read() as session:
+        imp_uids = session.scalars(
+            select(Payment.imp_uid).join(Refund).where(stuck, Refund.created_at <= cutoff).distinct()
+        ).all()
+    waiting = 0
+    for imp_uid in imp_uids:
+        try:
+            settle_with_lease(rt, imp_uid=imp_uid, actor=actor)
+        except (GatewayError, Conflict):
+            pass  # PortOne or the lease unavailable now: the alert is raised from our record alone
+        with rt.db.write() as session:
+            left = session.scalars(
+                select(Refund).join(Payment).where(Payment.imp_uid == imp_uid, stuck, Refund.created_at <= cutoff)
+            ).all()
+            for refund in left:
+                _alert_overdue(session, refund, minutes)
+            waiting += bool(left)
+    return waiting
+
+
+def fail_requested(rt: Runtime, *, imp_uid: str, actor: str, note: str) -> list[int]:
+    """An operator ends this payment's cancels accepted as REQUESTED and overdue as failed, having
+    learnt (from the PG, say) that they will not happen; returns the refund ids marked.
+
+    PortOne is asked first, under the lease: an attempt it shows finished is settled from its
+    record instead. Raises GatewayError when PortOne cannot be asked (nothing changes then)."""
+    with rt.db.read() as session:
+        payment_id = session.scalar(select(Payment.id).where(Payment.imp_uid == imp_uid))
+    if payment_id is None:
+        raise NotFound(f"no payment {imp_uid!r} in our records")
+    minutes = rt.settings.refund_requested_alert_minutes
+    with payment_lease(rt, payment_id):
+        settle_open_attempts(rt, imp_uid=imp_uid, actor=actor)
+        with rt.db.write() as session:
+            attempts = session.scalars(
+                select(Refund).where(
+                    Refund.payment_id == payment_id,
+                    Refund.status == RefundStatus.UNKNOWN,
+                    Refund.error_code == PENDING_AT_PORTONE,
+                )
+            ).all()
+            marked = []
+            for refund in attempts:
+                if not _overdue(refund, minutes):
+                    continue
+                cancellation_id = refund.portone_cancellation_id
+                _mark(
+                    refund,
+                    RefundStatus.FAILED,
+                    error=f"marked failed by {actor}: PortOne showed no outcome of its REQUESTED cancel "
+                    f"(cancellation {cancellation_id or 'without an id'}) within {minutes:g} min. Note: {note}",
+                )
+                # Should PortOne finish that cancel after all, its cancellation must not look like this
+                # failed attempt's: unclaimed, it is recorded as a refund PortOne made (sync).
+                refund.portone_cancellation_id = None
+                audit.record(
+                    session,
+                    actor=actor,
+                    action="refund.marked_failed",
+                    target=imp_uid,
+                    refund_id=refund.id,
+                    amount=refund.amount,
+                    cancellation_id=cancellation_id,
+                    note=note,
+                )
+                marked.append(refund.id)
+    return marked
 
 
 # -- refund ---------------------------------------------------------------------------------
@@ -429,7 +567,13 @@ def _send(rt: Runtime, *, refund_id: int, fetched: GatewayPayment, actor: str) -
     except CancellationPending as exc:
         with rt.db.write() as session:
             attempt = session.get_one(Refund, refund_id)
-            _mark(attempt, RefundStatus.UNKNOWN, error=str(exc), error_code=PENDING_AT_PORTONE)
+            _mark(
+                attempt,
+                RefundStatus.UNKNOWN,
+                error=str(exc),
+                error_code=PENDING_AT_PORTONE,
+                cancellation_id=exc.cancellation_id,
+            )
             audit.record(session, actor=actor, action="refund.pending", target=fetched.imp_uid, refund_id=refund_id)
             return _result(attempt, attempt.payment)
     except OutcomeUnknown as exc:

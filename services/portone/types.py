@@ -36,6 +36,14 @@ class PortOneStatus(enum.StrEnum):
             return cls.UNKNOWN
 
 
+class CancellationState(enum.StrEnum):
+    """A cancellation's own status (V2: PortOne may finish a cancel later, or refuse it)."""
+
+    REQUESTED = "requested"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class Cancellation:
     cancellation_id: str
@@ -68,7 +76,10 @@ class GatewayPayment:
     paid_at: datetime | None = None
     failed_at: datetime | None = None
     cancelled_at: datetime | None = None
-    cancellations: tuple[Cancellation, ...] = ()
+    cancellations: tuple[Cancellation, ...] = ()  # the cancellations that succeeded (money returned)
+    # Every cancellation PortOne lists, by id, with its own status (V2 lists requested and failed
+    # ones too, on a partly or fully cancelled payment; V1 cancels are synchronous: empty).
+    cancellation_states: Mapping[str, CancellationState] = field(default_factory=dict, compare=False, repr=False)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

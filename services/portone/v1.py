@@ -3,6 +3,8 @@
 - The access token is cached until shortly before it expires and refreshed once on a 401.
 - Every call has a timeout. Reads are retried on transient failures; writes never are:
   a cancel whose answer is lost raises `OutcomeUnknown`, to be settled by reading the payment.
+  So does an answer to a write that we cannot read (not JSON, not PortOne's envelope, fields
+  missing), whatever its HTTP status: PortOne may have applied it, and only a read tells.
 - JSON numbers are parsed straight to `Decimal`; amounts are sent as exact decimal strings.
 """
 
@@ -11,10 +13,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -42,6 +44,12 @@ BATCH_SIZE = 100  # imp_uid[] per GET /payments
 READ_ATTEMPTS = 3
 RETRY_BACKOFF_SECONDS = 0.2
 MAX_PAGE_LIMIT = 1000
+# What PortOne's V1 payment object always carries (v1.openapi.json PaymentAnnotation's required
+# fields, and the cancel history a cancel's answer is read for).
+PAYMENT_FIELDS = ("imp_uid", "merchant_uid", "amount", "cancel_amount", "currency", "status", "cancel_history")
+PREPARED_FIELDS = ("merchant_uid", "amount")
+
+T = TypeVar("T")
 
 
 def _timestamp(value: object) -> datetime | None:
@@ -116,6 +124,40 @@ def _prepared(data: Mapping[str, Any]) -> Prepared:
         amount=Decimal(str(data["amount"])),
         currency=currency.upper() if currency else None,
     )
+
+
+def _complete(data: object, fields: Sequence[str]) -> Mapping[str, Any]:
+    """`data` as an object holding every one of `fields` (a ValueError otherwise)."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"expected an object, got {type(data).__name__}")
+    missing = [name for name in fields if data.get(name) is None]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    return data
+
+
+def _cancelled(imp_uid: str) -> Callable[[Any], GatewayPayment]:
+    """Reads a cancel's answer: the payment it was sent for, with every field its money is read from."""
+
+    def read(data: Any) -> GatewayPayment:
+        payment = parse_payment(_complete(data, PAYMENT_FIELDS))
+        if payment.imp_uid != imp_uid:
+            raise ValueError(f"the answer is about payment {payment.imp_uid!r}, not {imp_uid!r}")
+        if not isinstance(payment.raw.get("cancel_history"), list):
+            raise ValueError("cancel_history is not a list")
+        return payment
+
+    return read
+
+
+def _registered(merchant_uid: str, amount: Decimal) -> Callable[[Any], Prepared]:
+    def read(data: Any) -> Prepared:
+        prepared = _prepared(_complete(data, PREPARED_FIELDS))
+        if prepared.merchant_uid != merchant_uid or prepared.amount != amount:
+            raise ValueError(f"the answer registers {prepared.amount} for {prepared.merchant_uid!r}")
+        return prepared
+
+    return read
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -201,11 +243,22 @@ class PortOneV1Client:
             raise GatewayRejected(message or f"refused (code {code})", http_status=status, portone_code=code)
         return body.get("response")
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, *, write: bool = False, **kwargs: Any) -> httpx.Response:
+        """Send with the cached token; on a 401, once more with a new one. A write is sent again
+        only when the 401 is PortOne's own refusal (its envelope): a 401 we cannot read may come
+        from something between us and PortOne after PortOne applied the write."""
         response = self._http.request(method, path, headers=self._auth(), **kwargs)
-        if response.status_code == 401:
+        if response.status_code == 401 and (not write or self._is_envelope(response)):
             response = self._http.request(method, path, headers=self._auth(force=True), **kwargs)
         return response
+
+    @staticmethod
+    def _is_envelope(response: httpx.Response) -> bool:
+        try:
+            body = json.loads(response.content, parse_float=Decimal)
+        except ValueError:
+            return False
+        return isinstance(body, dict) and type(body.get("code")) is int
 
     def _auth(self, *, force: bool = False) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._access_token(force=force)}"}
@@ -227,20 +280,42 @@ class PortOneV1Client:
                 last = exc
         raise last or GatewayUnavailable("PortOne unreachable")
 
-    def _write(self, path: str, data: Mapping[str, str]) -> Any:
-        """POST once. A request that may have reached PortOne is never sent again."""
+    def _write(self, path: str, data: Mapping[str, str], read: Callable[[Any], T]) -> T:
+        """POST once. A request that may have reached PortOne is never sent again.
+
+        PortOne's refusal (a readable envelope with a non-zero `code`, or 4xx) raises its error;
+        `read` turns the envelope's `response` into the result. An answer we cannot read, whatever
+        its status, raises OutcomeUnknown: PortOne may have applied the request."""
         try:
-            response = self._send("POST", path, data=data)
+            response = self._send("POST", path, write=True, data=data)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise GatewayUnavailable(f"PortOne unreachable: {exc!r}") from exc
         except httpx.TransportError as exc:
             raise OutcomeUnknown(f"no answer from PortOne ({exc!r}); the request may have been applied") from exc
-        if response.status_code >= 500:
+        status = response.status_code
+        if status >= 500:
             raise OutcomeUnknown(
-                f"PortOne answered HTTP {response.status_code}; the request may have been applied",
-                http_status=response.status_code,
+                f"PortOne answered HTTP {status}; the request may have been applied", http_status=status
             )
-        return self._envelope(response)
+        try:
+            body = self._decode(response)
+        except GatewayUnavailable as exc:
+            raise self._unreadable(status, str(exc)) from exc
+        if type(body.get("code")) is not int:
+            raise self._unreadable(status, "no PortOne envelope (no integer code)")
+        envelope = self._envelope(response)  # a readable refusal raises here
+        try:
+            return read(envelope)
+        except (ValueError, KeyError, TypeError, ArithmeticError, GatewayError) as exc:
+            raise self._unreadable(status, f"its response cannot be read: {exc}") from exc
+
+    @staticmethod
+    def _unreadable(status: int, what: str) -> OutcomeUnknown:
+        return OutcomeUnknown(
+            f"PortOne answered HTTP {status} with a body we cannot read ({what}); the request may have been "
+            "applied: settle it by reading, never by sending it again",
+            http_status=status,
+        )
 
     # -- PortOneGateway ---------------------------------------------------------------------
 
@@ -287,11 +362,11 @@ class PortOneV1Client:
         data = {"imp_uid": imp_uid, "checksum": str(checksum), "reason": reason}
         if amount is not None:
             data["amount"] = str(amount)
-        return parse_payment(self._write("/payments/cancel", data))
+        return self._write("/payments/cancel", data, _cancelled(imp_uid))
 
     def prepare(self, *, merchant_uid: str, amount: Decimal, currency: str) -> Prepared:
         data = {"merchant_uid": merchant_uid, "amount": str(amount), "currency": currency}
-        return _prepared(self._write("/payments/prepare", data))
+        return self._write("/payments/prepare", data, _registered(merchant_uid, amount))
 
     def get_prepared(self, merchant_uid: str) -> Prepared:
         return _prepared(self._read(f"/payments/prepare/{_segment(merchant_uid)}"))

@@ -24,7 +24,10 @@ payments are mapped from that JSON: an unknown status becomes UNKNOWN instead of
 
 Errors. Reads (and the idempotent pre-registration) are retried on transient failures. A cancel
 is sent exactly once: a cancel that may have reached PortOne without an answer raises
-`OutcomeUnknown`, to be settled by reading the payment, never by sending it again.
+`OutcomeUnknown`, to be settled by reading the payment, never by sending it again. So does an
+answer to a write we cannot read (not JSON, the wrong shape, fields missing), whatever its HTTP
+status: only PortOne's own error body (`type`) is a refusal, and any 2xx is read as the answer.
+A pre-registration answered unreadably is sent again; unreadable every time, `OutcomeUnknown`.
 `currentCancellableAmount` (the remainder before this cancel) is V1's `checksum`, in minor units.
 """
 
@@ -64,6 +67,7 @@ from services.errors import (
 from services.money import InvalidAmount, from_minor_units, normalize, to_minor_units
 from services.portone.types import (
     Cancellation,
+    CancellationState,
     GatewayPayment,
     PaymentPage,
     PortOneStatus,
@@ -186,6 +190,11 @@ def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
         for entry in map(_obj, data.get("cancellations") or ())
         if entry.get("status") == "SUCCEEDED"
     )
+    states = {
+        str(entry["id"]): CancellationState(str(entry["status"]).lower())
+        for entry in map(_obj, data.get("cancellations") or ())
+        if isinstance(entry.get("id"), str) and entry.get("status") in ("REQUESTED", "SUCCEEDED", "FAILED")
+    }
     provider = _text(_obj(data.get("channel")).get("pgProvider"))
     return GatewayPayment(
         imp_uid=payment_id,
@@ -209,6 +218,7 @@ def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
         failed_at=_moment(data.get("failedAt")),
         cancelled_at=_moment(data.get("cancelledAt")),
         cancellations=cancellations,
+        cancellation_states=states,
         raw=dict(data),
     )
 
@@ -289,16 +299,21 @@ class PortOneV2Client:
         try:
             result: T | None = call()
         except PortOneError as exc:
-            raise self._api_error(exc, self._answer(), write=write) from None
+            answer = self._answer()
+            if not (write and answer is not None and 200 <= answer.status < 300):
+                raise self._api_error(exc, answer, write=write) from None
+            result = None  # a write's 2xx answer the SDK only takes as 200: read by the caller
         except (ValueError, KeyError, TypeError) as exc:
             answer = self._answer()
             if answer is None:
                 raise
-            if answer.status != 200:
+            if answer.status != 200 and not (write and 200 <= answer.status < 300):
                 raise self._status_error(answer, write=write) from exc
-            result = None  # a 200 the SDK cannot type (e.g. a status it does not know)
+            result = None  # a 2xx the SDK cannot type (e.g. a status it does not know)
         answer = self._answer()
         if answer is None:
+            if write:  # the call went through, so the request may have reached PortOne
+                raise OutcomeUnknown("PortOne's answer was not seen; the request may have been applied")
             raise GatewayUnavailable("PortOne's answer was not seen")
         return result, answer
 
@@ -306,6 +321,12 @@ class PortOneV2Client:
     def _status_error(answer: _Answer, *, write: bool) -> GatewayError:
         kind = answer.error_type()
         message = f"PortOne answered HTTP {answer.status}" + (f" ({kind})" if kind else "")
+        if write and kind is None:
+            # Not PortOne's error body: nothing says the write was refused (a proxy's page, a cut
+            # or garbled answer), whatever the status.
+            return OutcomeUnknown(
+                message + " with a body we cannot read; the request may have been applied", http_status=answer.status
+            )
         if answer.status >= 500:
             if write:
                 return OutcomeUnknown(message + "; the request may have been applied", http_status=answer.status)
@@ -351,6 +372,28 @@ class PortOneV2Client:
             raise GatewayUnavailable(f"PortOne unreachable: {exc!r}") from exc
         except httpx.TransportError as exc:
             raise OutcomeUnknown(f"no answer from PortOne ({exc!r}); the request may have been applied") from exc
+
+    def _repeatable_write(self, call: Callable[[], T], readable: Callable[[Any], bool]) -> tuple[T | None, _Answer]:
+        """A write that may safely be sent again (a pre-registration): resent, like a read, when
+        its answer is unavailable or cannot be read (`readable` judges the JSON body); when no
+        attempt got a readable answer and one may have reached PortOne, OutcomeUnknown."""
+        last: GatewayError | None = None
+        for attempt in range(READ_ATTEMPTS):
+            if attempt:
+                time.sleep(RETRY_BACKOFF_SECONDS * attempt)
+            try:
+                result, answer = self._write(call)
+            except (GatewayUnavailable, OutcomeUnknown) as exc:
+                if not isinstance(last, OutcomeUnknown):
+                    last = exc
+                continue
+            if readable(answer.json()):
+                return result, answer
+            last = OutcomeUnknown(
+                f"PortOne answered HTTP {answer.status} with a body we cannot read; the request may have been applied",
+                http_status=answer.status,
+            )
+        raise last or GatewayUnavailable("PortOne unreachable")
 
     def _payment(self, answer: _Answer) -> GatewayPayment:
         body = answer.json()
@@ -455,7 +498,8 @@ class PortOneV2Client:
         if state == "REQUESTED":
             raise CancellationPending(
                 f"PortOne accepted the cancel of {imp_uid} as REQUESTED (cancellation {cancellation_id}); "
-                "the PG finishes it later"
+                "the PG finishes it later",
+                cancellation_id=cancellation_id if isinstance(cancellation_id, str) and cancellation_id else None,
             )
         if state != "SUCCEEDED":
             raise OutcomeUnknown(
@@ -473,7 +517,10 @@ class PortOneV2Client:
         """Pre-register the amount for the paymentId `merchant_uid` (repeating it is harmless)."""
         code = currency.upper()
         total = _minor(amount, code, "amount")
-        self._read(lambda: self._sdk.pre_register_payment(payment_id=merchant_uid, total_amount=total, currency=code))
+        self._repeatable_write(
+            lambda: self._sdk.pre_register_payment(payment_id=merchant_uid, total_amount=total, currency=code),
+            lambda body: isinstance(body, dict),  # PreRegisterPaymentResponse: an (empty) object
+        )
         return Prepared(merchant_uid=merchant_uid, amount=normalize(amount, code), currency=code)
 
     def get_prepared(self, merchant_uid: str) -> Prepared:

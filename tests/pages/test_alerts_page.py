@@ -145,3 +145,40 @@ def test_open_alerts_are_counted_in_the_navigation(
     titles = _navigation_titles(open_app("viewer"))
     assert "알림 (2)" in titles and "알림" not in titles, titles
     assert "Alerts (2)" in _navigation_titles(open_app("operator", lang="en"))
+
+
+def test_operator_marks_a_refund_overdue_at_portone_failed_with_a_note(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """A refund PortOne accepted as REQUESTED two hours ago and never finished (seeded as the refund
+    engine records it): the sweep raises the alert; the operator marks the refund failed with a note."""
+    from datetime import timedelta
+
+    from services import refunds
+    from services.models import Refund, utcnow
+
+    imp_uid = paid(dashboard_runtime, sandbox)
+    with dashboard_runtime.db.write() as session:
+        payment = session.scalar(select(Payment).where(Payment.imp_uid == imp_uid))
+        assert payment is not None
+        session.add(
+            Refund(payment=payment, amount=payment.amount, currency=payment.currency, reason="고객 요청",
+                   requested_by="operator", idempotency_key="overdue-1", status="unknown",
+                   error_code=refunds.PENDING_AT_PORTONE, portone_cancellation_id="c-requested",
+                   cancel_amount_before=0, created_at=utcnow() - timedelta(hours=2))
+        )  # fmt: skip
+    assert refunds.alert_overdue_requests(dashboard_runtime) == 1
+    at = _alerts(open_app, "operator")
+    assert list(at.dataframe[0].value["종류"]) == ["포트원 환불 처리 지연"]
+    at.button(key="alerts_fail_refund").click().run()
+    assert at.error[0].value.startswith("해결하려면 메모를 적어 주세요")
+    at.text_area(key="alerts_note").input("카드사 확인: 취소 불가").run()
+    at.button(key="alerts_fail_refund").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value.endswith("알림을 해결 처리했습니다.")
+    with dashboard_runtime.db.read() as session:
+        refund = session.scalar(select(Refund).where(Refund.idempotency_key == "overdue-1"))
+        alert = session.scalar(select(Alert).where(Alert.kind == "refund_cancel_overdue"))
+        assert refund is not None and alert is not None
+        assert refund.status == "failed" and "카드사 확인: 취소 불가" in (refund.error_message or "")
+        assert (alert.status, alert.resolved_by) == ("resolved", "operator")

@@ -108,4 +108,11 @@ def wait_for_delivery(
 
 
 def applied_cancels(sandbox: SandboxControl, imp_uid: str) -> int:
-    return len([c for c in sandbox.calls()["cancels"] if c["imp_uid"] == imp_uid and c["outcome"] == "applied"])
+    """Cancels PortOne applied for this payment (the V2 call log names it `payment_id`)."""
+    return len(
+        [
+            c
+            for c in sandbox.calls()["cancels"]
+            if c.get("imp_uid", c.get("payment_id")) == imp_uid and c["outcome"] == "applied"
+        ]
+    )

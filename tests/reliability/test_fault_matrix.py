@@ -196,6 +196,46 @@ def test_cancel_timing_out_before_portone_applied_it(
     assert_state_equals_portone(runtime, sandbox)
 
 
+# PortOne's cancel call, as each version's `garble_only` names it.
+CANCEL_CALLS = {"v1": "POST /payments/cancel", "v2": "POST /payments/{paymentId}/cancel"}
+
+
+@pytest.mark.reliability(
+    area="fault",
+    case="PortOne applying a refund's cancel, then answering 2xx with a body we cannot read "
+    "(not JSON, JSON of the wrong shape, fields missing), V1 and V2",
+    outcome="an unknown outcome settled by reading the payment back: 201 succeeded, never 'failed, nothing "
+    "changed'; the operator's retry replays it; one cancel applied",
+)
+@pytest.mark.parametrize("portone_version", ["v1", "v2"])
+@pytest.mark.parametrize(
+    ("database_url", "body", "status"),
+    [
+        ("sqlite", "not_json", 200),
+        ("sqlite", "wrong_shape", 200),
+        ("sqlite", "missing_fields", 200),
+        ("sqlite", "not_json", 202),
+        ("postgresql", "missing_fields", 201),
+    ],
+    indirect=["database_url"],
+)
+def test_cancel_applied_then_answered_unreadably_is_settled_never_failed(
+    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl, portone_version: str, body: str, status: int
+) -> None:
+    imp_uid, merchant_uid = paid_at_portone(api, sandbox)
+    assert _complete(api, imp_uid, merchant_uid).status_code == 200
+    sandbox.configure(garble_next=1, garble_only=CANCEL_CALLS[portone_version], garble_body=body, garble_status=status)
+    answer = _refund(api, imp_uid, "20000", key="garbled-refund")
+    assert answer.status_code == 201 and answer.json()["status"] == "succeeded", answer.text
+    assert sandbox.configure()["garble_next"] == 0  # the answer was garbled
+    assert applied_cancels(sandbox, imp_uid) == 1
+    retry = _refund(api, imp_uid, "20000", key="garbled-refund")  # the operator retries: replayed, not resent
+    assert retry.status_code == 201 and retry.json()["replayed"] is True, retry.text
+    assert applied_cancels(sandbox, imp_uid) == 1
+    assert _refund_statuses(runtime, imp_uid) == [("succeeded", "20000.00")]
+    assert_state_equals_portone(runtime, sandbox)
+
+
 # -- reconciliation ---------------------------------------------------------------------------
 
 

@@ -157,3 +157,32 @@ def test_python_m_sandbox(tmp_path: Path) -> None:
     # uvicorn shuts down gracefully, then re-raises the SIGTERM it captured.
     assert proc.returncode in (0, -signal.SIGTERM)
     assert b"Traceback" not in err
+
+
+def test_v2_requested_cancels_fail_or_complete(client: Any) -> None:
+    """A V2 cancel accepted as REQUESTED: the PG may refuse it (FAILED, nothing cancelled) or finish
+    it; a partly cancelled payment lists every cancellation with its status, a PAID one none."""
+    from tests.v2_support import auth, checkout
+
+    checkout(client.http, "order-req", 10000)
+    client.http.post("/sandbox/v2/config", json={"cancel_requested_next": 1}).raise_for_status()
+    first = client.http.post("/payments/order-req/cancel", json={"reason": "x", "amount": 1000}, headers=auth())
+    assert first.json()["cancellation"]["status"] == "REQUESTED"
+    paid = client.http.get("/payments/order-req", headers=auth()).json()
+    assert paid["status"] == "PAID" and "cancellations" not in paid  # PaidPayment has none
+    failed = client.http.post("/sandbox/v2/payments/order-req/pending-cancellations/fail")
+    assert failed.status_code == 200 and failed.json()["failed"] == [first.json()["cancellation"]["id"]]
+    assert failed.json()["payment"]["amount"]["cancelled"] == 0
+
+    done = client.http.post("/payments/order-req/cancel", json={"reason": "y", "amount": 2000}, headers=auth())
+    assert done.json()["cancellation"]["status"] == "SUCCEEDED"
+    client.http.post("/sandbox/v2/config", json={"cancel_requested_next": 1}).raise_for_status()
+    pending = client.http.post("/payments/order-req/cancel", json={"reason": "z", "amount": 3000}, headers=auth())
+    payment = client.http.get("/payments/order-req", headers=auth()).json()
+    assert payment["status"] == "PARTIAL_CANCELLED" and payment["amount"]["cancelled"] == 2000
+    assert [(c["id"], c["status"]) for c in payment["cancellations"]] == [
+        (first.json()["cancellation"]["id"], "FAILED"),
+        (done.json()["cancellation"]["id"], "SUCCEEDED"),
+        (pending.json()["cancellation"]["id"], "REQUESTED"),
+    ]
+    assert client.http.post("/sandbox/v2/payments/nope/pending-cancellations/fail").status_code == 404

@@ -152,3 +152,40 @@ def test_client_is_safe_to_share_between_threads(client: PortOneV1Client, sandbo
         thread.join()
     assert errors == []
     assert _token_requests(sandbox) == 1
+
+
+# (body, status): PortOne's own status, another 2xx, a 4xx, and a 401 (which must not make us
+# fetch a new token and send the write again).
+GARBLES = [
+    ("not_json", None),
+    ("wrong_shape", None),
+    ("missing_fields", None),
+    ("not_json", 202),
+    ("not_json", 400),
+    ("not_json", 401),
+]
+
+
+@pytest.mark.parametrize(("body", "status"), GARBLES)
+def test_a_cancel_answered_unreadably_is_an_unknown_outcome(
+    client: PortOneV1Client, sandbox: SandboxControl, body: str, status: int | None
+) -> None:
+    """PortOne applied it; whatever the status, an answer we cannot read says nothing about that."""
+    imp_uid = _paid(sandbox, f"m-garbled-{body}-{status}")
+    client.get_payment(imp_uid)  # token cached
+    sandbox.configure(garble_next=1, garble_only="POST /payments/cancel", garble_body=body, garble_status=status)
+    with pytest.raises(OutcomeUnknown):
+        client.cancel_payment(imp_uid=imp_uid, amount=Decimal(1000), checksum=Decimal(50000), reason="test")
+    assert [c["outcome"] for c in sandbox.calls()["cancels"]] == ["applied"]  # sent once
+    assert client.get_payment(imp_uid).cancel_amount == Decimal(1000)  # settled by reading
+
+
+@pytest.mark.parametrize(("body", "status"), GARBLES)
+def test_a_prepare_answered_unreadably_is_an_unknown_outcome(
+    client: PortOneV1Client, sandbox: SandboxControl, body: str, status: int | None
+) -> None:
+    merchant_uid = f"m-prep-garbled-{body}-{status}"
+    sandbox.configure(garble_next=1, garble_only="POST /payments/prepare", garble_body=body, garble_status=status)
+    with pytest.raises(OutcomeUnknown):
+        client.prepare(merchant_uid=merchant_uid, amount=Decimal("38.50"), currency="USD")
+    assert client.get_prepared(merchant_uid).amount == Decimal("38.50")  # it was registered

@@ -254,3 +254,59 @@ def test_cancel_transport_failures(
     with pytest.raises(expected):
         client.cancel_payment(imp_uid="v2-t", amount=Decimal("1000"), checksum=Decimal("5000"), reason="x")
     assert [r.method for r in fake.requests].count("POST") == 1
+
+
+GARBLES = [("not_json", None), ("wrong_shape", None), ("missing_fields", None), ("not_json", 202), ("missing_fields", 201),
+           ("not_json", 400)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "status"), GARBLES)
+def test_a_cancel_answered_unreadably_is_an_unknown_outcome(
+    sandbox: SandboxControl, gateway: PortOneV2Client, body: str, status: int | None
+) -> None:
+    """PortOne applied it; whatever the status, an answer we cannot read says nothing about that."""
+    payment_id = f"v2-garbled-{body}-{status}"
+    checkout(sandbox.http, payment_id, 50000)
+    gateway.get_payment(payment_id)
+    configure(sandbox.http, garble_next=1, garble_only="POST /payments/{paymentId}/cancel", garble_body=body,
+              garble_status=status)  # fmt: skip
+    with pytest.raises(OutcomeUnknown):
+        gateway.cancel_payment(imp_uid=payment_id, amount=Decimal("1000"), checksum=Decimal("50000"), reason="x")
+    assert [c["outcome"] for c in calls(sandbox.http)["cancels"]] == ["applied"]  # sent once
+    assert gateway.get_payment(payment_id).cancel_amount == Decimal("1000")  # settled by reading
+
+
+def test_a_cancel_answered_2xx_readably_is_read(fake_portone: tuple[FakePortOne, PortOneV2Client]) -> None:
+    """A readable cancellation answered with another 2xx than 200 is the cancel's answer, not a refusal."""
+    fake, client = fake_portone
+    paid = {"status": "PAID", "id": "v2-201", "currency": "KRW", "amount": {"total": 5000, "cancelled": 0}}
+    done = {**paid, "status": "PARTIAL_CANCELLED", "amount": {"total": 5000, "cancelled": 1000}}
+    state = {"payment": paid}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            state["payment"] = done
+            return httpx.Response(201, json={"cancellation": {"status": "SUCCEEDED", "id": "c-1", "totalAmount": 1000}})
+        return httpx.Response(200, json=state["payment"])
+
+    fake.handler = answer
+    result = client.cancel_payment(imp_uid="v2-201", amount=Decimal("1000"), checksum=Decimal("5000"), reason="x")
+    assert result.cancel_amount == Decimal("1000")
+
+
+@pytest.mark.parametrize(("body", "status"), [g for g in GARBLES if g[0] != "missing_fields"])  # `{}` has none
+def test_a_pre_registration_answered_unreadably_is_not_taken_as_done(
+    sandbox: SandboxControl, gateway: PortOneV2Client, body: str, status: int | None
+) -> None:
+    """Pre-registering may be repeated, so it is sent again; answered unreadably every time, it is
+    an unknown outcome, never a registration we assume was made."""
+    from services.portone.v2 import READ_ATTEMPTS
+
+    configure(sandbox.http, garble_next=READ_ATTEMPTS, garble_only="POST /payments/v2-prep", garble_body=body,
+              garble_status=status)  # fmt: skip
+    with pytest.raises(OutcomeUnknown):
+        gateway.prepare(merchant_uid="v2-prep", amount=Decimal("5000"), currency="KRW")
+    configure(sandbox.http, garble_next=1, garble_only="POST /payments/v2-prep2", garble_body=body,
+              garble_status=status)  # fmt: skip
+    assert gateway.prepare(merchant_uid="v2-prep2", amount=Decimal("5000"), currency="KRW").amount == 5000
+    assert calls(sandbox.http)["counts"]["POST /payments/{paymentId}/pre-register"] == READ_ATTEMPTS + 2
