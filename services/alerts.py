@@ -24,6 +24,7 @@ class AlertKind(enum.StrEnum):
     STUCK_READY = "stuck_ready"  # virtual account never paid past the configured age
     WEBHOOK_UNVERIFIED = "webhook_unverified"  # a delivery that failed verification
     WEBHOOK_GAP = "webhook_gap"  # PortOne changed a payment and no webhook told us in time
+    UNSUPPORTED_CURRENCY = "unsupported_currency"  # PortOne shows a payment in a currency we do not offer
 
 
 SEVERITY = {
@@ -38,6 +39,7 @@ SEVERITY = {
     AlertKind.STUCK_READY: "low",
     AlertKind.WEBHOOK_UNVERIFIED: "medium",
     AlertKind.WEBHOOK_GAP: "medium",
+    AlertKind.UNSUPPORTED_CURRENCY: "high",
 }
 
 
