@@ -137,3 +137,41 @@ def test_a_v2_nzd_payment_keeps_its_minor_units_exactly(
     verified = verify_payment(runtime, imp_uid=stranger["imp_uid"], source="webhook")
     assert (verified.amount, verified.currency, verified.has_order) == (Decimal("10.00"), "NZD", False)
     assert AlertKind.UNSUPPORTED_CURRENCY in _open_kinds(runtime, stranger["imp_uid"])
+
+
+def _bulk(sandbox: SandboxControl, **spec: object) -> str:
+    """A payment as PortOne shows it, placed straight into the sandbox (no checkout rules)."""
+    now = int(datetime.now(UTC).timestamp())
+    body = {"payments": [{"status": "paid", "paid_at": now, "started_at": now, **spec}]}
+    response = sandbox.http.post("/sandbox/payments/bulk", json=body)
+    response.raise_for_status()
+    return str(response.json()["imp_uids"][0])
+
+
+def test_a_currency_code_nobody_knows_is_recorded_as_given_and_alerted(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    imp_uid = _bulk(sandbox, merchant_uid="stranger-zzz-1", amount="10.505", currency="ZZZ")
+    [outcome] = webhooks.receive_many(runtime, [_delivery({"imp_uid": imp_uid, "merchant_uid": "stranger-zzz-1"})])
+    assert str(outcome.result) == "processed", outcome.detail
+    payment = _recorded(runtime, imp_uid)
+    assert payment.currency == "ZZZ" and Decimal(str(payment.raw["amount"])) == Decimal("10.505")
+    assert {AlertKind.UNSUPPORTED_CURRENCY, AlertKind.PAYMENT_WITHOUT_ORDER} <= _open_kinds(runtime, imp_uid)
+
+
+def test_one_delivery_that_cannot_be_recorded_never_fails_its_batch_mates(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    ours = _ours_paid(runtime, sandbox, 3)
+    # More than our money columns hold (20 digits): this payment cannot be stored on PostgreSQL.
+    huge = _bulk(sandbox, merchant_uid="stranger-huge-1", amount="123456789012345678901234567", currency="KRW")
+    batch = [_delivery(ours[0]), _delivery({"imp_uid": huge, "merchant_uid": "stranger-huge-1"})]
+    batch += [_delivery(ours[1]), _delivery(ours[2])]
+
+    outcomes = webhooks.receive_many(runtime, batch)
+
+    results = [str(o.result) for o in outcomes]
+    assert results[0] == results[2] == results[3] == "processed", [o.detail for o in outcomes]
+    assert results[1] in ("processed", "error")  # its own answer: 503 (PortOne retries) where it cannot be stored
+    for hook in ours:
+        assert _recorded(runtime, hook["imp_uid"]).status == "paid"
