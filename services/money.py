@@ -98,7 +98,10 @@ def from_minor_units(units: int, currency: str) -> Decimal:
 
 
 def normalize(amount: Decimal, currency: str) -> Decimal:
-    """Quantize an amount read from PortOne or the database to its currency's unit."""
+    """Quantize an amount read from PortOne or the database to its currency's unit. A currency
+    whose unit we do not know (a payment PortOne showed in it, recorded as given) keeps its amount."""
+    if currency.upper() not in CURRENCY_EXPONENTS:
+        return amount
     return validate_amount(amount, currency, allow_zero=True)
 
 

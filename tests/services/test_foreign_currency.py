@@ -107,6 +107,8 @@ def test_reconcile_cli_over_a_window_with_an_nzd_payment_completes_and_alerts(
 ) -> None:
     ours = _ours_paid(runtime, sandbox, 2)
     stranger = _stranger_nzd(sandbox)
+    unknown = _bulk(sandbox, merchant_uid="stranger-zzz-3", amount="7.5", currency="ZZZ")
+    _bulk(sandbox, merchant_uid="stranger-huge-3", amount="123456789012345678901234567", currency="KRW")
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -123,6 +125,7 @@ def test_reconcile_cli_over_a_window_with_an_nzd_payment_completes_and_alerts(
     with runtime.db.read() as session:
         alert = session.scalar(select(Alert).where(Alert.kind == AlertKind.UNSUPPORTED_CURRENCY))
         assert alert is not None and alert.portone_value is not None and "10.00 NZD" in alert.portone_value
+    assert AlertKind.UNSUPPORTED_CURRENCY in _open_kinds(runtime, unknown)
     for hook in ours:
         assert AlertKind.UNSUPPORTED_CURRENCY not in _open_kinds(runtime, hook["imp_uid"])
 
@@ -175,3 +178,20 @@ def test_one_delivery_that_cannot_be_recorded_never_fails_its_batch_mates(
     assert results[1] in ("processed", "error")  # its own answer: 503 (PortOne retries) where it cannot be stored
     for hook in ours:
         assert _recorded(runtime, hook["imp_uid"]).status == "paid"
+
+
+def test_the_detail_page_and_overview_show_a_payment_in_an_unknown_currency(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    from services.access import Actor
+    from services.models import Role
+    from services.overview import overview
+    from services.payment_detail import payment_detail
+
+    viewer = Actor("viewer", Role.VIEWER)
+    imp_uid = _bulk(sandbox, merchant_uid="stranger-zzz-2", amount="10.50", currency="ZZZ")
+    webhooks.receive_many(runtime, [_delivery({"imp_uid": imp_uid, "merchant_uid": "stranger-zzz-2"})])
+    detail = payment_detail(runtime, actor=viewer, imp_uid=imp_uid, live=True)
+    assert detail is not None
+    figures = overview(runtime, actor=viewer)
+    assert figures.open_alerts["high"] >= 2  # unsupported currency, payment without order
