@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from sqlalchemy import insert, update
+from sqlalchemy.exc import OperationalError
 
 from services.errors import GatewayError, GatewayNotFound, GatewayUnauthorized, GatewayUnavailable, PaymentsError
 from services.models import WebhookEvent, utcnow
@@ -143,6 +144,8 @@ def _verify(rt: Runtime, pending: list[_Pending], imp_uids: list[str]) -> None:
         verdicts = _judge_together(rt, imp_uids)
     except _PORTONE_DOWN as exc:
         verdicts = dict.fromkeys(imp_uids, (WebhookResult.ERROR, f"PortOne could not be asked: {exc}"))
+    except OperationalError:
+        raise  # the database is unreachable or locked: every delivery is answered 503, one by one would only wait longer
     except Exception as exc:  # noqa: BLE001 - judged one by one below
         if len(imp_uids) == 1:
             verdicts = {imp_uids[0]: _failed(imp_uids[0], exc)}
