@@ -22,7 +22,7 @@ from services import audit, refunds
 from services.access import Actor, Permission, require
 from services.alerts import SEVERITY, AlertKind
 from services.errors import Conflict, InvalidRequest, NotFound
-from services.models import Alert, AlertStatus, AuditEntry, Order, Payment, Refund, RefundStatus, utcnow
+from services.models import Alert, AlertStatus, AuditEntry, Order, Payment, Refund, RefundStatus, alert_is_open, utcnow
 from services.payments import Verification, verify_payment
 from services.portone.types import PortOneStatus
 from services.reconcile_rules import attributed_to
@@ -184,7 +184,7 @@ def open_count(rt: Runtime, *, actor: Actor) -> int:
     count of every alert ever raised."""
     require(actor, Permission.VIEW)
     with rt.db.read() as session:
-        return int(session.scalar(select(func.count()).select_from(Alert).where(Alert.status == AlertStatus.OPEN)) or 0)
+        return int(session.scalar(select(func.count()).select_from(Alert).where(alert_is_open())) or 0)
 
 
 def alert_detail(rt: Runtime, *, actor: Actor, alert_id: int) -> AlertDetail:

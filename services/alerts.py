@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services import audit
-from services.models import Alert, AlertStatus, fit, utcnow
+from services.models import Alert, AlertStatus, utcnow
 
 
 class AlertKind(enum.StrEnum):
@@ -25,6 +25,7 @@ class AlertKind(enum.StrEnum):
     STUCK_READY = "stuck_ready"  # virtual account never paid past the configured age
     WEBHOOK_UNVERIFIED = "webhook_unverified"  # a delivery that failed verification
     WEBHOOK_GAP = "webhook_gap"  # PortOne changed a payment and no webhook told us in time
+    UNSUPPORTED_CURRENCY = "unsupported_currency"  # PortOne shows a payment in a currency we do not offer
 
 
 SEVERITY = {
@@ -40,6 +41,7 @@ SEVERITY = {
     AlertKind.STUCK_READY: "low",
     AlertKind.WEBHOOK_UNVERIFIED: "medium",
     AlertKind.WEBHOOK_GAP: "medium",
+    AlertKind.UNSUPPORTED_CURRENCY: "high",
 }
 
 
@@ -53,25 +55,24 @@ def raise_alert(
     db_value: object = None,
     portone_value: object = None,
 ) -> Alert:
-    """Open an alert, or refresh the one already open for this (kind, payment)."""
-    existing = session.scalar(
-        select(Alert).where(Alert.kind == kind, Alert.imp_uid == imp_uid, Alert.status != AlertStatus.RESOLVED)
+    """Open an alert, or refresh the one already open for this (kind, payment).
+
+    Written by the one alert writer, `services.reconcile_rules.write_verdicts` (which also
+    handles two PostgreSQL transactions opening the same alert at once).
+    """
+    from services.reconcile_rules import Finding, Verdict, write_verdicts  # it builds on this module
+
+    finding = Finding(
+        kind,
+        message,
+        db_value=None if db_value is None else str(db_value),
+        portone_value=None if portone_value is None else str(portone_value),
     )
-    values = {
-        "message": message,
-        "db_value": None if db_value is None else str(db_value),
-        "portone_value": None if portone_value is None else str(portone_value),
-    }
-    if existing is not None:
-        for key, value in values.items():
-            setattr(existing, key, value)
-        return existing
-    merchant_uid = fit(Alert.__table__.c.merchant_uid, merchant_uid)  # as PortOne relays it: any length
-    alert = Alert(kind=kind, severity=SEVERITY[kind], imp_uid=imp_uid, merchant_uid=merchant_uid, **values)
-    session.add(alert)
-    session.flush()
-    audit.record(session, actor="system", action="alert.raised", target=imp_uid, kind=str(kind), alert_id=alert.id)
-    return alert
+    written = write_verdicts(
+        session, [Verdict(imp_uid, merchant_uid, finding)], actor="system", where="raised by the service that found it"
+    )
+    alert_id = written.open_ids[(str(kind), imp_uid)]
+    return session.get_one(Alert, alert_id, populate_existing=True)
 
 
 def resolve_open(session: Session, *, kind: AlertKind, imp_uid: str, note: str, actor: str = "system") -> int:

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
 MONEY = Numeric(20, 2, asdecimal=True)
 NAMING = {
@@ -302,6 +303,15 @@ class Alert(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(100))
     resolved_by: Mapped[str | None] = mapped_column(String(100))
     resolution_note: Mapped[str | None] = mapped_column(Text)
+
+
+def alert_is_open() -> ColumnElement[bool]:
+    """The one definition of an open alert, for every count of them (navigation, overview, the
+    alert desk): status `open`, raised and not yet taken up. Acknowledged alerts are counted under
+    their own status, as the alerts page shows them, and the overview's button lands on its
+    default `open` view. (Acknowledged alerts still block a second alert of their kind and
+    payment: that index is about unresolved alerts, not open ones.)"""
+    return Alert.status == AlertStatus.OPEN
 
 
 class AuditEntry(Base):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-# ISO 4217 minor-unit exponents for the currencies PortOne's PGs settle in.
+# ISO 4217 minor-unit exponents for the currencies PortOne's PGs settle in (Eximbay's list among
+# them). Knowing a currency's unit is not offering it: the fee table says what we sell in.
 CURRENCY_EXPONENTS: dict[str, int] = {
     "KRW": 0,
     "JPY": 0,
@@ -29,6 +30,16 @@ CURRENCY_EXPONENTS: dict[str, int] = {
     "THB": 2,
     "PHP": 2,
     "MYR": 2,
+    "RUB": 2,
+    "MNT": 2,
+    "NZD": 2,
+    "AED": 2,
+    "MOP": 2,
+    "BRL": 2,
+    "KZT": 2,
+    "NOK": 2,
+    "SAR": 2,
+    "TRY": 2,
 }
 MAX_AMOUNT = Decimal("1000000000000")
 MAX_TYPED_LENGTH = 40
@@ -136,8 +147,33 @@ def from_minor_units(units: int, currency: str) -> Decimal:
 
 
 def normalize(amount: Decimal, currency: str) -> Decimal:
-    """Quantize an amount read from PortOne or the database to its currency's unit."""
+    """Quantize an amount read from PortOne or the database to its currency's unit. A currency
+    whose unit we do not know (a payment PortOne showed in it, recorded as given) keeps its amount."""
+    if currency.upper() not in CURRENCY_EXPONENTS:
+        return amount
     return validate_amount(amount, currency, allow_zero=True)
+
+
+def as_given(amount: Decimal, currency: str) -> Decimal:
+    """An amount PortOne reports, never refused: at its currency's unit when that changes nothing,
+    otherwise exactly as given (a currency whose unit we do not know, or extra decimals)."""
+    exponent = CURRENCY_EXPONENTS.get(currency.upper())
+    if exponent is None or not amount.is_finite():
+        return amount
+    try:
+        quantized = amount.quantize(Decimal(1).scaleb(-exponent))
+    except InvalidOperation:
+        return amount
+    return quantized if quantized == amount else amount
+
+
+def as_given_minor_units(units: int, currency: str) -> Decimal:
+    """PortOne V2's integer minor units in major units; for a currency whose unit we do not know,
+    the units exactly as given (the raw payload keeps what PortOne sent)."""
+    exponent = CURRENCY_EXPONENTS.get(currency.upper())
+    if exponent is None:
+        return Decimal(units)
+    return as_given(Decimal(units).scaleb(-exponent), currency)
 
 
 def label(amount: Decimal, currency: str) -> str:

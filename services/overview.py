@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from services import money
 from services.access import Actor, Permission, require
-from services.models import Alert, AlertStatus, Payment, Refund, RefundStatus, WebhookEvent
+from services.models import Alert, Payment, Refund, RefundStatus, WebhookEvent, alert_is_open
 from services.runtime import Runtime
 
 KST = ZoneInfo("Asia/Seoul")
@@ -92,7 +92,7 @@ class LastWebhook:
 class Overview:
     generated_at: datetime
     periods: tuple[Period, ...]
-    open_alerts: dict[str, int]  # severity -> open (not resolved) alerts, every severity present
+    open_alerts: dict[str, int]  # severity -> open alerts (models.alert_is_open), every severity present
     last_webhook: LastWebhook | None
     daily: tuple[DailyVolume, ...]  # the last CHART_DAYS KST days, only days with payments
     chart_start: date
@@ -184,9 +184,7 @@ def _daily(session: Session, start: datetime, end: datetime) -> tuple[DailyVolum
 
 
 def _open_alerts(session: Session) -> dict[str, int]:
-    rows = session.execute(
-        select(Alert.severity, func.count()).where(Alert.status != AlertStatus.RESOLVED).group_by(Alert.severity)
-    ).all()
+    rows = session.execute(select(Alert.severity, func.count()).where(alert_is_open()).group_by(Alert.severity)).all()
     counts = dict.fromkeys(SEVERITIES, 0)
     for severity, n in rows:
         counts[str(severity)] = counts.get(str(severity), 0) + int(n)
@@ -237,6 +235,4 @@ def totals_by_currency(rt: Runtime) -> list[CurrencyTotals]:
 
 def open_alert_count(rt: Runtime) -> int:
     with rt.db.read() as session:
-        return int(
-            session.scalar(select(func.count()).select_from(Alert).where(Alert.status != AlertStatus.RESOLVED)) or 0
-        )
+        return int(session.scalar(select(func.count()).select_from(Alert).where(alert_is_open())) or 0)

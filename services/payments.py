@@ -14,10 +14,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from services import audit, money
-from services.alerts import AlertKind, raise_alert
+from services import audit
 from services.errors import ForgeryDetected, GatewayNotFound, InvalidRequest, NotFound
 from services.models import Order, Payment
 from services.portone.types import GatewayPayment, PortOneStatus
@@ -60,30 +58,15 @@ def _verification(fetched: GatewayPayment, *, has_order: bool, forgery: bool) ->
     )
 
 
-def _judge(session: Session, fetched: GatewayPayment, applied: Applied) -> tuple[bool, bool]:
-    """Alert what a just-recorded payment shows about its order; returns (has_order, forgery)."""
-    order = applied.order
-    if order is None:
-        raise_alert(
-            session,
-            kind=AlertKind.PAYMENT_WITHOUT_ORDER,
-            imp_uid=fetched.imp_uid,
-            merchant_uid=fetched.merchant_uid,
-            message=f"PortOne has a payment for merchant_uid {fetched.merchant_uid!r}, which is not our order",
-            portone_value=f"{money.label(fetched.amount, fetched.currency)} {fetched.status}",
-        )
+def _judge(fetched: GatewayPayment, applied: Applied) -> tuple[bool, bool]:
+    """What a just-recorded payment shows about its order: (has_order, forgery).
+
+    The alerts it calls for (PAYMENT_WITHOUT_ORDER, AMOUNT_MISMATCH, UNSUPPORTED_CURRENCY) are the
+    rules' (`check_recorded`, run in the same transaction): one writer for every alert kind.
+    """
+    if applied.order is None:
         return False, False
     forgery = not applied.matches_order and fetched.status in (PortOneStatus.PAID, PortOneStatus.CANCELLED)
-    if forgery:
-        raise_alert(
-            session,
-            kind=AlertKind.AMOUNT_MISMATCH,
-            imp_uid=fetched.imp_uid,
-            merchant_uid=fetched.merchant_uid,
-            message="paid amount or currency differs from the order: cancelled at PortOne",
-            db_value=money.label(order.amount, order.currency),
-            portone_value=money.label(fetched.amount, fetched.currency),
-        )
     return True, forgery
 
 
@@ -92,7 +75,7 @@ def _record(rt: Runtime, fetched: GatewayPayment, source: str) -> tuple[bool, bo
     with rt.db.write() as session:
         applied = apply_payment(session, fetched, source=source)
         check_recorded(session, fetched, applied, source=source, settings=rt.settings)
-        return _judge(session, fetched, applied)
+        return _judge(fetched, applied)
 
 
 def _record_racing(rt: Runtime, fetched: GatewayPayment, source: str) -> tuple[bool, bool]:
@@ -122,7 +105,7 @@ def record_many(rt: Runtime, fetched: Sequence[GatewayPayment], source: str) -> 
             ]
             rows.insert_snapshots(session)
             check_recorded_many(session, recorded, source=source, settings=rt.settings)
-            return {payment.imp_uid: _judge(session, payment, applied) for payment, applied in recorded}
+            return {payment.imp_uid: _judge(payment, applied) for payment, applied in recorded}
     except IntegrityError:
         return {imp_uid: _record_racing(rt, payment, source) for imp_uid, payment in latest.items()}
 
@@ -171,7 +154,9 @@ def _cancel_forgery(rt: Runtime, fetched: GatewayPayment) -> GatewayPayment:
             target=fetched.imp_uid,
             refund_status=str(result.status),
         )
-    return rt.gateway.get_payment(fetched.imp_uid)
+    after = rt.gateway.get_payment(fetched.imp_uid)
+    _record_racing(rt, after, "forgery")  # the rules refresh the AMOUNT_MISMATCH alert: now cancelled
+    return after
 
 
 def complete(rt: Runtime, *, imp_uid: str, merchant_uid: str) -> Verification:

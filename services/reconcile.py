@@ -578,13 +578,28 @@ class _Engine:
         judged: list[tuple[Facts, list[Verdict]]] = []
         rules = self.rules
         for imp_uid, portone in payments.items():
-            facts = self._facts(imp_uid, portone, ours.get(imp_uid), fresh, orders, deliveries)
-            opened = open_kinds.get(imp_uid)
-            if opened is None and quick_agreement(facts, rules):
-                judged.append((facts, []))
-            else:
-                judged.append((facts, evaluate(facts, rules, now, opened or _NONE_OPEN)))
+            try:
+                facts = self._facts(imp_uid, portone, ours.get(imp_uid), fresh, orders, deliveries)
+                opened = open_kinds.get(imp_uid)
+                if opened is None and quick_agreement(facts, rules):
+                    judged.append((facts, []))
+                else:
+                    judged.append((facts, evaluate(facts, rules, now, opened or _NONE_OPEN)))
+            except Exception as exc:  # noqa: BLE001 - one payment must never stop the run
+                self._judging_failed(imp_uid, exc)
         return judged
+
+    def _judging_failed(self, imp_uid: str, exc: Exception) -> None:
+        """Recorded in the audit log (action reconcile.payment_failed); the run goes on."""
+        with self.rt.db.write() as session:
+            audit.record(
+                session,
+                actor=self.actor,
+                action="reconcile.payment_failed",
+                target=imp_uid,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                run_id=self.run_id,
+            )
 
     def _process(self, piece: _Slice) -> None:
         start, end = _at(piece.first), _at(piece.last + 1)

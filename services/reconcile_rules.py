@@ -25,6 +25,7 @@ in services.reconcile.
 | WEBHOOK_GAP | PortOne shows a change it notifies (paid, console cancel) and no verified webhook came after it within the delay |
 | WEBHOOK_UNVERIFIED | the latest webhook delivery naming this payment was rejected, and no verified one came after it |
 | PAYMENT_WITHOUT_ORDER | PortOne has a payment whose merchant_uid is no order of ours |
+| UNSUPPORTED_CURRENCY | PortOne has a payment in a currency our fee table does not offer (recorded as given) |
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.alerts import SEVERITY, AlertKind
-from services.config import Settings
+from services.config import DEFAULT_FEE_TABLE, Settings
 from services.models import Alert, AlertStatus, AuditEntry, RefundStatus, WebhookEvent, fit, utcnow
 from services.money import InvalidAmount, label
 from services.portone.types import GatewayPayment, PortOneStatus
@@ -72,6 +73,7 @@ RULE_KINDS: tuple[AlertKind, ...] = (
     AlertKind.WEBHOOK_GAP,
     AlertKind.WEBHOOK_UNVERIFIED,
     AlertKind.PAYMENT_WITHOUT_ORDER,
+    AlertKind.UNSUPPORTED_CURRENCY,
 )
 ALL_KINDS = frozenset(RULE_KINDS)
 _UNSETTLED = (RefundStatus.PENDING, RefundStatus.UNKNOWN)
@@ -85,6 +87,7 @@ class RuleConfig:
     webhook_clock_skew: timedelta = timedelta(seconds=WEBHOOK_CLOCK_SKEW_SECONDS)
     missing_grace: timedelta = timedelta(minutes=MISSING_GRACE_MINUTES)
     refund_pending_after: timedelta = timedelta(seconds=120)  # the refund lease: older = nobody holds it
+    currencies: frozenset[str] = frozenset(DEFAULT_FEE_TABLE)  # the fee table's: what we sell in
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuleConfig:
@@ -94,6 +97,7 @@ class RuleConfig:
             webhook_clock_skew=timedelta(seconds=settings.reconcile_webhook_skew_seconds),
             missing_grace=timedelta(minutes=settings.reconcile_missing_grace_minutes),
             refund_pending_after=timedelta(seconds=settings.refund_lock_lease_seconds),
+            currencies=frozenset(code.upper() for code in settings.fee_table),
         )
 
 
@@ -497,6 +501,22 @@ def _payment_without_order(f: Facts, cfg: RuleConfig, now: datetime) -> Outcome 
     )
 
 
+def _unsupported_currency(f: Facts, cfg: RuleConfig, now: datetime) -> Outcome | None:
+    kind = AlertKind.UNSUPPORTED_CURRENCY
+    source = f.portone or f.ours
+    if source is None:
+        return None
+    if source.currency.upper() in cfg.currencies:
+        return Agreement(kind, lambda: f"{source.currency} is a currency we offer")
+    return Finding(
+        kind,
+        f"PortOne has a payment in {source.currency!r}, a currency we do not offer "
+        f"(merchant_uid {source.merchant_uid!r}): recorded as PortOne gave it",
+        db_value=None if f.ours is None else _money(f.ours.amount, f.ours.currency),
+        portone_value=f"{_money(source.amount, source.currency)} {source.status}",
+    )
+
+
 Rule = Callable[[Facts, RuleConfig, datetime], Outcome | None]
 RULES: tuple[tuple[AlertKind, Rule], ...] = (
     (AlertKind.MISSING_IN_DB, _missing_in_db),
@@ -510,6 +530,7 @@ RULES: tuple[tuple[AlertKind, Rule], ...] = (
     (AlertKind.WEBHOOK_GAP, _webhook_gap),
     (AlertKind.WEBHOOK_UNVERIFIED, _webhook_unverified),
     (AlertKind.PAYMENT_WITHOUT_ORDER, _payment_without_order),
+    (AlertKind.UNSUPPORTED_CURRENCY, _unsupported_currency),
 )
 
 
@@ -543,6 +564,8 @@ def quick_agreement(f: Facts, cfg: RuleConfig) -> bool:
     if g.cancel_amount or p.cancel_amount or g.cancellations:
         return False
     if p.amount != g.amount or p.currency != g.currency or o.amount != g.amount or o.currency != g.currency:
+        return False
+    if g.currency not in cfg.currencies:
         return False
     told: datetime | None = None
     for delivery in f.deliveries:

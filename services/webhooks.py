@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 from sqlalchemy import insert, update
+from sqlalchemy.exc import OperationalError
 
-from services.errors import GatewayError, GatewayNotFound, PaymentsError
+from services.errors import GatewayError, GatewayNotFound, GatewayUnauthorized, GatewayUnavailable, PaymentsError
 from services.models import WebhookEvent, utcnow
 from services.payments import Verification, record_many, verification_after_record
 from services.portone.types import storable_text
@@ -24,6 +26,7 @@ from services.reconcile_rules import check_rejected_webhook
 from services.runtime import Runtime
 
 _MAX_FIELD = 64
+_log = logging.getLogger(__name__)
 
 
 class WebhookResult(enum.StrEnum):
@@ -125,42 +128,29 @@ def _store(rt: Runtime, deliveries: Sequence[Delivery]) -> list[_Pending]:
     return pending
 
 
+_Verdict = tuple[WebhookResult, str] | Verification
+_PORTONE_DOWN = (GatewayUnavailable, GatewayUnauthorized)  # the same for every delivery of the batch
+
+
 def _verify(rt: Runtime, pending: list[_Pending], imp_uids: list[str]) -> None:
-    """Fetch the named payments from PortOne, record them, and judge each waiting delivery."""
+    """Fetch the named payments from PortOne, record them, and judge each waiting delivery.
+
+    Together first (one look-up, one transaction); if that fails for a reason other than PortOne
+    being unreachable, each payment is judged on its own, so one bad delivery never fails the rest.
+    """
     waiting = [p for p in pending if p.result is None]
+    verdicts: dict[str, _Verdict]
     try:
+        verdicts = _judge_together(rt, imp_uids)
+    except _PORTONE_DOWN as exc:
+        verdicts = dict.fromkeys(imp_uids, (WebhookResult.ERROR, f"PortOne could not be asked: {exc}"))
+    except OperationalError:
+        raise  # the database is unreachable or locked: every delivery is answered 503, one by one would only wait longer
+    except Exception as exc:  # noqa: BLE001 - judged one by one below
         if len(imp_uids) == 1:
-            fetched = [rt.gateway.get_payment(imp_uids[0])]
+            verdicts = {imp_uids[0]: _failed(imp_uids[0], exc)}
         else:
-            fetched = rt.gateway.get_payments(imp_uids)
-    except GatewayNotFound:
-        fetched = []
-    except GatewayError as exc:
-        for item in waiting:
-            item.result, item.detail = WebhookResult.ERROR, f"PortOne could not be asked: {exc}"
-        return
-    by_uid = {payment.imp_uid: payment for payment in fetched}
-    try:
-        judged = record_many(rt, list(by_uid.values()), "webhook")
-    except PaymentsError as exc:
-        for item in waiting:
-            item.result, item.detail = WebhookResult.ERROR, str(exc)
-        return
-    verdicts: dict[str, tuple[WebhookResult, str] | Verification] = {}
-    for imp_uid in imp_uids:
-        if imp_uid not in by_uid:
-            verdicts[imp_uid] = (WebhookResult.REJECTED, f"PortOne has no payment {imp_uid!r}")
-            continue
-        has_order, forgery = judged[imp_uid]
-        try:
-            verified = verification_after_record(rt, by_uid[imp_uid], has_order=has_order, forgery=forgery)
-        except GatewayError as exc:
-            verdicts[imp_uid] = (WebhookResult.ERROR, f"PortOne could not be asked: {exc}")
-            continue
-        except PaymentsError as exc:
-            verdicts[imp_uid] = (WebhookResult.ERROR, str(exc))
-            continue
-        verdicts[imp_uid] = verified
+            verdicts = {imp_uid: _judge_alone(rt, imp_uid) for imp_uid in imp_uids}
     for item in waiting:
         verdict = verdicts[item.imp_uid or ""]
         if isinstance(verdict, Verification):
@@ -168,6 +158,46 @@ def _verify(rt: Runtime, pending: list[_Pending], imp_uids: list[str]) -> None:
             item.detail = _describe(verdict, item.claimed)
         else:
             item.result, item.detail = verdict
+
+
+def _failed(imp_uid: str, exc: Exception) -> tuple[WebhookResult, str]:
+    """An unexpected failure judging one payment: the sender retries (503), the rest go on."""
+    _log.warning("webhook for %s could not be processed", imp_uid, exc_info=exc)
+    if isinstance(exc, GatewayError):
+        return WebhookResult.ERROR, f"PortOne could not be asked: {exc}"
+    if isinstance(exc, PaymentsError):
+        return WebhookResult.ERROR, str(exc)
+    return WebhookResult.ERROR, f"could not be processed ({type(exc).__name__}): {exc}"[:500]
+
+
+def _judge_alone(rt: Runtime, imp_uid: str) -> _Verdict:
+    try:
+        return _judge_together(rt, [imp_uid])[imp_uid]
+    except Exception as exc:  # noqa: BLE001 - this delivery's own answer
+        return _failed(imp_uid, exc)
+
+
+def _judge_together(rt: Runtime, imp_uids: list[str]) -> dict[str, _Verdict]:
+    try:
+        if len(imp_uids) == 1:
+            fetched = [rt.gateway.get_payment(imp_uids[0])]
+        else:
+            fetched = rt.gateway.get_payments(imp_uids)
+    except GatewayNotFound:
+        fetched = []
+    by_uid = {payment.imp_uid: payment for payment in fetched}
+    judged = record_many(rt, list(by_uid.values()), "webhook")
+    verdicts: dict[str, _Verdict] = {}
+    for imp_uid in imp_uids:
+        if imp_uid not in by_uid:
+            verdicts[imp_uid] = (WebhookResult.REJECTED, f"PortOne has no payment {imp_uid!r}")
+            continue
+        has_order, forgery = judged[imp_uid]
+        try:
+            verdicts[imp_uid] = verification_after_record(rt, by_uid[imp_uid], has_order=has_order, forgery=forgery)
+        except Exception as exc:  # noqa: BLE001 - recorded already; this delivery's own answer
+            verdicts[imp_uid] = _failed(imp_uid, exc)
+    return verdicts
 
 
 def _describe(verified: Verification, claimed: str | None) -> str:

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from portone_server_sdk import webhook as sdk_webhook
 from pydantic import SecretStr
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from services.config import Settings, is_placeholder
@@ -44,6 +47,10 @@ _MAX_FIELD = 64
 _CLAIMED_STATUS_LENGTH = 32
 # Earlier deliveries of a webhook-id in these states were accepted: a new one is a replay.
 _ACCEPTED = ("processed", "ignored")
+# A claim whose delivery has no result after this long was left by a process that died mid-way
+# (measured from the delivery's arrival, which the claim follows within moments).
+CLAIM_ABANDONED_AFTER = timedelta(minutes=5)
+_log = logging.getLogger(__name__)
 
 
 class V2WebhookResult(enum.StrEnum):
@@ -111,13 +118,60 @@ def _claim(rt: Runtime, event_id: int, webhook_id: str) -> bool:
     """Claim the webhook-id for this delivery; False when an earlier delivery holds it (a replay).
 
     The unique column decides, so two deliveries of one message racing each other cannot both pass.
+    A claim whose delivery never got a result (its process died between claim and finish) stops
+    counting after CLAIM_ABANDONED_AFTER: it is released and this delivery claims the id.
     """
+    for _ in range(2):
+        try:
+            with rt.db.write() as session:
+                session.get_one(WebhookEvent, event_id).accepted_webhook_id = webhook_id
+            return True
+        except IntegrityError:
+            if not _free_abandoned_claim(rt, webhook_id):
+                return False
+    return False
+
+
+def _free_abandoned_claim(rt: Runtime, webhook_id: str) -> bool:
+    """Release the claim on `webhook_id` if its delivery has no result and is older than the limit."""
+    now = utcnow()
+    with rt.db.write() as session:
+        freed = session.execute(
+            update(WebhookEvent)
+            .where(
+                WebhookEvent.accepted_webhook_id == webhook_id,
+                WebhookEvent.processed_at.is_(None),
+                WebhookEvent.received_at < now - CLAIM_ABANDONED_AFTER,
+            )
+            .values(
+                accepted_webhook_id=None,
+                result=V2WebhookResult.ERROR,
+                detail=_marker(webhook_id) + "abandoned: no result within the claim limit; released for a retry",
+                processed_at=now,
+            )
+            .returning(WebhookEvent.id)
+        ).all()
+    return bool(freed)
+
+
+def _release_claim(rt: Runtime, event_id: int, webhook_id: str, exc: BaseException) -> None:
+    """Processing failed before a result was written: free the webhook-id for PortOne's retry.
+    Best effort: if the database refuses this too, the claim is freed once it is abandoned."""
     try:
         with rt.db.write() as session:
-            session.get_one(WebhookEvent, event_id).accepted_webhook_id = webhook_id
-        return True
-    except IntegrityError:
-        return False
+            session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id == event_id, WebhookEvent.processed_at.is_(None))
+                .values(
+                    accepted_webhook_id=None,
+                    result=V2WebhookResult.ERROR,
+                    detail=_marker(webhook_id[:MAX_WEBHOOK_ID_LENGTH])
+                    + f"processing failed ({type(exc).__name__}); released for a retry",
+                    processed_at=utcnow(),
+                )
+            )
+    except Exception:  # noqa: BLE001 - the original failure is what the caller sees
+        _log.warning("could not release the claim of webhook event %s", event_id, exc_info=True)
 
 
 def _payment_event(verified: object) -> tuple[str | None, str | None]:
@@ -206,6 +260,19 @@ def receive(
         row.claimed_status = (kind or "")[:_CLAIMED_STATUS_LENGTH] or None
     if not _claim(rt, event_id, webhook_id):
         return reject(Rejection.REPLAYED, "this webhook-id was already accepted: a replay", payment_id)
+    try:
+        return _process(rt, event_id, webhook_id, kind, payment_id)
+    except BaseException as exc:
+        _release_claim(rt, event_id, webhook_id, exc)
+        raise
+
+
+def _process(rt: Runtime, event_id: int, webhook_id: str, kind: str | None, payment_id: str | None) -> V2WebhookOutcome:
+    """A claimed delivery: re-fetch and record its payment, then write its result."""
+
+    def reject(reason: Rejection, why: str, payment_id: str | None = None) -> V2WebhookOutcome:
+        return _finish(rt, event_id, webhook_id, V2WebhookResult.REJECTED, why, reason=reason, payment_id=payment_id)
+
     if payment_id is None:
         return _finish(rt, event_id, webhook_id, V2WebhookResult.IGNORED, f"verified {kind or 'event'}; no payment")
     try:

@@ -29,7 +29,7 @@ from services.errors import (
     GatewayUnavailable,
     OutcomeUnknown,
 )
-from services.money import normalize
+from services.money import InvalidAmount, as_given, parse_decimal
 from services.portone.types import (
     Cancellation,
     GatewayPayment,
@@ -77,13 +77,22 @@ def _text(value: object) -> str | None:
     return None if value is None or value == "" else storable_text(str(value))
 
 
+def _amount(value: object, currency: str, what: str) -> Decimal:
+    """An amount exactly as PortOne gave it, in any currency (a currency we do not offer is still
+    a payment PortOne shows: it is recorded and alerted, never refused here)."""
+    try:
+        return as_given(parse_decimal(value or 0), currency)
+    except InvalidAmount as exc:
+        raise GatewayError(f"PortOne sent {what} {value!r}, which is not an exact number: {exc}") from None
+
+
 def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
     """Turn one PortOne V1 payment object into our frozen view."""
     currency = str(data.get("currency") or "KRW").upper()
     cancellations = tuple(
         Cancellation(
             cancellation_id=str(entry.get("cancellation_id") or ""),
-            amount=normalize(Decimal(str(entry.get("amount") or 0)), currency),
+            amount=_amount(entry.get("amount"), currency, "a cancellation amount"),
             cancelled_at=_timestamp(entry.get("cancelled_at")),
             reason=_text(entry.get("reason")),
             pg_tid=_text(entry.get("pg_tid")),
@@ -95,8 +104,8 @@ def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
         imp_uid=str(data["imp_uid"]),
         merchant_uid=storable_text(str(data.get("merchant_uid") or "")),
         status=PortOneStatus.parse(data.get("status")),
-        amount=normalize(Decimal(str(data.get("amount") or 0)), currency),
-        cancel_amount=normalize(Decimal(str(data.get("cancel_amount") or 0)), currency),
+        amount=_amount(data.get("amount"), currency, "amount"),
+        cancel_amount=_amount(data.get("cancel_amount"), currency, "cancel_amount"),
         currency=currency,
         name=_text(data.get("name")),
         pg_provider=_text(data.get("pg_provider")),

@@ -64,7 +64,7 @@ from services.errors import (
     InvalidRequest,
     OutcomeUnknown,
 )
-from services.money import InvalidAmount, from_minor_units, normalize, to_minor_units
+from services.money import InvalidAmount, as_given_minor_units, normalize, to_minor_units
 from services.portone.types import (
     Cancellation,
     CancellationState,
@@ -149,15 +149,12 @@ def _rfc3339(moment: datetime) -> str:
 
 
 def _money(units: object, currency: str, what: str) -> Decimal:
-    """V2 integer minor units -> exact Decimal major units."""
+    """V2 integer minor units -> exact Decimal major units (any currency: see `as_given_minor_units`)."""
     if units is None:
         return Decimal(0)
     if type(units) is not int:
         raise GatewayError(f"PortOne sent {what} {units!r}, not an integer amount in minor units")
-    try:
-        return from_minor_units(units, currency)
-    except InvalidAmount as exc:
-        raise GatewayError(f"PortOne sent {what} in {currency}, which we cannot handle: {exc}") from None
+    return as_given_minor_units(units, currency)
 
 
 def _minor(amount: Decimal, currency: str, what: str) -> int:

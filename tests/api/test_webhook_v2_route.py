@@ -110,3 +110,41 @@ def test_orders_complete_and_refunds_work_unchanged_on_v2(
         assert session.scalar(select(func.count()).select_from(WebhookEvent)) == 2
         payment = session.scalar(select(Payment).where(Payment.imp_uid == payment_id))
         assert payment is not None and payment.cancel_amount == Decimal("10.25")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_webhook_answered_503_on_a_locked_database_is_processed_when_portone_retries_it(
+    database_url: str, sandbox: SandboxControl, sandbox_server: str
+) -> None:
+    from tests.factories import make_runtime
+    from tests.services.test_webhooks_v2 import BUSY_TIMEOUT_SECONDS, _paid_order, _WriteLockOnPaymentRead
+
+    rt = make_runtime(
+        database_url=database_url,
+        portone_api_url=sandbox_server,
+        portone_api_version="v2",
+        sqlite_busy_timeout_seconds=BUSY_TIMEOUT_SECONDS,
+    )
+    transport = _WriteLockOnPaymentRead(database_url.removeprefix("sqlite:///"))
+    gateway = v2_gateway(sandbox_server, transport=transport)
+    served = serve_in_thread(create_app(rt))
+    try:
+        with gateway_swapped(rt, gateway), httpx.Client(base_url=served.url, timeout=30) as client:
+            payment_id, body = _paid_order(rt, sandbox)
+            first = client.post("/portone/webhook/v2", content=body, headers=signed(body, webhook_id="msg_api_locked"))
+            assert first.status_code == 503, first.text
+            holder = transport.holder
+            assert holder is not None and holder.wait(timeout=30) == 0
+            for pipe in (holder.stdin, holder.stdout):
+                if pipe is not None:
+                    pipe.close()
+            retried = client.post(
+                "/portone/webhook/v2", content=body, headers=signed(body, webhook_id="msg_api_locked")
+            )
+            assert retried.status_code == 200, retried.text
+            with rt.db.read() as session:
+                assert session.scalar(select(Payment.status).where(Payment.imp_uid == payment_id)) == "paid"
+    finally:
+        served.stop()
+        gateway.close()
+        rt.close()

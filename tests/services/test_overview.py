@@ -145,3 +145,28 @@ def test_last_webhook_and_empty_database(runtime: Runtime, sandbox: SandboxContr
     assert (result.last_webhook.imp_uid, result.last_webhook.result) == (imp_uid, "processed")
     assert result.last_webhook.claimed_status == "paid"
     assert _figures(result, "today")["KRW"][:2] == (1, Decimal(50000))
+
+
+def test_navigation_and_overview_count_open_alerts_the_same_way_in_every_status(runtime: Runtime) -> None:
+    from services.alert_desk import open_count, status_counts
+    from services.models import AlertStatus
+    from services.overview import open_alert_count
+
+    with runtime.db.write() as session:
+        for index, (status, severity) in enumerate(
+            [
+                (AlertStatus.OPEN, "critical"),
+                (AlertStatus.OPEN, "low"),
+                (AlertStatus.ACKNOWLEDGED, "high"),
+                (AlertStatus.ACKNOWLEDGED, "critical"),
+                (AlertStatus.RESOLVED, "medium"),
+            ]
+        ):
+            session.add(
+                Alert(kind="status_mismatch", severity=severity, imp_uid=f"imp_{index}", message="m", status=status)
+            )
+    navigation = open_count(runtime, actor=VIEWER)
+    figures = overview(runtime, actor=VIEWER, now=NOW)
+    assert navigation == sum(figures.open_alerts.values()) == open_alert_count(runtime)
+    assert navigation == status_counts(runtime, actor=VIEWER)[AlertStatus.OPEN] == 2
+    assert figures.open_alerts == {"critical": 1, "high": 0, "medium": 0, "low": 1}

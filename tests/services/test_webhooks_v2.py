@@ -6,19 +6,26 @@ delivery is recorded as a WebhookEvent."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
-from services.models import Alert, Order, Payment, WebhookEvent
+from services.models import Alert, Order, Payment, WebhookEvent, utcnow
 from services.orders import create_order
 from services.portone.v2 import PortOneV2Client
 from services.runtime import Runtime
 from services.webhooks_v2 import Rejection, V2WebhookResult, receive
-from tests.factories import SandboxControl
+from tests.factories import SandboxControl, make_runtime
+from tests.reliability.test_fault_database import HOLD_WRITE_LOCK, release
 from tests.v2_support import STORE_ID, calls, checkout, configure, deliveries, gateway_swapped, signed, v2_gateway
 
 OTHER_SECRET = "whsec_" + "b3RoZXItd2ViaG9vay1zZWNyZXQ="
@@ -179,3 +186,88 @@ def test_a_delivery_that_ended_in_error_is_processed_when_portone_retries_it(
     assert retried.result == V2WebhookResult.PROCESSED
     payment = _payment(rt, payment_id)
     assert payment is not None and payment.status == "paid"
+
+
+LOCK_HELD_SECONDS = 1.5  # longer than the busy timeout below: the first write gives up, the next waits
+BUSY_TIMEOUT_SECONDS = 1.0
+
+
+class _WriteLockOnPaymentRead(httpx.HTTPTransport):
+    """Loopback HTTP to the sandbox; when the receiver first reads the payment from PortOne (after
+    it claimed the webhook-id), another process takes SQLite's write lock for a moment."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.holder: subprocess.Popen[str] | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.holder is None and request.method == "GET" and "/payments/" in request.url.path:
+            self.holder = subprocess.Popen(  # noqa: S603 - our own interpreter
+                [sys.executable, "-c", HOLD_WRITE_LOCK, self.path],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert self.holder.stdout is not None and self.holder.stdout.readline().strip() == "locked"
+            threading.Timer(LOCK_HELD_SECONDS, release, args=(self.holder,)).start()
+        return super().handle_request(request)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_delivery_that_failed_on_a_locked_database_is_processed_when_portone_retries_it(
+    database_url: str, sandbox: SandboxControl, sandbox_server: str
+) -> None:
+    path = database_url.removeprefix("sqlite:///")
+    rt = make_runtime(
+        database_url=database_url,
+        portone_api_url=sandbox_server,
+        portone_api_version="v2",
+        sqlite_busy_timeout_seconds=BUSY_TIMEOUT_SECONDS,
+    )
+    transport = _WriteLockOnPaymentRead(path)
+    gateway = v2_gateway(sandbox_server, transport=transport)
+    try:
+        with gateway_swapped(rt, gateway):
+            payment_id, body = _paid_order(rt, sandbox)
+            try:
+                first = _deliver(rt, body, signed(body, webhook_id="msg_locked_1"))
+                assert first.result == V2WebhookResult.ERROR  # 503: PortOne retries
+            except OperationalError:
+                pass  # the API answers 503 database_unavailable: PortOne retries
+            holder = transport.holder
+            assert holder is not None and holder.wait(timeout=30) == 0
+            for pipe in (holder.stdin, holder.stdout):
+                if pipe is not None:
+                    pipe.close()
+            retried = _deliver(rt, body, signed(body, webhook_id="msg_locked_1"))
+            assert retried.result == V2WebhookResult.PROCESSED, retried.detail
+            payment = _payment(rt, payment_id)
+            assert payment is not None and payment.status == "paid"
+    finally:
+        gateway.close()
+        rt.close()
+
+
+def test_a_claim_left_without_a_result_by_a_crash_is_free_after_the_limit(rt: Runtime, sandbox: SandboxControl) -> None:
+    payment_id, body = _paid_order(rt, sandbox)
+    with rt.db.write() as session:  # what a process killed between claim and finish leaves behind
+        for webhook_id, age in (("msg_crashed_1", timedelta(minutes=10)), ("msg_busy_1", timedelta(seconds=10))):
+            session.add(
+                WebhookEvent(
+                    received_at=utcnow() - age,
+                    content_type="application/json",
+                    body=body,
+                    imp_uid=payment_id,
+                    detail=f'webhook-id="{webhook_id}"; received',
+                    accepted_webhook_id=webhook_id,
+                )
+            )
+    retried = _deliver(rt, body, signed(body, webhook_id="msg_crashed_1"))
+    assert retried.result == V2WebhookResult.PROCESSED, retried.detail
+    # A claim younger than the limit may still be processing: a second delivery is a replay.
+    racing = _deliver(rt, body, signed(body, webhook_id="msg_busy_1"))
+    assert (racing.result, racing.reason) == (V2WebhookResult.REJECTED, Rejection.REPLAYED)
+    with rt.db.read() as session:
+        claims = session.scalars(select(WebhookEvent.accepted_webhook_id).where(WebhookEvent.imp_uid == payment_id))
+        assert sorted(c for c in claims if c) == ["msg_busy_1", "msg_crashed_1"]
