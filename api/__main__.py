@@ -9,7 +9,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from api.app import create_app
-from services.config import get_settings
+from services.config import get_settings, is_loopback_host
 
 
 def main() -> None:
@@ -25,6 +25,12 @@ def main() -> None:
         # Only the messages: pydantic's full text would echo the input values.
         reasons = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
         sys.exit(f"python -m api: refusing to start: {reasons}")
+    if settings.portone_mode == "sandbox" and not is_loopback_host(args.host):
+        # Sandbox mode takes the internal token and export secret published in this repository.
+        sys.exit(
+            f"python -m api: refusing to start: sandbox mode listens on this machine only (--host {args.host} "
+            "is reachable from elsewhere); set PORTONE_MODE=test or live with real secrets to serve other hosts"
+        )
     uvicorn.run(
         create_app(schema_public=not settings.is_live),
         host=args.host,

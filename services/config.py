@@ -174,7 +174,13 @@ def is_loopback_url(url: str) -> bool:
         return False
     if not host:
         return False
-    if host == "localhost":
+    return is_loopback_host(host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine only."""
+    host = host.strip().removeprefix("[").removesuffix("]")
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

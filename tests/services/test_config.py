@@ -132,6 +132,31 @@ def test_api_refuses_to_start_in_sandbox_mode_against_a_remote_portone(tmp_path:
     assert "Traceback" not in err and SANDBOX_INTERNAL_TOKEN not in out + err, err
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])  # noqa: S104 - the point of the test
+def test_api_in_sandbox_mode_refuses_to_listen_off_this_machine(tmp_path: Path, host: str) -> None:
+    """Sandbox mode accepts the internal token published in this repository, so it listens on loopback
+    only: `--host 0.0.0.0` would hand refunds to anyone who can reach the machine."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTONE_", "INTERNAL_API", "EXPORT_LINK"))}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'refuse.db'}")
+    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        [sys.executable, "-m", "api", "--host", host, "--port", str(free_port())],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"the API listened on {host} in sandbox mode: {out[-300:]}{err[-300:]}")
+    assert process.returncode != 0
+    assert "--host" in err and "PORTONE_MODE" in err, err
+    assert "Traceback" not in err, err
+
+
 def test_live_v2_refuses_the_sandbox_webhook_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     """The published V2 webhook secret has capitals; it is a placeholder all the same."""
     for name in ("PORTONE_V2_WEBHOOK_SECRET", "PORTONE_API_URL", "PORTONE_V2_API_URL"):
