@@ -69,6 +69,8 @@ class SandboxConfig(BaseModel):
     garble_only: str | None = None
     garble_body: Literal["not_json", "wrong_shape", "missing_fields"] = "not_json"
     garble_status: int | None = Field(None, ge=100, le=599)
+    # missing_fields takes out these dotted paths instead of the money fields (e.g. ["response.amount"]).
+    garble_fields: list[str] | None = None
 
     def credentials(self) -> tuple[str, str]:
         """The (imp_key, imp_secret) pair accepted by ``/users/getToken``."""

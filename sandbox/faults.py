@@ -75,6 +75,9 @@ class _GarbleConfig(Protocol):
     @property
     def garble_status(self) -> int | None: ...
 
+    @property
+    def garble_fields(self) -> list[str] | None: ...
+
 
 class _GarbleHolder(Protocol):
     @property
@@ -83,24 +86,30 @@ class _GarbleHolder(Protocol):
     def decrement(self, field: Literal["garble_next"]) -> bool: ...
 
 
-def take_garble(holder: _GarbleHolder, *calls: str) -> tuple[GarbleBody, int | None] | None:
-    """``(variant, status)`` when this call's answer is to be garbled (``garble_next`` armed and
+def take_garble(holder: _GarbleHolder, *calls: str) -> tuple[GarbleBody, int | None, Sequence[str] | None] | None:
+    """``(variant, status, fields)`` when this call's answer is to be garbled (``garble_next`` armed and
     ``garble_only`` admitting one of ``calls``, e.g. the actual "METHOD path" and its template)."""
     config = holder.current
     if not any(_targets(config.garble_only, call) for call in calls):
         return None
     if not holder.decrement("garble_next"):
         return None
-    return config.garble_body, config.garble_status
+    return config.garble_body, config.garble_status, config.garble_fields
 
 
-def garble(response: Response, variant: GarbleBody, status: int | None, money_fields: Sequence[str]) -> Response:
+def garble(
+    response: Response,
+    variant: GarbleBody,
+    status: int | None,
+    fields: Sequence[str] | None,
+    money_fields: Sequence[str],
+) -> Response:
     """The answer PortOne computed (the request already applied), its body replaced by one a
     client cannot read, with ``status`` (None: the answer's own status):
 
     - ``not_json``: an HTML page (a proxy's, say) instead of JSON;
     - ``wrong_shape``: valid JSON of the wrong shape (the answer wrapped in a list);
-    - ``missing_fields``: the answer with ``money_fields`` (dotted paths) taken out.
+    - ``missing_fields``: the answer with ``fields`` (dotted paths; None: ``money_fields``) taken out.
     """
     code = response.status_code if status is None else status
     if variant == "not_json":
@@ -109,7 +118,7 @@ def garble(response: Response, variant: GarbleBody, status: int | None, money_fi
     if variant == "wrong_shape":
         data = [data]
     else:
-        for dotted in money_fields:
+        for dotted in money_fields if fields is None else fields:
             *parents, name = dotted.split(".")
             holder = data
             for parent in parents:

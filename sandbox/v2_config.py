@@ -51,6 +51,8 @@ class V2Config(BaseModel):
     garble_only: str | None = None
     garble_body: Literal["not_json", "wrong_shape", "missing_fields"] = "not_json"
     garble_status: int | None = Field(None, ge=100, le=599)
+    # missing_fields takes out these dotted paths instead of the money fields (e.g. ["response.amount"]).
+    garble_fields: list[str] | None = None
 
     def resolved_api_secret(self) -> str:
         return self.api_secret or os.environ.get("PORTONE_V2_API_SECRET") or DEFAULT_V2_API_SECRET

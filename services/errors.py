@@ -13,6 +13,7 @@ PaymentsError
     ├── GatewayUnauthorized  PortOne refused our credentials
     ├── GatewayRejected      PortOne answered with a refusal (code != 0)
     ├── GatewayUnavailable   unreachable, 5xx, or a timeout before anything was sent
+    │   └── UnreadableAnswer an answer without what a payment is read from (never guessed)
     └── OutcomeUnknown       the request may have been applied: ask PortOne, never resend
 """
 
@@ -87,6 +88,13 @@ class GatewayRejected(GatewayError):
 
 class GatewayUnavailable(GatewayError):
     retryable = True
+
+
+class UnreadableAnswer(GatewayUnavailable):
+    """PortOne's answer lacks what a payment is read from (amount, currency, status, id) or holds it
+    in a form we cannot read. Never guessed (a missing amount read as 0 would judge a real payment
+    forged and cancel it): a read counts as PortOne unavailable and is retried; a write's answer is
+    an unknown outcome, settled by reading."""
 
 
 class OutcomeUnknown(GatewayError):

@@ -28,6 +28,7 @@ from services.errors import (
     GatewayUnauthorized,
     GatewayUnavailable,
     OutcomeUnknown,
+    UnreadableAnswer,
 )
 from services.money import InvalidAmount, as_given, parse_decimal
 from services.portone.types import (
@@ -79,16 +80,29 @@ def _text(value: object) -> str | None:
 
 def _amount(value: object, currency: str, what: str) -> Decimal:
     """An amount exactly as PortOne gave it, in any currency (a currency we do not offer is still
-    a payment PortOne shows: it is recorded and alerted, never refused here)."""
+    a payment PortOne shows: it is recorded and alerted, never refused here). A missing amount is
+    unreadable, never 0."""
+    if value is None or value == "":
+        raise UnreadableAnswer(f"PortOne sent {what} without a value")
     try:
-        return as_given(parse_decimal(value or 0), currency)
+        return as_given(parse_decimal(value), currency)
     except InvalidAmount as exc:
-        raise GatewayError(f"PortOne sent {what} {value!r}, which is not an exact number: {exc}") from None
+        raise UnreadableAnswer(f"PortOne sent {what} {value!r}, which is not an exact number: {exc}") from None
+
+
+def _required(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name)
+    if value is None or value == "" or not isinstance(value, str | int):
+        raise UnreadableAnswer(f"PortOne sent a payment without a readable {name}")
+    return str(value)
 
 
 def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
-    """Turn one PortOne V1 payment object into our frozen view."""
-    currency = str(data.get("currency") or "KRW").upper()
+    """Turn one PortOne V1 payment object into our frozen view; UnreadableAnswer when it lacks
+    what a payment is read from (never a guessed default)."""
+    if not isinstance(data, Mapping):
+        raise UnreadableAnswer(f"PortOne sent {type(data).__name__} where a payment object belongs")
+    currency = _required(data, "currency").upper()
     cancellations = tuple(
         Cancellation(
             cancellation_id=str(entry.get("cancellation_id") or ""),
@@ -101,9 +115,9 @@ def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
         for entry in data.get("cancel_history") or ()
     )
     return GatewayPayment(
-        imp_uid=str(data["imp_uid"]),
+        imp_uid=_required(data, "imp_uid"),
         merchant_uid=storable_text(str(data.get("merchant_uid") or "")),
-        status=PortOneStatus.parse(data.get("status")),
+        status=PortOneStatus.parse(_required(data, "status")),
         amount=_amount(data.get("amount"), currency, "amount"),
         cancel_amount=_amount(data.get("cancel_amount"), currency, "cancel_amount"),
         currency=currency,

@@ -63,6 +63,7 @@ from services.errors import (
     GatewayUnavailable,
     InvalidRequest,
     OutcomeUnknown,
+    UnreadableAnswer,
 )
 from services.money import InvalidAmount, as_given_minor_units, normalize, to_minor_units
 from services.portone.types import (
@@ -150,10 +151,8 @@ def _rfc3339(moment: datetime) -> str:
 
 def _money(units: object, currency: str, what: str) -> Decimal:
     """V2 integer minor units -> exact Decimal major units (any currency: see `as_given_minor_units`)."""
-    if units is None:
-        return Decimal(0)
-    if type(units) is not int:
-        raise GatewayError(f"PortOne sent {what} {units!r}, not an integer amount in minor units")
+    if type(units) is not int:  # a missing amount is unreadable, never 0
+        raise UnreadableAnswer(f"PortOne sent {what} {units!r}, not an integer amount in minor units")
     return as_given_minor_units(units, currency)
 
 
@@ -165,11 +164,15 @@ def _minor(amount: Decimal, currency: str, what: str) -> int:
 
 
 def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
-    """Turn one PortOne V2 payment object (as sent, any status) into our frozen view."""
+    """Turn one PortOne V2 payment object (as sent, any status) into our frozen view; UnreadableAnswer
+    when it lacks what a payment is read from (never a guessed default)."""
+    if not isinstance(data, Mapping):
+        raise UnreadableAnswer(f"PortOne sent {type(data).__name__} where a payment object belongs")
     payment_id = _text(data.get("id"))
-    if payment_id is None:
-        raise GatewayError("PortOne sent a payment without an id")
-    currency = str(data.get("currency") or "KRW").upper()
+    currency = _text(data.get("currency"))
+    if payment_id is None or currency is None or not isinstance(data.get("status"), str):
+        raise UnreadableAnswer("PortOne sent a payment without a readable id, currency or status")
+    currency = currency.upper()
     amount = _obj(data.get("amount"))
     method = _obj(data.get("method"))
     card = _obj(method.get("card"))

@@ -305,3 +305,59 @@ def test_reconciliation_with_transient_listing_failures(runtime: Runtime, sandbo
     assert summary.status == "finished"
     assert sandbox.http.get("/sandbox/config").json()["fail_next"] == 0  # the failures did happen
     assert open_alerts(runtime) == scenario.expected
+
+
+# -- reads we cannot trust ----------------------------------------------------------------------
+
+
+def _signed_v2_webhook(api: httpx.Client, payment_id: str) -> httpx.Response:
+    """A V2 Transaction.Paid webhook for the payment, signed as PortOne signs it."""
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    from tests.v2_support import STORE_ID, signed
+
+    data = {"paymentId": payment_id, "storeId": STORE_ID, "transactionId": uuid.uuid4().hex}
+    at = datetime.now(UTC).isoformat()
+    body = json.dumps({"type": "Transaction.Paid", "timestamp": at, "data": data}, separators=(",", ":"))
+    return api.post("/portone/webhook/v2", content=body, headers=signed(body, webhook_id=f"msg_{uuid.uuid4().hex}"))
+
+
+@pytest.mark.reliability(
+    area="fault",
+    case="PortOne answering the re-fetch of /complete or a webhook with a payment missing its amount "
+    "(or status, or currency)",
+    outcome="unreadable, so PortOne counts as unavailable (503, retried): never read as 0 won, so a real "
+    "payment is never judged forged and cancelled; our record stays as it was",
+)
+@pytest.mark.parametrize("missing", ["amount", "status", "currency", "id"])
+@pytest.mark.parametrize("step", ["complete", "webhook"])
+@pytest.mark.parametrize("portone_version", ["v1", "v2"])
+def test_a_payment_read_without_its_amount_is_unreadable_never_zero(
+    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl, portone_version: str, missing: str, step: str
+) -> None:
+    imp_uid, merchant_uid = paid_at_portone(api, sandbox)
+    if step == "webhook":
+        assert _complete(api, imp_uid, merchant_uid).status_code == 200
+    fields = {
+        "v1": {"amount": "response.amount", "status": "response.status", "currency": "response.currency",
+               "id": "response.imp_uid"},
+        "v2": {"amount": "amount.total", "status": "status", "currency": "currency", "id": "id"},
+    }[portone_version]  # fmt: skip
+    garbled = {"garble_next": 1, "garble_only": "GET /payments/", "garble_body": "missing_fields"}
+    sandbox.configure(**garbled, garble_fields=[fields[missing]])
+    if step == "complete":
+        answer = _complete(api, imp_uid, merchant_uid)
+    elif portone_version == "v1":
+        answer = api.post("/portone/webhook", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid, "status": "paid"})
+    else:
+        answer = _signed_v2_webhook(api, imp_uid)
+    assert answer.status_code == 503, answer.text
+    assert sandbox.configure()["garble_next"] == 0  # the read was garbled
+    assert applied_cancels(sandbox, imp_uid) == 0
+    assert paid_rows(runtime) == (1 if step == "webhook" else 0)
+    sandbox.configure(garble_next=0)
+    assert _complete(api, imp_uid, merchant_uid).status_code == 200  # healed: recorded once, as paid
+    assert applied_cancels(sandbox, imp_uid) == 0
+    assert_state_equals_portone(runtime, sandbox)
