@@ -121,8 +121,11 @@ def garble(
         for dotted in money_fields if fields is None else fields:
             *parents, name = dotted.split(".")
             holder = data
-            for parent in parents:
-                holder = holder.get(parent) if isinstance(holder, dict) else None
+            for parent in parents:  # a number steps into a list: "response.list.0.amount"
+                if isinstance(holder, list) and parent.isdigit():
+                    holder = holder[int(parent)] if int(parent) < len(holder) else None
+                else:
+                    holder = holder.get(parent) if isinstance(holder, dict) else None
             if isinstance(holder, dict):
                 holder.pop(name, None)
     return Response(money.dumps(data).encode(), status_code=code, media_type="application/json")

@@ -48,7 +48,7 @@ from services import audit
 from services.access import Actor, Permission, require
 from services.alerts import AlertKind
 from services.config import Settings
-from services.errors import Conflict, GatewayRejected, InvalidRequest, NotFound
+from services.errors import Conflict, GatewayRejected, InvalidRequest, NotFound, UnreadableAnswer
 from services.models import Alert, AlertStatus, Order, Payment, Refund, WebhookEvent, utcnow
 from services.payments import verify_payment
 from services.portone.types import GatewayPayment, PaymentPage, PortOneStatus
@@ -387,6 +387,7 @@ class _Slice:
     payments: dict[str, GatewayPayment]
     total: int
     fetched_at: datetime
+    unreadable: dict[str | None, str]  # rows PortOne listed that we cannot read: id (if any) -> why
 
 
 # -- the engine -----------------------------------------------------------------------------
@@ -483,9 +484,12 @@ class _Engine:
             for page in range(2, math.ceil(head.total / size) + 1)
         ]
         payments = {p.imp_uid: p for p in head.payments}
+        unreadable = dict(head.unreadable)
         for future in futures:
-            payments.update((p.imp_uid, p) for p in future.result().payments)
-        yield _Slice(first, last, payments, head.total, fetched_at)
+            page = future.result()
+            payments.update((p.imp_uid, p) for p in page.payments)
+            unreadable.update(page.unreadable)
+        yield _Slice(first, last, payments, head.total, fetched_at, unreadable)
 
     def _produce(self, first: int, last: int, out: queue.Queue[object]) -> None:
         try:
@@ -589,13 +593,13 @@ class _Engine:
                 self._judging_failed(imp_uid, exc)
         return judged
 
-    def _judging_failed(self, imp_uid: str, exc: Exception) -> None:
-        """Recorded in the audit log (action reconcile.payment_failed); the run goes on."""
+    def _judging_failed(self, imp_uid: str, exc: Exception, *, action: str = "reconcile.payment_failed") -> None:
+        """Recorded in the audit log (`action`); the run goes on."""
         with self.rt.db.write() as session:
             audit.record(
                 session,
                 actor=self.actor,
-                action="reconcile.payment_failed",
+                action=action,
                 target=imp_uid,
                 error=f"{type(exc).__name__}: {exc}"[:500],
                 run_id=self.run_id,
@@ -607,8 +611,12 @@ class _Engine:
             ours = _load_ours(session, and_(Payment.started_at >= start, Payment.started_at < end), piece.fetched_at)
             listed = [uid for uid in piece.payments if uid not in ours]
             ours.update(_load_ours_by_uid(session, listed, piece.fetched_at))
+        # A row PortOne listed but we cannot read is not judged this run (nor asked for again: the
+        # answer would be as unreadable); it is in the audit log, and the rest of the run goes on.
+        for uid, why in piece.unreadable.items():
+            self._judging_failed(uid or "(no id)", UnreadableAnswer(why), action="reconcile.payment_unreadable")
         # Ours the listing did not cover: ask PortOne for them directly.
-        uncovered = [uid for uid in ours if uid not in piece.payments]
+        uncovered = [uid for uid in ours if uid not in piece.payments and uid not in piece.unreadable]
         fresh = self.fetch_many(uncovered) if uncovered else {}
         elsewhere = {uid for uid, p in fresh.items() if self._listed_elsewhere(p, piece)}
         direct: dict[str, GatewayPayment | None] = {uid: fresh.get(uid) for uid in uncovered if uid not in elsewhere}

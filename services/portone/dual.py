@@ -91,8 +91,11 @@ class DualGateway:
             first = PaymentPage(payments=(), total=v1_page(1, 1).total, next_page=None)
         v1_total = first.total
         items = list(first.payments)
+        # Unreadable rows take their place in PortOne's pages; placing V2's part counts them too
+        # (a row misplaced by one is still found: reconciliation asks for ours directly).
+        unreadable = list(first.unreadable)
         offset = max(0, (page - 1) * limit - v1_total)  # where this page starts within V2's list
-        need = limit - len(items)
+        need = limit - len(items) - len(unreadable)
         if need <= 0:
             v2_total = v2_page(1, 1).total
         else:
@@ -100,10 +103,14 @@ class DualGateway:
             part = v2_page(number + 1, limit)
             v2_total = part.total
             items += part.payments[skip : skip + need]
+            unreadable += part.unreadable
             if skip and len(items) < limit and part.next_page is not None:
-                items += v2_page(number + 2, limit).payments[: limit - len(items)]
+                later = v2_page(number + 2, limit)
+                items += later.payments[: limit - len(items)]
+                unreadable += later.unreadable
         total = v1_total + v2_total
-        return PaymentPage(payments=tuple(items), total=total, next_page=page + 1 if page * limit < total else None)
+        next_page = page + 1 if page * limit < total else None
+        return PaymentPage(payments=tuple(items), total=total, next_page=next_page, unreadable=tuple(unreadable))
 
     def cancel_payment(self, *, imp_uid: str, amount: Decimal | None, checksum: Decimal, reason: str) -> GatewayPayment:
         return self._for(imp_uid).cancel_payment(imp_uid=imp_uid, amount=amount, checksum=checksum, reason=reason)

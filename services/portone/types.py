@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
+
+from services.errors import UnreadableAnswer
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -92,6 +94,24 @@ class PaymentPage:
     payments: tuple[GatewayPayment, ...]
     total: int
     next_page: int | None
+    # Rows PortOne listed that lack what a payment is read from: (its id if it has one, why).
+    # One unreadable row never hides the readable rows beside it.
+    unreadable: tuple[tuple[str | None, str], ...] = ()
+
+
+def parse_rows(
+    rows: Iterable[object], parse: Callable[[Any], GatewayPayment], id_field: str
+) -> tuple[tuple[GatewayPayment, ...], tuple[tuple[str | None, str], ...]]:
+    """Each listed row parsed on its own: (readable payments, unreadable rows with their ids)."""
+    payments: list[GatewayPayment] = []
+    unreadable: list[tuple[str | None, str]] = []
+    for row in rows:
+        try:
+            payments.append(parse(row))
+        except UnreadableAnswer as exc:
+            ident = row.get(id_field) if isinstance(row, dict) else None
+            unreadable.append((storable_text(ident) if isinstance(ident, str) and ident else None, str(exc)))
+    return tuple(payments), tuple(unreadable)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from services.portone.types import (
     PaymentPage,
     PortOneStatus,
     Prepared,
+    parse_rows,
     storable_text,
 )
 
@@ -375,10 +376,12 @@ class PortOneV1Client:
         if until is not None:
             params["to"] = _unix(until)
         body = self._read(f"/payments/status/{status}", params=params)
+        payments, unreadable = parse_rows(body.get("list") or (), parse_payment, "imp_uid")
         return PaymentPage(
-            payments=tuple(parse_payment(row) for row in body.get("list") or ()),
+            payments=payments,
             total=int(body.get("total") or 0),
             next_page=int(body["next"]) if body.get("next") else None,
+            unreadable=unreadable,
         )
 
     def cancel_payment(self, *, imp_uid: str, amount: Decimal | None, checksum: Decimal, reason: str) -> GatewayPayment:

@@ -73,6 +73,7 @@ from services.portone.types import (
     PaymentPage,
     PortOneStatus,
     Prepared,
+    parse_rows,
     storable_text,
 )
 
@@ -474,12 +475,13 @@ class PortOneV2Client:
         body = answer.json()
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise GatewayError("PortOne answered a payment list without items")
-        payments = tuple(parse_payment(_obj(item)) for item in body["items"])
+        payments, unreadable = parse_rows(body["items"], parse_payment, "id")
         for payment in payments:
             self._remember_currency(payment)
         total = _obj(body.get("page")).get("totalCount")
         total = total if type(total) is int else len(payments)
-        return PaymentPage(payments=payments, total=total, next_page=page + 1 if page * size < total else None)
+        next_page = page + 1 if page * size < total else None
+        return PaymentPage(payments=payments, total=total, next_page=next_page, unreadable=unreadable)
 
     def cancel_payment(self, *, imp_uid: str, amount: Decimal | None, checksum: Decimal, reason: str) -> GatewayPayment:
         """Cancel `amount` (None: the remainder) if PortOne's cancellable remainder is `checksum`."""

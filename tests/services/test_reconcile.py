@@ -426,3 +426,28 @@ def test_an_operator_repairs_one_alert_and_a_viewer_may_not(runtime: Runtime, sa
     with runtime.db.read() as session:
         entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "reconcile.repaired")).one()
     assert entry.actor == "kim" and entry.target == imp_uid
+
+
+def test_a_listed_row_we_cannot_read_is_logged_and_the_run_judges_the_rest(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """PortOne listing one payment without its amount: that row is not judged (never read as 0),
+    the audit log names it, the run finishes and every other planted difference is found."""
+    scenario = plant(runtime, sandbox)
+    sandbox.configure(
+        garble_next=10_000,
+        garble_only="GET /payments/status",
+        garble_body="missing_fields",
+        garble_fields=["response.list.0.amount"],
+    )
+    run = start_run(runtime, since=scenario.since, actor=OPERATOR, options=FAST)
+    sandbox.configure(garble_next=0)
+    assert run.status == "finished"
+    with runtime.db.read() as session:
+        logged = session.scalars(select(AuditEntry).where(AuditEntry.action == "reconcile.payment_unreadable")).all()
+    unreadable = {entry.target for entry in logged}
+    assert unreadable and None not in unreadable and "(no id)" not in unreadable
+    found = open_alerts(runtime)
+    # Nothing raised from a row read as 0; an unreadable payment's earlier alerts stay as they were.
+    assert {a for a in found - scenario.expected if a[1] not in unreadable} == set()
+    assert {a for a in scenario.expected if a[1] not in unreadable} <= found
