@@ -1,0 +1,34 @@
+"""Review (access control and data exposure): failing tests reproducing defects found in review."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.config import SANDBOX_V2_WEBHOOK_SECRET
+from tests.factories import SandboxControl
+from tests.security.test_webhook_access import V2_BODY, _live, _serving
+from tests.v2_support import signed
+
+# The sandbox's published V2 webhook secret spelled as Standard Webhooks (and PortOne's SDK) also
+# accept it: the same key without the `whsec_` prefix, or with a character base64 decoding skips.
+PUBLISHED_KEY_SPELLINGS = [
+    SANDBOX_V2_WEBHOOK_SECRET.removeprefix("whsec_"),
+    SANDBOX_V2_WEBHOOK_SECRET.replace("Y2hl", "Y2hl\n", 1),
+]
+
+
+@pytest.mark.parametrize("configured", PUBLISHED_KEY_SPELLINGS, ids=["bare_base64", "inner_newline"])
+def test_live_refuses_the_published_v2_webhook_key_in_any_spelling(
+    database_url: str, sandbox: SandboxControl, configured: str
+) -> None:
+    """Outside sandbox mode the V2 route must not verify webhooks with the sandbox's published key,
+    whichever spelling of it PORTONE_V2_WEBHOOK_SECRET holds."""
+    rt = _live(database_url, sandbox, portone_v2_webhook_secret=configured)
+    try:
+        with _serving(rt) as api:
+            headers = signed(V2_BODY, webhook_id="msg_forged_spelling", secret=SANDBOX_V2_WEBHOOK_SECRET)
+            answer = api.post("/portone/webhook/v2", content=V2_BODY, headers=headers)
+            refused = answer.status_code == 404 or answer.json().get("error") == "bad_signature"
+            assert refused, f"a webhook signed with the published sandbox key was accepted: {answer.text}"
+    finally:
+        rt.close()
