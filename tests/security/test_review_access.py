@@ -6,10 +6,12 @@ import logging
 
 import pytest
 
-from services import webhooks
+from api.exports import REDACT_LINK_TOKENS
+from services import users, webhooks
 from services.config import SANDBOX_V2_WEBHOOK_SECRET
 from services.runtime import Runtime
 from tests.factories import SandboxControl
+from tests.security.test_secrets_stay_out import _link
 from tests.security.test_webhook_access import V2_BODY, _live, _serving
 from tests.services.test_foreign_currency import _bulk, _delivery
 from tests.v2_support import signed
@@ -63,3 +65,22 @@ def test_a_delivery_that_cannot_be_stored_logs_no_whole_personal_data(
     logged = caplog.text
     assert BUYER_EMAIL not in logged and BUYER_TEL not in logged, logged[-2000:]
     assert "[SQL:" not in (outcome.detail or ""), outcome.detail
+
+
+def test_an_export_token_in_a_percent_encoded_query_name_is_redacted_from_the_access_log(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """`?%74oken=` is the same parameter to the route (it answers), so the access log must not hold
+    the token in clear either; a link refused for the wrong export kind is still live afterwards."""
+    users.create_user(runtime, username="admin", password="admin-password-1", role="admin", actor=None)
+    link = _link(runtime)
+    with _serving(runtime) as api:
+        wrong_kind = f"/api/exports/refunds.csv?%74oken={link.token}"
+        answer = api.get(wrong_kind)
+        assert answer.status_code == 403, answer.text  # the route read the token
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 0, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:50000", "GET", wrong_kind, "1.1", 403), None,
+    )  # fmt: skip
+    REDACT_LINK_TOKENS.filter(record)
+    assert link.token not in record.getMessage(), record.getMessage()
