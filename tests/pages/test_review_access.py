@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from services.runtime import Runtime
@@ -48,3 +50,30 @@ def _autolinks(at: AppTest, username: str) -> list[str]:
     """Markdown strings holding the user name unescaped (GFM autolinks www. and e-mail addresses)."""
     texts = [c.value for c in at.sidebar.caption] + [m.value for m in at.success] + [m.value for m in at.caption]
     return [text for text in texts if username in text]
+
+
+def test_a_refused_configuration_shows_no_secret_on_the_sign_in_page(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """PORTONE_MODE forgotten on a server holding real secrets and PortOne's real address: the
+    dashboard refuses to run, and anyone submitting the sign-in form must not be shown (nor the log
+    be given) any part of a secret from the environment; pydantic's error echoes the input values."""
+    internal_token = "real-internal-api-token-5f0c2b9e7a"
+    for name in ("PORTONE_MODE", "PORTONE_V2_API_URL", "EXPORT_LINK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'refused.db'}")
+    monkeypatch.setenv("PORTONE_API_URL", "https://api.iamport.kr")
+    monkeypatch.setenv("INTERNAL_API_TOKEN", internal_token)
+    at = AppTest.from_file(APP_FILE, default_timeout=APP_TIMEOUT)
+    at.session_state["lang"] = "en"
+    at.run()
+    at.text_input[0].input("someone")
+    at.text_input[1].input("any-password-123")
+    at.button[0].click()
+    at.run()
+    shown = " ".join(str(e.value) + " " + " ".join(getattr(e.proto, "stack_trace", [])) for e in at.exception)
+    assert at.exception, "the dashboard ran on a refused configuration"
+    leaked = [
+        internal_token[i : i + 12] for i in range(len(internal_token) - 11) if internal_token[i : i + 12] in shown
+    ]
+    assert leaked == [], shown
