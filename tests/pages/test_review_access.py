@@ -77,3 +77,26 @@ def test_a_refused_configuration_shows_no_secret_on_the_sign_in_page(
         internal_token[i : i + 12] for i in range(len(internal_token) - 11) if internal_token[i : i + 12] in shown
     ]
     assert leaked == [], shown
+
+
+def test_an_oidc_sign_in_with_an_unverified_email_is_not_the_account_of_that_email(
+    dashboard_runtime: Runtime,
+) -> None:
+    """With OIDC, the IdP's `email` claim names the account. Many IdPs let a person put any address
+    on a new account without proving it (`email_verified: false`); such a claim must not sign in as
+    the admin whose user name is that address."""
+    create_user(dashboard_runtime, username="boss@corp.example", password="boss-password-1", role="admin", actor=None)
+    at = AppTest.from_file(APP_FILE, default_timeout=APP_TIMEOUT)
+    at.session_state["lang"] = "en"
+    at.secrets["auth"] = {
+        "redirect_uri": "http://127.0.0.1:8501/oauth2callback",
+        "cookie_secret": "review-cookie-secret-0123456789",
+        "client_id": "chekar",
+        "client_secret": "review-client-secret",
+        "server_metadata_url": "https://idp.example/.well-known/openid-configuration",
+    }
+    at.user = {"is_logged_in": True, "email": "boss@corp.example", "email_verified": False, "name": "Mallory"}
+    at.run()
+    assert not at.exception, at.exception
+    signed_in_as = at.session_state["auth_username"] if "auth_username" in at.session_state else None
+    assert signed_in_as is None, f"signed in as {signed_in_as} on an unverified e-mail claim"
