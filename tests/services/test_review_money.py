@@ -60,3 +60,44 @@ def test_one_operator_refunding_two_payments_at_once_does_not_bypass_the_second_
     # ₩100,000 refunded alone by one operator is above ₩60,000: one of them must wait for approval.
     assert outcomes == [Outcome.AWAITING_APPROVAL, Outcome.REFUNDED], (outcomes, len(sent))
     assert len(sent) == 1
+
+
+
+def _order_status(rt: Runtime, merchant_uid: str) -> str:
+    return str(orders.get_order(rt, merchant_uid).status)
+
+
+def _vbank_then_card(rt: Runtime, sandbox: SandboxControl) -> tuple[str, str, str]:
+    """The customer is issued a virtual account, then pays the order by card instead."""
+    order = orders.create_order(rt, customer_email="a@example.com", customer_name="김체카")
+    vbank = str(sandbox.checkout(order.merchant_uid, order.amount, "KRW", pay_method="vbank")["imp_uid"])
+    assert payments.complete(rt, imp_uid=vbank, merchant_uid=order.merchant_uid).status == "ready"
+    card = str(sandbox.checkout(order.merchant_uid, order.amount, "KRW")["imp_uid"])
+    assert payments.complete(rt, imp_uid=card, merchant_uid=order.merchant_uid).status == "paid"
+    assert _order_status(rt, order.merchant_uid) == "paid"
+    return order.merchant_uid, vbank, card
+
+
+def test_a_late_webhook_of_an_unused_virtual_account_does_not_move_a_paid_order_back(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """The virtual account's late (or repeated) webhook, or reconciliation, re-applies that
+    'ready' payment: the PAID order becomes 'awaiting deposit' (sync.apply_payment guards only FAILED)."""
+    merchant_uid, vbank, _ = _vbank_then_card(runtime, sandbox)
+    payments.verify_payment(runtime, imp_uid=vbank, source="webhook")
+    assert _order_status(runtime, merchant_uid) == "paid"
+
+
+def test_an_order_paid_twice_is_alerted(runtime: Runtime, sandbox: SandboxControl) -> None:
+    """The customer transfers to the virtual account anyway: ₩100,000 taken for a ₩50,000 order,
+    recorded as two verified payments of a PAID order, and no alert tells ops to refund one."""
+    from sqlalchemy import select
+
+    from services.models import Alert
+
+    merchant_uid, vbank, _ = _vbank_then_card(runtime, sandbox)
+    sandbox.http.post(f"/sandbox/payments/{vbank}/deposit").raise_for_status()
+    payments.verify_payment(runtime, imp_uid=vbank, source="webhook")
+    with runtime.db.read() as session:
+        alerts = list(session.scalars(select(Alert).where(Alert.merchant_uid == merchant_uid)))
+    assert alerts, "an order paid twice raised no alert"
