@@ -4,11 +4,16 @@ Against the sandbox over HTTP, on SQLite and PostgreSQL; nothing of ours is mock
 from __future__ import annotations
 
 import threading
+import time
 from decimal import Decimal
 
-from services import orders, payments, refund_desk
+import pytest
+from sqlalchemy import select
+
+from services import orders, payments, refund_desk, refunds
 from services.access import Actor
-from services.models import Role
+from services.errors import GatewayError
+from services.models import Alert, Refund, RefundStatus, Role
 from services.refund_desk import Outcome
 from services.runtime import Runtime
 from tests.factories import SandboxControl
@@ -56,11 +61,10 @@ def test_one_operator_refunding_two_payments_at_once_does_not_bypass_the_second_
     finally:
         sandbox.configure(latency_ms=0, latency_only=None)
     outcomes = sorted(str(getattr(a, "outcome", a)) for a in answers.values())
-    sent = [c for c in sandbox.calls()["cancels"]]
+    sent = list(sandbox.calls()["cancels"])
     # ₩100,000 refunded alone by one operator is above ₩60,000: one of them must wait for approval.
     assert outcomes == [Outcome.AWAITING_APPROVAL, Outcome.REFUNDED], (outcomes, len(sent))
     assert len(sent) == 1
-
 
 
 def _order_status(rt: Runtime, merchant_uid: str) -> str:
@@ -91,13 +95,40 @@ def test_a_late_webhook_of_an_unused_virtual_account_does_not_move_a_paid_order_
 def test_an_order_paid_twice_is_alerted(runtime: Runtime, sandbox: SandboxControl) -> None:
     """The customer transfers to the virtual account anyway: ₩100,000 taken for a ₩50,000 order,
     recorded as two verified payments of a PAID order, and no alert tells ops to refund one."""
-    from sqlalchemy import select
-
-    from services.models import Alert
-
     merchant_uid, vbank, _ = _vbank_then_card(runtime, sandbox)
     sandbox.http.post(f"/sandbox/payments/{vbank}/deposit").raise_for_status()
     payments.verify_payment(runtime, imp_uid=vbank, source="webhook")
     with runtime.db.read() as session:
         alerts = list(session.scalars(select(Alert).where(Alert.merchant_uid == merchant_uid)))
     assert alerts, "an order paid twice raised no alert"
+
+
+def test_a_cancel_refused_for_its_credentials_is_recorded_failed_not_left_pending(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """The REST API key is rotated while a cancel is on its way: PortOne answers 401 (its envelope:
+    not applied), and getting a new token is refused too. Nothing was refunded, yet the attempt is
+    left PENDING (refunds._send catches only GatewayRejected/GatewayUnavailable, not
+    GatewayUnauthorized), so the payment's refunds are refused as 'may still apply it' until the
+    grace passes and a later refund settles it."""
+    imp_uid = _paid(runtime, sandbox)
+    sandbox.configure(latency_ms=1000, latency_only="POST /payments/cancel")
+
+    def rotate() -> None:
+        time.sleep(0.5)  # the cancel is waiting at PortOne
+        sandbox.configure(imp_key="rotated-key", imp_secret="rotated-secret", token_ttl_seconds=0)
+
+    rotator = threading.Thread(target=rotate)
+    rotator.start()
+    try:
+        with pytest.raises(GatewayError):
+            refunds.refund(
+                runtime, imp_uid=imp_uid, amount=10000, reason="고객 요청", actor="kim", idempotency_key="rot-1"
+            )
+    finally:
+        rotator.join()
+    assert [c["outcome"] for c in sandbox.calls()["cancels"]] == ["unauthorized"]  # PortOne applied nothing
+    with runtime.db.read() as session:
+        attempt = session.scalar(select(Refund).where(Refund.idempotency_key == "rot-1"))
+    assert attempt is not None
+    assert attempt.status == RefundStatus.FAILED, (attempt.status, attempt.error_message)
