@@ -132,3 +132,21 @@ def test_a_cancel_refused_for_its_credentials_is_recorded_failed_not_left_pendin
         attempt = session.scalar(select(Refund).where(Refund.idempotency_key == "rot-1"))
     assert attempt is not None
     assert attempt.status == RefundStatus.FAILED, (attempt.status, attempt.error_message)
+
+
+def test_a_large_refund_of_a_deposit_we_have_not_heard_of_yet_can_be_filed_for_approval(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """A virtual account was paid at PortOne; its webhook has not reached us (our row: ready). A
+    small refund goes through (refunds.refund asks PortOne), but a large one is refused outright
+    ('ready, not paid') instead of being filed for approval: the desk judges by our stale row."""
+    settings = runtime.settings.model_copy(update={"refund_approval_threshold": {"KRW": Decimal(30000)}})
+    rt = Runtime(settings=settings, db=runtime.db, gateway=runtime.gateway)
+    order = orders.create_order(rt, customer_email="a@example.com", customer_name="김체카")
+    vbank = str(sandbox.checkout(order.merchant_uid, order.amount, "KRW", pay_method="vbank")["imp_uid"])
+    assert payments.complete(rt, imp_uid=vbank, merchant_uid=order.merchant_uid).status == "ready"
+    sandbox.http.post(f"/sandbox/payments/{vbank}/deposit").raise_for_status()  # no webhook reaches us here
+    asked = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=vbank, amount="40000", reason="고객 요청", idempotency_key="dep-1"
+    )
+    assert asked.outcome == Outcome.AWAITING_APPROVAL
