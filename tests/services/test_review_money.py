@@ -150,3 +150,28 @@ def test_a_large_refund_of_a_deposit_we_have_not_heard_of_yet_can_be_filed_for_a
         rt, actor=KIM, imp_uid=vbank, amount="40000", reason="고객 요청", idempotency_key="dep-1"
     )
     assert asked.outcome == Outcome.AWAITING_APPROVAL
+
+
+def test_a_payment_of_our_order_in_a_currency_we_do_not_know_is_cancelled_by_the_forgery_policy(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """PortOne shows a paid payment of OUR ₩50,000 order in a currency our table does not know.
+    It differs from the order, so the forgery policy must cancel it; instead the refund is refused
+    by our own currency check (refunds._record_attempt: 'unsupported currency'), the first delivery
+    fails (InvalidRequest) and every later one replays that refusal: the payment stays paid."""
+    from datetime import UTC, datetime
+
+    order = orders.create_order(runtime, customer_email="a@example.com", customer_name="김체카")
+    now = int(datetime.now(UTC).timestamp())
+    spec = {"status": "paid", "paid_at": now, "started_at": now, "merchant_uid": order.merchant_uid}
+    body = {"payments": [{**spec, "amount": "50000", "currency": "IDR"}]}
+    response = sandbox.http.post("/sandbox/payments/bulk", json=body)
+    response.raise_for_status()
+    imp_uid = str(response.json()["imp_uids"][0])
+
+    for _ in range(2):  # the webhook, then PortOne's retry
+        try:
+            payments.verify_payment(runtime, imp_uid=imp_uid, source="webhook")
+        except Exception:  # noqa: BLE001, S112 - the first delivery's 503; PortOne retries
+            continue
+    assert sandbox.payment(imp_uid)["status"] == "cancelled"
