@@ -7,6 +7,7 @@ import threading
 import time
 from decimal import Decimal
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -16,7 +17,7 @@ from services.errors import GatewayError
 from services.models import Alert, Refund, RefundStatus, Role
 from services.refund_desk import Outcome
 from services.runtime import Runtime
-from tests.factories import SandboxControl
+from tests.factories import SandboxControl, auth_headers, new_order
 
 KIM = Actor("kim", Role.OPERATOR)
 
@@ -175,3 +176,27 @@ def test_a_payment_of_our_order_in_a_currency_we_do_not_know_is_cancelled_by_the
         except Exception:  # noqa: BLE001, S112 - the first delivery's 503; PortOne retries
             continue
     assert sandbox.payment(imp_uid)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 409])
+def test_a_cancel_answered_with_a_4xx_status_and_a_success_envelope_missing_its_fields_is_unknown(
+    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl, status: int
+) -> None:
+    """PortOne applied the cancel; the answer came back with a 4xx status and PortOne's SUCCESS
+    envelope (code 0) whose money fields are missing: an answer we cannot read, so an unknown
+    outcome settled by reading. V1's _write instead takes any 4xx envelope as a refusal: the API
+    says 502 'PortOne refused: refused (code 0)' (a client then refunds again), the attempt is
+    recorded FAILED (or left PENDING on 404), and on 401 the cancel is SENT AGAIN with a new token."""
+    order = new_order(api)
+    imp_uid = sandbox.checkout(order["merchant_uid"], "50000")["imp_uid"]
+    api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": order["merchant_uid"]})
+    sandbox.configure(
+        garble_next=1, garble_only="POST /payments/cancel", garble_body="missing_fields", garble_status=status
+    )
+    answer = api.post(f"/api/payments/{imp_uid}/refunds", json={"amount": 10000, "reason": "x"}, headers=auth_headers())
+    assert sandbox.payment(imp_uid)["cancel_amount"] == 10000  # PortOne applied it
+    assert [c["outcome"] for c in sandbox.calls()["cancels"]] == ["applied"]  # sent once, never resent
+    assert answer.status_code in (201, 202), answer.text  # settled by reading: succeeded (or unknown)
+    with runtime.db.read() as session:
+        attempt = session.scalars(select(Refund).where(Refund.requested_by == "api")).one()
+    assert attempt.status == RefundStatus.SUCCEEDED, (attempt.status, attempt.error_message)
