@@ -51,6 +51,10 @@ def current_actor() -> Actor | None:
     """The signed-in actor, or None (never signed in, idle or signed in too long, account disabled)."""
     if oidc_configured() and getattr(st.user, "is_logged_in", False) and _USER not in st.session_state:
         email = str(st.user.get("email") or "")
+        if st.user.get("email_verified") is not True:
+            # The e-mail claim names the account; an address the IdP did not verify is anyone's.
+            st.session_state["auth_message"] = t("login.oidc_unverified", email=plain(email))
+            return None
         try:
             actor = users.current_actor(get_runtime(), email)
         except Forbidden:
