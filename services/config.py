@@ -6,6 +6,7 @@ secrets are refused at start-up, so a live deployment can never run on the sandb
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from decimal import Decimal
 from functools import lru_cache
@@ -163,7 +164,23 @@ class Settings(BaseSettings):
 
 def is_placeholder(secret: str) -> bool:
     """Whether `secret` is empty, a stand-in, or one of the sandbox's published values (any case)."""
-    return secret.strip().lower() in {value.lower() for value in _PLACEHOLDERS}
+    if secret.strip().lower() in {value.lower() for value in _PLACEHOLDERS}:
+        return True
+    # Standard Webhooks (and PortOne's SDK) read a signing secret leniently: `whsec_` optional and
+    # characters outside base64 skipped, so the published key has more spellings than one.
+    key = _webhook_key(secret)
+    return key is not None and key == _webhook_key(SANDBOX_V2_WEBHOOK_SECRET)
+
+
+def _webhook_key(secret: str) -> bytes | None:
+    """The key bytes a Standard Webhooks verifier derives from `secret`, read as leniently as it does."""
+    text = secret.strip()
+    text = text[len("whsec_") :] if text.lower().startswith("whsec_") else text
+    try:
+        key = base64.b64decode(text + "==", validate=False)
+    except ValueError:
+        return None
+    return key or None
 
 
 def is_loopback_url(url: str) -> bool:
