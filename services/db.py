@@ -28,6 +28,7 @@ def make_engine(database_url: str, *, sqlite_busy_timeout_ms: int = SQLITE_BUSY_
             url,
             json_serializer=jsonutil.dumps,
             json_deserializer=jsonutil.loads,
+            hide_parameters=True,  # a failed statement's values (buyers' data) never reach logs or messages
             connect_args={"timeout": sqlite_busy_timeout_ms / 1000, "check_same_thread": False},
             **kwargs,
         )
@@ -39,6 +40,7 @@ def make_engine(database_url: str, *, sqlite_busy_timeout_ms: int = SQLITE_BUSY_
         url,
         json_serializer=jsonutil.dumps,
         json_deserializer=jsonutil.loads,
+        hide_parameters=True,  # a failed statement's values (buyers' data) never reach logs or messages
         pool_pre_ping=True,
         **kwargs,
     )

@@ -167,7 +167,8 @@ def _failed(imp_uid: str, exc: Exception) -> tuple[WebhookResult, str]:
         return WebhookResult.ERROR, f"PortOne could not be asked: {exc}"
     if isinstance(exc, PaymentsError):
         return WebhookResult.ERROR, str(exc)
-    return WebhookResult.ERROR, f"could not be processed ({type(exc).__name__}): {exc}"[:500]
+    # Only the kind: an unexpected error's text may quote a statement or data; the log has the rest.
+    return WebhookResult.ERROR, f"could not be processed ({type(exc).__name__}); details in the server log"
 
 
 def _judge_alone(rt: Runtime, imp_uid: str) -> _Verdict:
