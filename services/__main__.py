@@ -6,6 +6,8 @@ import argparse
 import getpass
 import sys
 
+from pydantic import ValidationError
+
 from services.config import DATA_DIR, get_settings
 from services.errors import PaymentsError
 from services.runtime import Runtime, build_runtime
@@ -112,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     reconcile_arguments(reconcile)
     reconcile.set_defaults(func=_with_runtime(_reconcile))
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:  # settings refused: say which, never echo a value
+        reasons = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+        print(f"python -m services: refusing to start: {reasons}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ DEFAULT_FEE_TABLE = {"KRW": Decimal("50000"), "USD": Decimal("38.50")}
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+    # hide_input_in_errors: a refused setting is named, its value (perhaps a real secret) never echoed.
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, hide_input_in_errors=True)
 
     database_url: str = Field(default_factory=lambda: f"sqlite:///{DATA_DIR / 'chekar.db'}")
     # How long a SQLite write waits for another process's write lock before answering 503.

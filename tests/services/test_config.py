@@ -170,3 +170,21 @@ def test_live_v2_refuses_the_sandbox_webhook_secret(monkeypatch: pytest.MonkeyPa
     }
     with pytest.raises(ValidationError, match="PORTONE_V2_WEBHOOK_SECRET"):
         Settings(portone_mode="live", portone_api_version="v2", **real)
+
+
+def test_the_command_line_refuses_a_configuration_in_plain_words_without_echoing_secrets(tmp_path: Path) -> None:
+    token = "real-internal-api-token-5f0c2b9e7a"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTONE_", "INTERNAL_API", "EXPORT_LINK"))}
+    env.update(PORTONE_API_URL=PORTONE_V1_URL, INTERNAL_API_TOKEN=token, DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+    done = subprocess.run(  # noqa: S603 - our own module, fixed arguments
+        [sys.executable, "-m", "services", "users", "list"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "PORTONE_MODE" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert token[-10:] not in done.stdout + done.stderr
