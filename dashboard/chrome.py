@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.auth import sign_out
+from dashboard.format import plain
 from dashboard.i18n import LANGUAGES, current_language, t
 from dashboard.runtime import get_runtime
 from services.access import Actor
@@ -18,7 +19,7 @@ def render_sidebar(actor: Actor) -> None:
         st.markdown(f"**{t('app.title')}**")
         color = {"sandbox": "blue", "test": "orange", "live": "red"}[mode]
         st.markdown(f":{color}-badge[{t('app.mode_' + mode)}]")
-        st.caption(t("app.signed_in_as", user=actor.username, role=t(f"role.{actor.role}")))
+        st.caption(t("app.signed_in_as", user=plain(actor.username), role=t(f"role.{actor.role}")))
         languages = list(LANGUAGES)
         choice = st.selectbox(
             t("app.language"),

@@ -101,7 +101,7 @@ def _add_user() -> None:
         lambda: users.create_user(
             rt, username=username, password=password, role=role, display_name=display_name.strip() or None, actor=actor
         ),
-        t("admin.added", username=username.strip(), role=t(f"role.{role}")),
+        t("admin.added", username=plain(username.strip()), role=t(f"role.{role}")),
     )
 
 
@@ -122,12 +122,12 @@ def _edit_user(accounts: dict[str, User]) -> None:
     if save.button(t("admin.save_role"), key="admin_save_role", disabled=role == current_role):
         _act(
             lambda: user_admin.change_role(rt, username=username, role=role, actor=actor),
-            t("admin.role_saved", username=username, role=t(f"role.{role}")),
+            t("admin.role_saved", username=plain(username), role=t(f"role.{role}")),
         )
     if toggle.button(t("admin.disable") if active else t("admin.enable"), key="admin_toggle_active"):
         _act(
             lambda: user_admin.set_active(rt, username=username, active=not active, actor=actor),
-            t("admin.disabled" if active else "admin.enabled", username=username),
+            t("admin.disabled" if active else "admin.enabled", username=plain(username)),
         )
     with st.form("admin_reset_password"):
         st.markdown(f"**{t('admin.reset_heading')}**")
@@ -136,7 +136,7 @@ def _edit_user(accounts: dict[str, User]) -> None:
     if reset:
         _act(
             lambda: user_admin.reset_password(rt, username=username, new_password=new_password, actor=actor),
-            t("admin.reset_done", username=username),
+            t("admin.reset_done", username=plain(username)),
         )
 
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from dashboard.format import plain
 from services import audit, audit_log, user_admin, users
 from services.access import Actor
 from services.errors import Forbidden
@@ -55,7 +56,7 @@ def test_admin_adds_a_user_changes_the_role_disables_and_resets(
     at.text_input(key="admin_new_password_again").input("kim-password-1")
     at.button(key="admin_add_submit").click().run()
     assert not at.exception, at.exception
-    assert at.success[0].value == "kim.ops 사용자를 추가했습니다 (운영)."
+    assert at.success[0].value == f"{plain('kim.ops')} 사용자를 추가했습니다 (운영)."  # the name as text
     assert "kim.ops" in list(at.dataframe[0].value["아이디"])
     added = _user(dashboard_runtime, "kim.ops")
     assert added is not None and (added.role, added.display_name, added.active) == ("operator", "김운영", True)
@@ -64,7 +65,7 @@ def test_admin_adds_a_user_changes_the_role_disables_and_resets(
     at.selectbox(key="admin_edit_role_kim.ops").select("조회").run()
     at.button(key="admin_save_role").click().run()
     assert not at.exception, at.exception
-    assert at.success[0].value == "kim.ops 의 역할을 조회(으)로 바꿨습니다."
+    assert at.success[0].value == f"{plain('kim.ops')} 의 역할을 조회(으)로 바꿨습니다."
     assert _user(dashboard_runtime, "kim.ops").role == "viewer"  # type: ignore[union-attr]
 
     at.button(key="admin_toggle_active").click().run()
@@ -73,7 +74,7 @@ def test_admin_adds_a_user_changes_the_role_disables_and_resets(
 
     at.text_input(key="admin_reset_password_value").input("new-kim-password")
     at.button(key="admin_reset_submit").click().run()
-    assert at.success[0].value.startswith("kim.ops 의 비밀번호를 바꾸고")
+    assert at.success[0].value.startswith(f"{plain('kim.ops')} 의 비밀번호를 바꾸고")
     user_admin.set_active(dashboard_runtime, username="kim.ops", active=True, actor=Actor("admin", Role.ADMIN))
     assert users.authenticate(dashboard_runtime, username="kim.ops", password="new-kim-password").role == Role.VIEWER
 
