@@ -36,7 +36,9 @@ from services.errors import (
     CancellationPending,
     Conflict,
     GatewayError,
+    GatewayNotFound,
     GatewayRejected,
+    GatewayUnauthorized,
     GatewayUnavailable,
     InvalidRequest,
     NotFound,
@@ -578,13 +580,16 @@ def _send(rt: Runtime, *, refund_id: int, fetched: GatewayPayment, actor: str) -
             return _result(attempt, attempt.payment)
     except OutcomeUnknown as exc:
         return _settle_after_silence(rt, refund_id=refund_id, imp_uid=fetched.imp_uid, actor=actor, cause=exc)
-    except (GatewayRejected, GatewayUnavailable) as exc:
+    except (GatewayRejected, GatewayUnauthorized, GatewayNotFound, GatewayUnavailable) as exc:
+        # PortOne's own refusal (its envelope), or never sent: nothing was applied.
         with rt.db.write() as session:
             attempt = session.get_one(Refund, refund_id)
-            prefix = "PortOne refused: " if isinstance(exc, GatewayRejected) else "not sent, PortOne unreachable: "
+            prefix = "not sent, PortOne unreachable: " if isinstance(exc, GatewayUnavailable) else "PortOne refused: "
             _mark(attempt, RefundStatus.FAILED, error=prefix + str(exc), error_code=exc.portone_code)
             audit.record(session, actor=actor, action="refund.failed", target=fetched.imp_uid, refund_id=refund_id)
         raise
+    except GatewayError as exc:  # any other answer to a cancel: it may have been applied
+        return _settle_after_silence(rt, refund_id=refund_id, imp_uid=fetched.imp_uid, actor=actor, cause=exc)
     with rt.db.write() as session:
         attempt = session.get_one(Refund, refund_id)
         taken = {r.portone_cancellation_id for r in attempt.payment.refunds if r.portone_cancellation_id}

@@ -282,7 +282,7 @@ class PortOneV1Client:
             body = json.loads(response.content, parse_float=Decimal)
         except ValueError:
             return False
-        return isinstance(body, dict) and type(body.get("code")) is int
+        return isinstance(body, dict) and type(body.get("code")) is int and body["code"] != 0
 
     def _auth(self, *, force: bool = False) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._access_token(force=force)}"}
@@ -327,6 +327,9 @@ class PortOneV1Client:
             raise self._unreadable(status, str(exc)) from exc
         if type(body.get("code")) is not int:
             raise self._unreadable(status, "no PortOne envelope (no integer code)")
+        if status >= 400 and body["code"] == 0:
+            # A refusal's status around PortOne's success code: something between us answered.
+            raise self._unreadable(status, "an error status around a success envelope (code 0)")
         envelope = self._envelope(response)  # a readable refusal raises here
         try:
             return read(envelope)
