@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services import audit
 from services.errors import ForgeryDetected, GatewayNotFound, InvalidRequest, NotFound
-from services.models import Order, Payment
+from services.models import Order, Payment, RefundStatus
 from services.portone.types import GatewayPayment, PortOneStatus
 from services.reconcile_rules import check_recorded, check_recorded_many
 from services.refunds import refund
@@ -136,16 +136,18 @@ def verification_after_record(rt: Runtime, fetched: GatewayPayment, *, has_order
 
 
 def _cancel_forgery(rt: Runtime, fetched: GatewayPayment) -> GatewayPayment:
-    """Cancel the whole remainder once (the idempotency key makes repeats replay, not resend)."""
-    result = refund(
-        rt,
-        imp_uid=fetched.imp_uid,
-        amount=None,
-        reason=FORGERY_REASON,
-        actor=FORGERY_ACTOR,
-        idempotency_key=f"forgery:{fetched.imp_uid}",
-        source="forgery",
-    )
+    """Cancel the whole remainder once (the idempotency key makes repeats replay, not resend). An
+    attempt that ended without applying anything (failed, refused) is tried again under a new key
+    on the next delivery, so a forged payment is never left paid by one bad moment."""
+    key = f"forgery:{fetched.imp_uid}"
+    while True:  # each earlier attempt that applied nothing names the next key; one new send at most
+        result = refund(
+            rt, imp_uid=fetched.imp_uid, amount=None, reason=FORGERY_REASON, actor=FORGERY_ACTOR,
+            idempotency_key=key, source="forgery",
+        )  # fmt: skip
+        if not (result.replayed and result.status in (RefundStatus.FAILED, RefundStatus.REJECTED)):
+            break
+        key = f"forgery:{fetched.imp_uid}:after-{result.refund_id}"
     with rt.db.write() as session:
         audit.record(
             session,

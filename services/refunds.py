@@ -47,7 +47,15 @@ from services.errors import (
     RefundExceedsRemaining,
 )
 from services.models import Payment, Refund, RefundStatus, utcnow
-from services.money import MAX_AMOUNT, InvalidAmount, normalize, parse_decimal, parse_typed_amount, validate_amount
+from services.money import (
+    CURRENCY_EXPONENTS,
+    MAX_AMOUNT,
+    InvalidAmount,
+    normalize,
+    parse_decimal,
+    parse_typed_amount,
+    validate_amount,
+)
 from services.portone.types import CancellationState, GatewayPayment, PortOneStatus
 from services.runtime import Runtime
 from services.sync import apply_payment
@@ -523,7 +531,10 @@ def _record_attempt(
     )
     error = None
     try:
-        validate_amount(amount, fetched.currency)
+        if requested is not None or fetched.currency.upper() in CURRENCY_EXPONENTS:
+            validate_amount(amount, fetched.currency)
+        elif amount <= 0:  # the whole remainder in a currency we do not list: PortOne's own figure
+            error = "nothing left to refund"
     except InvalidAmount as exc:
         error = str(exc)
     if error is None and fetched.status != PortOneStatus.PAID:
@@ -564,8 +575,13 @@ def _send(rt: Runtime, *, refund_id: int, fetched: GatewayPayment, actor: str) -
         attempt = session.get_one(Refund, refund_id)
         amount, checksum, reason = attempt.amount, attempt.checksum, attempt.reason
     checksum = checksum if checksum is not None else fetched.cancellable_amount
+    # The whole remainder of a payment in a currency we do not list (a forgery's cancel) is sent as
+    # "all of it", PortOne's own figure, guarded by the checksum: we cannot write its minor units.
+    whole = amount == checksum and fetched.currency.upper() not in CURRENCY_EXPONENTS
     try:
-        result = rt.gateway.cancel_payment(imp_uid=fetched.imp_uid, amount=amount, checksum=checksum, reason=reason)
+        result = rt.gateway.cancel_payment(
+            imp_uid=fetched.imp_uid, amount=None if whole else amount, checksum=checksum, reason=reason
+        )
     except CancellationPending as exc:
         with rt.db.write() as session:
             attempt = session.get_one(Refund, refund_id)

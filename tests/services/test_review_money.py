@@ -200,3 +200,32 @@ def test_a_cancel_answered_with_a_4xx_status_and_a_success_envelope_missing_its_
     with runtime.db.read() as session:
         attempt = session.scalars(select(Refund).where(Refund.requested_by == "api")).one()
     assert attempt.status == RefundStatus.SUCCEEDED, (attempt.status, attempt.error_message)
+
+
+def test_a_forgery_cancel_that_applied_nothing_is_tried_again_on_the_next_delivery(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """A forged payment (₩1,000 against our ₩50,000 order) whose first cancel PortOne did not apply
+    (500, then confirmed not applied by reading back): the attempt is failed, and PortOne's next
+    delivery cancels it under a new key instead of replaying the failure for ever."""
+    from datetime import UTC, datetime
+
+    settings = runtime.settings.model_copy(update={"refund_unknown_grace_seconds": 0.0})
+    rt = Runtime(settings=settings, db=runtime.db, gateway=runtime.gateway)
+    order = orders.create_order(rt, customer_email="a@example.com", customer_name="김체카")
+    now = int(datetime.now(UTC).timestamp())
+    spec = {"status": "paid", "paid_at": now, "started_at": now, "merchant_uid": order.merchant_uid}
+    response = sandbox.http.post("/sandbox/payments/bulk", json={"payments": [{**spec, "amount": "1000"}]})
+    response.raise_for_status()
+    imp_uid = str(response.json()["imp_uids"][0])
+    sandbox.configure(fail_next=1, fail_only="POST /payments/cancel")
+    for _ in range(2):  # the webhook, then PortOne's retry
+        try:
+            payments.verify_payment(rt, imp_uid=imp_uid, source="webhook")
+        except Exception:  # noqa: BLE001, S112 - a delivery's refusal; the next one comes
+            continue
+    assert sandbox.payment(imp_uid)["status"] == "cancelled"
+    with rt.db.read() as session:
+        statuses = [r.status for r in session.scalars(select(Refund).order_by(Refund.id))]
+    assert statuses == [RefundStatus.FAILED, RefundStatus.SUCCEEDED]
+    assert len([c for c in sandbox.calls()["cancels"] if c["outcome"] == "applied"]) == 1
