@@ -426,3 +426,15 @@ class ExportLinkGrant(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class Lease(Base):
+    """A named lease held by one process at a time (a conditional UPDATE takes it; it lapses at
+    `expires_at` if its holder died). Used where a decision must not run twice at once across
+    processes, e.g. one operator's maker–checker check and the refund it allows."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None]

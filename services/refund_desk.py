@@ -28,6 +28,7 @@ import csv
 import enum
 import io
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -37,7 +38,7 @@ from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services import audit, refunds
+from services import audit, leases, refunds
 from services.access import Actor, Permission, require
 from services.errors import (
     Conflict,
@@ -55,6 +56,7 @@ from services.models import ApprovalStatus, Payment, Refund, RefundRequest, Refu
 from services.money import InvalidAmount, normalize, parse_typed_amount, validate_amount
 from services.refunds import RefundResult
 from services.runtime import Runtime
+from services.sync import apply_payment
 
 MAX_BULK_ROWS = 1000
 MAX_NOTE_LENGTH = 1000
@@ -471,17 +473,46 @@ def request_refund(
     # Our remainder is never below PortOne's (refunds only grow), so above ours is above PortOne's.
     if value is not None and value > ours_remaining:
         raise RefundExceedsRemaining(value, normalize(ours_remaining, currency), currency)
-    already = refunded_alone(rt, username=actor.username).get(currency, Decimal(0))
-    if needs_approval(rt, currency, ours_remaining if value is None else value, already=already):
-        if ours_status != "paid":  # nothing to approve (refunds.refund re-checks PortOne for the rest)
-            raise Conflict(f"payment {payment.imp_uid} is {ours_status}, not paid; only paid payments are refunded")
-        return _create_request(
-            rt, actor=actor, payment_imp_uid=payment.imp_uid, currency=currency, amount=value, reason=reason, key=key
+    # One operator's refunds are decided one at a time: two at once would both read the same total
+    # "refunded alone in the window" and both pass under the threshold.
+    with operator_lease(rt, actor):
+        already = refunded_alone(rt, username=actor.username).get(currency, Decimal(0))
+        if needs_approval(rt, currency, ours_remaining if value is None else value, already=already):
+            if ours_status != "paid":  # our record may be behind PortOne (a deposit not heard of yet)
+                ours_status = _status_at_portone(rt, payment.imp_uid)
+            if ours_status != "paid":  # nothing to approve (refunds.refund re-checks PortOne for the rest)
+                raise Conflict(f"payment {payment.imp_uid} is {ours_status}, not paid; only paid payments are refunded")
+            return _create_request(
+                rt,
+                actor=actor,
+                payment_imp_uid=payment.imp_uid,
+                currency=currency,
+                amount=value,
+                reason=reason,
+                key=key,
+            )
+        result = refunds.refund(
+            rt, imp_uid=payment.imp_uid, amount=value, reason=reason, actor=actor.username, idempotency_key=key
         )
-    result = refunds.refund(
-        rt, imp_uid=payment.imp_uid, amount=value, reason=reason, actor=actor.username, idempotency_key=key
-    )
     return _from_result(result)
+
+
+def operator_lease(rt: Runtime, actor: Actor) -> AbstractContextManager[leases.Held]:
+    """The lease under which one operator's maker–checker check and the refund it allows run."""
+    return leases.hold(
+        rt,
+        f"refund-desk:{actor.username}",
+        wait_seconds=rt.settings.refund_lock_wait_seconds,
+        lease_seconds=rt.settings.refund_lock_lease_seconds,
+        busy="another refund of yours is being decided; try again in a moment",
+    )
+
+
+def _status_at_portone(rt: Runtime, imp_uid: str) -> str:
+    """PortOne's status of the payment, recorded on ours as any re-fetch is."""
+    fetched = rt.gateway.get_payment(imp_uid)
+    with rt.db.write() as session:
+        return str(apply_payment(session, fetched, source="refund").payment.status)
 
 
 # -- approvals ----------------------------------------------------------------------------------
@@ -912,6 +943,19 @@ def submit_bulk(
     currency's batch total is above its threshold, file the whole batch for approval."""
     require(actor, Permission.REFUND)
     batch_id = _key(batch_id)
+    with operator_lease(rt, actor) as lease:  # the threshold decided and applied without a rival
+        return _submit_bulk(rt, actor, rows, default_reason, batch_id, on_progress, lease)
+
+
+def _submit_bulk(
+    rt: Runtime,
+    actor: Actor,
+    rows: Sequence[BulkInputRow],
+    default_reason: str | None,
+    batch_id: str,
+    on_progress: Progress | None,
+    lease: leases.Held,
+) -> list[BulkResultRow]:
     preview = preview_bulk(rt, actor=actor, rows=rows, default_reason=default_reason, batch_id=batch_id)
     earlier = _earlier_rows(rt, batch_id)  # a rerun: those rows replay whatever the preview says now
     todo = [row for row in preview.rows if row.check is None or _bulk_key(batch_id, row) in earlier]
@@ -950,6 +994,7 @@ def submit_bulk(
             results[row.line] = _bulk_result(row, outcome)
         else:
             results[row.line] = _send_row(rt, actor, row, imp_uid, key)
+        lease.renew()
         if on_progress is not None:
             on_progress(done, len(todo))
     return [results[row.line] for row in preview.rows]
