@@ -530,15 +530,18 @@ def _record_attempt(
         cancel_amount_before=fetched.cancel_amount,
     )
     error = None
-    try:
-        if requested is not None or fetched.currency.upper() in CURRENCY_EXPONENTS:
-            validate_amount(amount, fetched.currency)
-        elif amount <= 0:  # the whole remainder in a currency we do not list: PortOne's own figure
-            error = "nothing left to refund"
-    except InvalidAmount as exc:
-        error = str(exc)
-    if error is None and fetched.status != PortOneStatus.PAID:
+    if fetched.status == PortOneStatus.CANCELLED:
+        error = "nothing left to refund: the payment is cancelled at PortOne"
+    elif fetched.status != PortOneStatus.PAID:
         error = f"the payment is {fetched.status} at PortOne; only paid payments can be refunded"
+    elif requested is None and amount <= 0:
+        error = "nothing left to refund"
+    if error is None:
+        try:
+            if requested is not None or fetched.currency.upper() in CURRENCY_EXPONENTS:
+                validate_amount(amount, fetched.currency)  # the whole remainder elsewhere: PortOne's figure
+        except InvalidAmount as exc:
+            error = str(exc)
     if error is None and amount > remaining:
         error = f"exceeds the refundable remainder {remaining} {fetched.currency}"
     if error is not None:

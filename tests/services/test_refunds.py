@@ -102,3 +102,15 @@ def test_lease_left_by_a_crashed_process_expires(runtime: Runtime, sandbox: Sand
         payment.refund_lock_expires_at = utcnow() + timedelta(seconds=1)
     result = refunds.refund(runtime, imp_uid=imp_uid, amount="1000", reason="x", actor="kim", idempotency_key="k2")
     assert result.status == RefundStatus.SUCCEEDED
+
+
+def test_a_full_refund_of_a_fully_refunded_payment_says_nothing_is_left(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    from services.errors import NotRefundable
+
+    imp_uid = _paid_payment(runtime, sandbox)
+    refunds.refund(runtime, imp_uid=imp_uid, amount=None, reason="고객 요청", actor="kim", idempotency_key="all-1")
+    with pytest.raises(NotRefundable, match="nothing left") as refused:
+        refunds.refund(runtime, imp_uid=imp_uid, amount=None, reason="고객 요청", actor="kim", idempotency_key="all-2")
+    assert refused.value.nothing_left
