@@ -426,15 +426,17 @@ def _requested(amount: object, currency: str) -> Decimal | None:
     return value
 
 
-def _replay(session: Session, key: str, fingerprint: str) -> RefundResult | None:
+def _replay(session: Session, key: str, fingerprint: str, *, settled_only: bool = False) -> RefundResult | None:
     """The recorded answer for this key, if there is one. An attempt still in flight has none
-    yet: the caller waits for the lease, by which time that attempt has been settled."""
+    yet: the caller waits for the lease, by which time that attempt has been settled. With
+    `settled_only`, an unknown outcome is not answered either: the caller settles it first (asking
+    PortOne), so retrying the same request learns how it ended."""
     existing = session.scalar(select(Refund).where(Refund.idempotency_key == key))
     if existing is None:
         return None
     if existing.request_fingerprint != fingerprint:
         raise InvalidRequest("this idempotency key was already used for a different refund request")
-    if existing.status == RefundStatus.PENDING:
+    if existing.status == RefundStatus.PENDING or (settled_only and existing.status == RefundStatus.UNKNOWN):
         return None
     return _result(existing, existing.payment, replayed=True)
 
@@ -458,12 +460,16 @@ def refund(
         payment_id = payment.id
         requested = _requested(amount, payment.currency)
         fingerprint = _fingerprint(imp_uid, requested, reason)
-        replay = _replay(session, key, fingerprint)
+        replay = _replay(session, key, fingerprint, settled_only=True)
         if replay is not None:
             return replay
 
     with payment_lease(rt, payment_id):
         settle_open_attempts(rt, imp_uid=imp_uid, actor=actor)
+        with rt.db.read() as session:
+            replay = _replay(session, key, fingerprint)  # this key's attempt, settled as far as PortOne shows
+        if replay is not None:
+            return replay
         _refuse_while_pending(rt, payment_id)
         fetched = rt.gateway.get_payment(imp_uid)
         with rt.db.write() as session:

@@ -196,6 +196,31 @@ def test_cancel_timing_out_before_portone_applied_it(
     assert_state_equals_portone(runtime, sandbox)
 
 
+@pytest.mark.reliability(
+    area="fault",
+    case="the operator retries (same idempotency key) a refund whose cancel answer was lost, once PortOne applied it",
+    outcome="the retry asks PortOne and answers how it ended (201 succeeded), never a stale 'unknown'; one cancel sent",
+)
+def test_retrying_a_lost_refund_with_its_key_learns_how_it_ended(
+    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    imp_uid, merchant_uid = paid_at_portone(api, sandbox)
+    assert _complete(api, imp_uid, merchant_uid).status_code == 200
+    sandbox.configure(latency_ms=TOO_SLOW_MS, latency_only="POST /payments/cancel")
+    lost = _refund(api, imp_uid, "20000", key="lost-then-retried")
+    assert lost.status_code == 202 and lost.json()["status"] == "unknown", lost.text
+    deadline = time.monotonic() + 30
+    while sandbox.payment(imp_uid)["cancel_amount"] == 0:
+        assert time.monotonic() < deadline, "PortOne never applied the delayed cancel"
+        time.sleep(0.05)
+    sandbox.configure(latency_ms=0)
+    retry = _refund(api, imp_uid, "20000", key="lost-then-retried")
+    assert retry.status_code == 201 and retry.json()["status"] == "succeeded", retry.text
+    assert _refund_statuses(runtime, imp_uid) == [("succeeded", "20000.00")]
+    assert len(sandbox.calls()["cancels"]) == 1
+    assert_state_equals_portone(runtime, sandbox)
+
+
 # PortOne's cancel call, as each version's `garble_only` names it.
 CANCEL_CALLS = {"v1": "POST /payments/cancel", "v2": "POST /payments/{paymentId}/cancel"}
 

@@ -51,12 +51,12 @@ def test_unknown_outcome_waits_for_portone_then_is_settled_without_resending(
         assert alert is not None and alert.kind == "refund_outcome_unknown"
 
     sandbox.configure(fail_next=0)
-    # The same intent again replays (never resends); the next refund first settles the open one.
-    assert refunds.refund(
+    # The same intent again never resends: it asks PortOne and replays how the attempt ended.
+    again = refunds.refund(
         runtime, imp_uid=imp_uid, amount="20000", reason="고객 요청", actor="kim", idempotency_key="k-unknown"
-    ).replayed
-    settled = refunds.settle_open_attempts(runtime, imp_uid=imp_uid)
-    assert settled == 1
+    )
+    assert again.replayed and again.status == RefundStatus.SUCCEEDED
+    assert refunds.settle_open_attempts(runtime, imp_uid=imp_uid) == 0  # nothing left open
     with runtime.db.read() as session:
         rows = session.scalars(select(Refund)).all()
         assert [(r.status, r.amount) for r in rows] == [("succeeded", Decimal(20000))]
