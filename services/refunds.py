@@ -74,6 +74,8 @@ class RefundResult:
     cancellation_id: str | None
     error_message: str | None
     replayed: bool = False
+    # A virtual-account refund's account as recorded: {bank, holder, number (masked)}.
+    refund_account: dict[str, str] | None = None
 
 
 def _fingerprint(
@@ -135,6 +137,13 @@ def _result(refund: Refund, payment: Payment, *, replayed: bool = False) -> Refu
         cancellation_id=refund.portone_cancellation_id,
         error_message=refund.error_message,
         replayed=replayed,
+        refund_account=None
+        if refund.refund_account_masked is None
+        else {
+            "bank": refund.refund_bank or "",
+            "holder": refund.refund_holder or "",
+            "number": refund.refund_account_masked,
+        },
     )
 
 
