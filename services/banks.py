@@ -68,8 +68,13 @@ _KIWOOM_CODES["81"] = "12"  # 하나은행 (키움페이 lists 외환 `05` apart
 MAX_HOLDER_LENGTH = 50
 
 
+BY_NAME: dict[str, Bank] = {name: b for b in BANKS for name in (b.name_ko, b.name_en.lower(), b.v2.lower())}
+
+
 def bank(code: str) -> Bank:
-    found = BY_CODE.get((code or "").strip())
+    """A bank by PortOne's code (`88`), or by its Korean or English name or V2 value (a CSV typed by hand)."""
+    text = (code or "").strip()
+    found = BY_CODE.get(text) or BY_NAME.get(text) or BY_NAME.get(text.lower())
     if found is None:
         raise InvalidRequest(f"unknown bank code {code!r}: use PortOne's bank codes (04 KB국민, 88 신한, ...)")
     return found
