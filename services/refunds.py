@@ -692,6 +692,14 @@ def _send(
         claimed = _claim_cancellation(attempt, result, taken)
         _mark(attempt, RefundStatus.SUCCEEDED, cancellation_id=claimed, refunded_total=result.cancel_amount)
         payment = apply_payment(session, result, source="refund").payment
+        if result.status == PortOneStatus.CANCELLED:  # a forged virtual account, refunded by a person
+            resolve_open(
+                session,
+                kind=AlertKind.FORGERY_REFUND_ACCOUNT_NEEDED,
+                imp_uid=fetched.imp_uid,
+                note=f"refunded in full into the customer's account (refund #{refund_id})",
+                actor=actor,
+            )
         audit.record(
             session,
             actor=actor,
