@@ -64,11 +64,12 @@ def bank_label(code: str) -> str:
 def account_inputs(prefix: str) -> dict[str, str]:
     """Bank picker, holder and number of the customer's refund account (a virtual-account payment)."""
     cols = st.columns([2, 2, 3])
+    labels = {bank.code: bank_label(bank.code) for bank in banks.BANKS}  # in this run's language
     code = cols[0].selectbox(
         t("refunds.refund_bank"),
-        [bank.code for bank in banks.BANKS],
+        list(labels),
         index=None,
-        format_func=bank_label,
+        format_func=labels.__getitem__,
         placeholder=t("refunds.refund_bank_placeholder"),
         key=f"{prefix}.refund_bank",
     )

@@ -70,10 +70,11 @@ def _order_form(submit_label: str, *, with_card: bool) -> tuple[bool, str, str, 
         )
         card, method = tp.TEST_CARD, "card"
         if with_card:
+            labels = {m: t(f"test_payment.method_{m}") for m in tp.PAY_METHODS}  # in this run's language
             method = st.radio(
                 t("test_payment.method"),
                 list(tp.PAY_METHODS),
-                format_func=lambda m: t(f"test_payment.method_{m}"),
+                format_func=labels.__getitem__,
                 horizontal=True,
                 key="test_payment_method",
             )
