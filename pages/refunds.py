@@ -406,10 +406,22 @@ with queue:
         own = request is not None and request.requested_by == actor.username
         if own:
             st.caption(t("refunds.queue_own"))
+        approver_account: dict[str, str] | None = None
+        if request is not None and request.needs_refund_account and not own:
+            # Never stored in full: the approver enters the customer's account for the cancel itself.
+            st.info(t("refunds.queue_vbank"))
+            approver_account = account_inputs("refunds.queue")
         buttons = st.columns(3)
         try:
             if buttons[0].button(t("refunds.approve"), key="refunds.approve", type="primary", disabled=own) and request:
-                outcome = desk.approve_request(rt, actor=actor, request_id=request.id, note=note)
+                account = (
+                    banks.refund_account(approver_account)
+                    if approver_account and all(v.strip() for v in approver_account.values())
+                    else None
+                )
+                outcome = desk.approve_request(
+                    rt, actor=actor, request_id=request.id, note=note, refund_account=account
+                )
                 st.session_state["refunds.queue_result"] = describe(outcome)
                 st.rerun()
             if buttons[1].button(t("refunds.reject"), key="refunds.reject") and request:

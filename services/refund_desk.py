@@ -138,6 +138,7 @@ class RequestView:
     decided_at: datetime | None
     refund_id: int | None
     refund_status: str | None
+    needs_refund_account: bool = False  # a virtual account: the approver enters the customer's account
 
 
 @dataclass(frozen=True)
@@ -536,7 +537,11 @@ def list_requests(
 ) -> list[RequestView]:
     """Refund requests (by default the open ones: awaiting approval, or being executed), oldest first."""
     require(actor, Permission.REFUND)
-    query = select(RefundRequest, Refund.status).outerjoin(Refund, Refund.id == RefundRequest.refund_id)
+    query = (
+        select(RefundRequest, Refund.status, Payment.pay_method)
+        .outerjoin(Refund, Refund.id == RefundRequest.refund_id)
+        .outerjoin(Payment, Payment.imp_uid == RefundRequest.imp_uid)
+    )
     if status is not None:
         statuses = [status] if isinstance(status, str) else list(status)
         query = query.where(RefundRequest.status.in_(statuses))
@@ -561,8 +566,9 @@ def list_requests(
             decided_at=r.decided_at,
             refund_id=r.refund_id,
             refund_status=refund_status,
+            needs_refund_account=pay_method == refunds.VBANK,
         )
-        for r, refund_status in rows
+        for r, refund_status, pay_method in rows
     ]
 
 

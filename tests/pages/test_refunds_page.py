@@ -312,3 +312,41 @@ def test_a_virtual_account_paid_on_the_test_payment_page_is_refunded_into_the_ac
     assert sent["refund_account"] == {"holder": "홍길동", "bank": "BK88", "number": "110222333444"}
     [refund] = _refunds(dashboard_runtime)
     assert (refund.refund_bank, refund.refund_account_masked) == ("88", "********3444")
+
+
+def test_the_approver_enters_the_account_of_a_virtual_account_refund(
+    open_app: Callable[..., AppTest],
+    dashboard_runtime: Runtime,
+    sandbox: SandboxControl,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REFUND_APPROVAL_THRESHOLD", '{"KRW": "30000", "USD": "20.00"}')
+    order = orders.create_order(dashboard_runtime, customer_email="kim@example.com", customer_name="김체카")
+    imp_uid = str(sandbox.checkout(order.merchant_uid, order.amount, pay_method="vbank", card_number=None)["imp_uid"])
+    sandbox.http.post(f"/sandbox/payments/{imp_uid}/deposit").raise_for_status()
+    payments.complete(dashboard_runtime, imp_uid=imp_uid, merchant_uid=order.merchant_uid)
+    at = _open(open_app, "operator")
+    at.text_input(key="refunds.identifier").input(imp_uid)
+    at.button(key="refunds.load").click().run()
+    at.text_area(key="refunds.reason").input("전액 환불 요청")
+    at.selectbox(key="refunds.refund_bank").set_value("04")
+    at.text_input(key="refunds.refund_holder").input("김체카")
+    at.text_input(key="refunds.refund_number").input("123456-78-901234")
+    at.button(key="refunds.start").click().run()
+    at.button(key="refunds.single.confirm").click().run()
+    assert "승인 대기열에 올렸습니다" in _texts(at)
+
+    admin = _open(open_app, "admin")
+    assert "고객의 환불 계좌를 입력하세요" in _texts(admin)
+    admin.button(key="refunds.approve").click().run()  # without the account: nothing is sent
+    assert not admin.exception, admin.exception
+    assert "은행, 예금주, 계좌번호를 입력하세요" in _texts(admin)
+    assert sandbox.calls()["cancels"] == []
+    admin.selectbox(key="refunds.queue.refund_bank").set_value("04")
+    admin.text_input(key="refunds.queue.refund_holder").input("김체카")
+    admin.text_input(key="refunds.queue.refund_number").input("123456-78-901234")
+    admin.button(key="refunds.approve").click().run()
+    assert not admin.exception, admin.exception
+    assert "환불했습니다: ₩50,000" in _texts(admin)
+    [sent] = sandbox.calls()["cancels"]
+    assert sent["refund_account"] == {"holder": "김체카", "bank": "BK04", "number": "12345678901234"}
