@@ -350,3 +350,26 @@ def test_the_approver_enters_the_account_of_a_virtual_account_refund(
     assert "환불했습니다: ₩50,000" in _texts(admin)
     [sent] = sandbox.calls()["cancels"]
     assert sent["refund_account"] == {"holder": "김체카", "bank": "BK04", "number": "12345678901234"}
+
+
+def test_the_payment_detail_shows_a_refund_account_masked(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    from services import refunds
+
+    order = orders.create_order(dashboard_runtime, customer_email="kim@example.com", customer_name="김체카")
+    imp_uid = str(sandbox.checkout(order.merchant_uid, order.amount, pay_method="vbank", card_number=None)["imp_uid"])
+    sandbox.http.post(f"/sandbox/payments/{imp_uid}/deposit").raise_for_status()
+    payments.complete(dashboard_runtime, imp_uid=imp_uid, merchant_uid=order.merchant_uid)
+    account = {"bank": "90", "holder": "김체카", "number": "3333-01-2345678"}
+    refunds.refund(
+        dashboard_runtime, imp_uid=imp_uid, amount="1000", reason="r", actor="operator", idempotency_key="d-1",
+        refund_account=account,
+    )  # fmt: skip
+    at = open_app("operator")
+    at.session_state["payment_detail.imp_uid"] = imp_uid
+    at.switch_page("pages/payment_detail.py").run()
+    assert not at.exception, at.exception
+    table = _frame(at, "account")
+    assert list(table["account"]) == ["카카오뱅크 *********5678 (김체카)"]
+    assert all("2345678" not in str(frame.value.to_dict()) for frame in at.dataframe)
