@@ -255,6 +255,7 @@ with bulk:
                         "remaining": ui.money_text(r.remaining, r.currency),
                         "amount": ui.money_text(r.amount, r.currency),
                         "reason": r.reason,
+                        "account": r.refund_account or "",  # bank, masked number, holder
                         "check": t("refunds.check_ready") if r.check is None else t(f"refunds.check_{r.check}"),
                     }
                     for r in preview.rows
@@ -271,6 +272,7 @@ with bulk:
                 "remaining": ui.money_column(t("refunds.col_remaining")),
                 "amount": ui.money_column(t("refunds.col_amount")),
                 "reason": st.column_config.TextColumn(t("refunds.col_reason")),
+                "account": st.column_config.TextColumn(t("refunds.col_refund_account")),
                 "check": st.column_config.TextColumn(t("refunds.col_check")),
             },
         )
