@@ -20,6 +20,9 @@
   reason) are previewed against our records, then sent one by one with a key per row, each
   row's outcome reported in plain codes (see `OUTCOMES`). PortOne is re-checked for every row
   before anything is sent (inside `refunds.refund`).
+- Virtual-account payments need the customer's refund account ({bank, holder, number}; CSV
+  columns refund_bank, refund_holder, refund_account). Its number is never stored, so a request
+  filed for approval is approved with the account entered again by the approver.
 """
 
 from __future__ import annotations

@@ -12,6 +12,12 @@ A V2 cancel PortOne accepted as REQUESTED is settled from that cancellation's ow
 (counted in the payment) or FAILED (the attempt fails). PortOne may never show it (a PAID payment's
 object lists no cancellations): still unfinished after `refund_requested_alert_minutes`, it raises
 a `refund_cancel_overdue` alert, and an operator may mark it failed with a note (`fail_requested`).
+
+A virtual-account payment is paid back into the customer's account, given with the cancel
+(opi/ko/integration/cancel/v1/basic.md; V2 `refundAccount`): without one, or through a PG that
+cannot refund a virtual account (다날), the refund is refused before anything is recorded or sent.
+The account's full number is used in that one cancel call only; the attempt keeps its bank, holder
+and masked number, and the idempotency fingerprint covers it (a keyed digest of the number).
 """
 
 from __future__ import annotations
