@@ -35,6 +35,7 @@ from services.errors import (
     InvalidRequest,
     NotFound,
     PaymentsError,
+    RefundAccountRequired,
     RefundExceedsRemaining,
 )
 from services.models import RefundStatus
@@ -72,6 +73,15 @@ class CompleteRequest(BaseModel):
     merchant_uid: str = Field(min_length=1, max_length=64)
 
 
+class RefundAccountBody(BaseModel):
+    """Where a virtual-account payment is paid back (PortOne V1 refund_bank/refund_holder/refund_account,
+    V2 refundAccount; opi/ko/integration/cancel/v1/basic.md)."""
+
+    bank: str = Field(max_length=8, description="PortOne's bank code (금융결제원 standard): 04 KB국민, 88 신한, ...")
+    holder: str = Field(max_length=50, description="the account holder's name")
+    number: str = Field(max_length=40, description="the account number (digits, hyphens allowed)")
+
+
 class RefundRequest(BaseModel):
     amount: Decimal | str | None = Field(
         default=None,
@@ -80,6 +90,9 @@ class RefundRequest(BaseModel):
         "remainder",
     )
     reason: str = Field(min_length=1, max_length=500)
+    refund_account: RefundAccountBody | None = Field(
+        default=None, description="required to refund a virtual-account payment; answered with its number masked"
+    )
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -233,6 +246,7 @@ def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) ->
             actor="api",
             idempotency_key=idempotency_key,
             source="api",
+            refund_account=None if body.refund_account is None else body.refund_account.model_dump(),
         )
         return _refund_response(result)
 
@@ -274,6 +288,7 @@ def _refund_response(result: refunds.RefundResult) -> ExactJSONResponse:
         "remaining": result.remaining,
         "cancellation_id": result.cancellation_id,
         "replayed": result.replayed,
+        "refund_account": result.refund_account,  # number masked
     }
     if result.status == RefundStatus.SUCCEEDED:
         return ExactJSONResponse(payload, status_code=201)
@@ -317,6 +332,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             return error(409, "exceeds_remaining", message, remaining=exc.remaining, currency=exc.currency)
         if isinstance(exc, NotFound):
             return error(404, "not_found", message)
+        if isinstance(exc, RefundAccountRequired):
+            return error(422, "refund_account_required", message)
         if isinstance(exc, InvalidRequest):
             return error(400, "invalid_request", message)
         if isinstance(exc, Conflict):

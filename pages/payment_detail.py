@@ -196,6 +196,7 @@ else:
                 "source": t(f"payment_detail.source_{r.source}"),
                 "error": r.error_message or "",
                 "receipt": web_url(r.receipt_url),
+                "account": r.refund_account or "",  # masked: only the masked number is stored
             }
             for r in detail.refunds
         ]
@@ -218,6 +219,7 @@ else:
             "receipt": st.column_config.LinkColumn(
                 t("payment_detail.col_receipt"), display_text=t("payment_detail.open_receipt")
             ),
+            "account": st.column_config.TextColumn(t("payment_detail.col_refund_account")),
         },
     )
 

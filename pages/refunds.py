@@ -16,11 +16,12 @@ import streamlit as st
 from dashboard import components as ui
 from dashboard.auth import gate
 from dashboard.format import badge, kst, plain, status_label
-from dashboard.i18n import t
+from dashboard.i18n import current_language, t
 from dashboard.runtime import get_runtime
+from services import banks
 from services import refund_desk as desk
 from services.access import Permission
-from services.errors import PaymentsError, RefundExceedsRemaining
+from services.errors import InvalidRequest, PaymentsError, RefundExceedsRemaining
 from services.money import InvalidAmount, minor_unit_exponent, parse_typed_amount
 
 actor = gate(Permission.REFUND)
@@ -50,6 +51,33 @@ def describe(outcome: desk.DeskOutcome) -> tuple[str, str]:
         text += " " + t("refunds.replayed")
     kind = {desk.Outcome.REFUNDED: "success", desk.Outcome.AWAITING_APPROVAL: "info", desk.Outcome.UNKNOWN: "warning"}
     return kind.get(outcome.outcome, "error"), text
+
+
+def bank_label(code: str) -> str:
+    """The picker's words for a bank: its Korean name (with the English one on the English page)."""
+    bank = banks.BY_CODE[code]
+    if current_language() == "en":
+        return f"{bank.name_en} · {bank.name_ko} ({bank.code})"
+    return f"{bank.name_ko} ({bank.code})"
+
+
+def account_inputs(prefix: str) -> dict[str, str]:
+    """Bank picker, holder and number of the customer's refund account (a virtual-account payment)."""
+    cols = st.columns([2, 2, 3])
+    labels = {bank.code: bank_label(bank.code) for bank in banks.BANKS}  # in this run's language
+    code = cols[0].selectbox(
+        t("refunds.refund_bank"),
+        list(labels),
+        index=None,
+        format_func=labels.__getitem__,
+        placeholder=t("refunds.refund_bank_placeholder"),
+        key=f"{prefix}.refund_bank",
+    )
+    holder = cols[1].text_input(t("refunds.refund_holder"), key=f"{prefix}.refund_holder", max_chars=50)
+    number = cols[2].text_input(
+        t("refunds.refund_number"), key=f"{prefix}.refund_number", max_chars=40, help=t("refunds.refund_number_help")
+    )
+    return {"bank": code or "", "holder": holder, "number": number}
 
 
 def show(message: tuple[str, str] | None) -> None:
@@ -99,6 +127,10 @@ with single:
         else:
             amount_text = st.text_input(t("refunds.amount"), key="refunds.amount", help=t("refunds.amount_help"))
             reason = st.text_area(t("refunds.reason"), key="refunds.reason", max_chars=500)
+            typed_account: dict[str, str] | None = None
+            if quote.needs_refund_account:
+                st.info(t("refunds.vbank_explain"))
+                typed_account = account_inputs("refunds")
             if st.button(t("refunds.start"), key="refunds.start", type="primary"):
                 try:
                     amount = parse_typed_amount(amount_text, quote.currency)
@@ -112,9 +144,22 @@ with single:
                     st.error(t("refunds.too_much", remaining=ui.money_text(quote.remaining, quote.currency)))
                 elif not reason.strip():
                     st.error(t("refunds.need_reason"))
+                elif typed_account is not None and not all(v.strip() for v in typed_account.values()):
+                    st.error(t("refunds.outcome_account_needed"))
                 else:
-                    payload = {"quote": quote, "amount": amount, "reason": reason.strip()}
-                    ui.open_intent("refunds.single", payload, fingerprint=f"{quote.imp_uid}|{amount}|{reason.strip()}")
+                    try:
+                        account = banks.refund_account(typed_account)
+                    except InvalidRequest as exc:
+                        st.error(t("refunds.bad_account", message=plain(exc)))
+                    else:
+                        payload = {"quote": quote, "amount": amount, "reason": reason.strip(), "account": account}
+                        # The account is part of the intent: another account is another refund request.
+                        account_part = hashlib.sha256(repr((account, account and account.number)).encode()).hexdigest()
+                        ui.open_intent(
+                            "refunds.single",
+                            payload,
+                            fingerprint=f"{quote.imp_uid}|{amount}|{reason.strip()}|{account_part}",
+                        )
 
 
 def single_body(intent: ui.Intent) -> None:
@@ -124,6 +169,9 @@ def single_body(intent: ui.Intent) -> None:
     st.markdown(t("refunds.confirm_amount", amount=ui.money_text(amount, quote.currency)))
     st.markdown(t("refunds.confirm_after", remaining=ui.money_text(quote.remaining - amount, quote.currency)))
     st.caption(t("refunds.confirm_reason", reason=plain(intent.payload["reason"])))
+    account: banks.RefundAccount | None = intent.payload.get("account")
+    if account is not None:  # the number masked: the dialog shows what goes where, not the number
+        st.markdown(t("refunds.confirm_account", account=plain(account.described())))
     if quote.approval_threshold is None or quote.refunded_alone + amount > quote.approval_threshold:
         st.warning(t("refunds.confirm_needs_approval"))
 
@@ -138,6 +186,7 @@ def single_confirm(intent: ui.Intent) -> None:
             amount=intent.payload["amount"],
             reason=intent.payload["reason"],
             idempotency_key=intent.key,
+            refund_account=intent.payload.get("account"),
         )
     except PaymentsError as exc:
         st.session_state["refunds.single_result"] = ("error", explain(exc))
@@ -206,6 +255,7 @@ with bulk:
                         "remaining": ui.money_text(r.remaining, r.currency),
                         "amount": ui.money_text(r.amount, r.currency),
                         "reason": r.reason,
+                        "account": r.refund_account or "",  # bank, masked number, holder
                         "check": t("refunds.check_ready") if r.check is None else t(f"refunds.check_{r.check}"),
                     }
                     for r in preview.rows
@@ -222,6 +272,7 @@ with bulk:
                 "remaining": ui.money_column(t("refunds.col_remaining")),
                 "amount": ui.money_column(t("refunds.col_amount")),
                 "reason": st.column_config.TextColumn(t("refunds.col_reason")),
+                "account": st.column_config.TextColumn(t("refunds.col_refund_account")),
                 "check": st.column_config.TextColumn(t("refunds.col_check")),
             },
         )
@@ -357,10 +408,22 @@ with queue:
         own = request is not None and request.requested_by == actor.username
         if own:
             st.caption(t("refunds.queue_own"))
+        approver_account: dict[str, str] | None = None
+        if request is not None and request.needs_refund_account and not own:
+            # Never stored in full: the approver enters the customer's account for the cancel itself.
+            st.info(t("refunds.queue_vbank"))
+            approver_account = account_inputs("refunds.queue")
         buttons = st.columns(3)
         try:
             if buttons[0].button(t("refunds.approve"), key="refunds.approve", type="primary", disabled=own) and request:
-                outcome = desk.approve_request(rt, actor=actor, request_id=request.id, note=note)
+                account = (
+                    banks.refund_account(approver_account)
+                    if approver_account and all(v.strip() for v in approver_account.values())
+                    else None
+                )
+                outcome = desk.approve_request(
+                    rt, actor=actor, request_id=request.id, note=note, refund_account=account
+                )
                 st.session_state["refunds.queue_result"] = describe(outcome)
                 st.rerun()
             if buttons[1].button(t("refunds.reject"), key="refunds.reject") and request:

@@ -51,10 +51,11 @@ def _explain(exc: PaymentsError) -> str:
 def _open_detail(imp_uid: str) -> None:
     if st.button(t("test_payment.view_detail"), key="test_payment_detail", type="primary"):
         st.session_state["detail_imp_uid"] = imp_uid
+        st.session_state["payment_detail.imp_uid"] = imp_uid  # the key the detail page reads
         st.switch_page("pages/payment_detail.py")
 
 
-def _order_form(submit_label: str, *, with_card: bool) -> tuple[bool, str, str, str, str]:
+def _order_form(submit_label: str, *, with_card: bool) -> tuple[bool, str, str, str, str, str]:
     fees = rt.settings.fee_table
     with st.form("test_payment_form"):
         currency = st.selectbox(
@@ -67,8 +68,16 @@ def _order_form(submit_label: str, *, with_card: bool) -> tuple[bool, str, str, 
         buyer_email = st.text_input(
             t("test_payment.buyer_email"), value=tp.DEFAULT_BUYER_EMAIL, key="test_payment_email"
         )
-        card = tp.TEST_CARD
+        card, method = tp.TEST_CARD, "card"
         if with_card:
+            labels = {m: t(f"test_payment.method_{m}") for m in tp.PAY_METHODS}  # in this run's language
+            method = st.radio(
+                t("test_payment.method"),
+                list(tp.PAY_METHODS),
+                format_func=labels.__getitem__,
+                horizontal=True,
+                key="test_payment_method",
+            )
             card = st.radio(
                 t("test_payment.card"),
                 [tp.TEST_CARD, tp.DECLINED_TEST_CARD],
@@ -76,17 +85,23 @@ def _order_form(submit_label: str, *, with_card: bool) -> tuple[bool, str, str, 
                 key="test_payment_card",
             )
         submitted = st.form_submit_button(submit_label, type="primary", key="test_payment_submit")
-    return submitted, currency, buyer_name, buyer_email, card
+    return submitted, currency, buyer_name, buyer_email, card, method
 
 
 def _sandbox() -> None:
     st.caption(t("test_payment.intro_sandbox"))
-    submitted, currency, buyer_name, buyer_email, card = _order_form(t("test_payment.pay"), with_card=True)
+    submitted, currency, buyer_name, buyer_email, card, method = _order_form(t("test_payment.pay"), with_card=True)
     if submitted:
         try:
             with st.spinner(t("test_payment.paying")):
                 st.session_state[_RESULT] = tp.run_sandbox_payment(
-                    rt, actor=actor, currency=currency, card_number=card, buyer_name=buyer_name, buyer_email=buyer_email
+                    rt,
+                    actor=actor,
+                    currency=currency,
+                    card_number=card,
+                    buyer_name=buyer_name,
+                    buyer_email=buyer_email,
+                    pay_method=method,
                 )
             st.session_state["overview_stale"] = True  # the overview drops its 30 s cache on the next visit
         except PaymentsError as exc:
@@ -95,9 +110,22 @@ def _sandbox() -> None:
     result: tp.SandboxPayment | None = st.session_state.get(_RESULT)
     if result is None:
         return
+    if result.status == "ready" and result.pay_method == "vbank" and result.imp_uid:
+        # The virtual account is issued; the customer's deposit makes it paid (PortOne: vbank ready -> paid).
+        st.info(t("test_payment.vbank_issued"))
+        if st.button(t("test_payment.deposit"), key="test_payment_deposit", type="primary"):
+            try:
+                st.session_state[_RESULT] = tp.deposit_in_sandbox(rt, actor=actor, payment=result)
+                st.session_state["overview_stale"] = True
+            except PaymentsError as exc:
+                st.error(_explain(exc))
+            else:
+                st.rerun()
     st.subheader(t("test_payment.result_heading"))
     if result.status == "paid":
         st.success(t("test_payment.approved"))
+    elif result.status == "ready" and result.imp_uid:
+        pass  # waiting for the deposit (said above)
     elif result.imp_uid:
         st.error(t("test_payment.declined", reason=plain(result.error_msg or result.status)))
     else:
@@ -113,7 +141,7 @@ def _sandbox() -> None:
 
 def _test_mode() -> None:
     st.caption(t("test_payment.intro_test"))
-    submitted, currency, buyer_name, buyer_email, _ = _order_form(t("test_payment.create_order"), with_card=False)
+    submitted, currency, buyer_name, buyer_email, _, _ = _order_form(t("test_payment.create_order"), with_card=False)
     if submitted:
         try:
             order = tp.create_test_order(

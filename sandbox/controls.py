@@ -21,6 +21,7 @@ from sandbox.money import AmountError, parse_amount
 from sandbox.payments import Payment, render_payment
 from sandbox.runtime import SandboxRuntime
 from sandbox.state import CancelRequest
+from sandbox.v1 import refund_account_params
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -112,6 +113,7 @@ def register(app: FastAPI, rt: SandboxRuntime) -> None:  # noqa: C901 - a flat l
                 amount=None if amount in (None, "") else parse_amount(amount),
                 checksum=None if checksum in (None, "") else parse_amount(checksum, "checksum"),
                 reason=opt_str(params, "reason") or "관리자 콘솔 취소",
+                refund_account=refund_account_params(params),
             )
         except (AmountError, BadRequest) as exc:
             raise _Reject(400, str(exc)) from None

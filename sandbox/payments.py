@@ -47,6 +47,9 @@ class CancelEntry:
     reason: str
     cancellation_id: str
     receipt_url: str | None = None  # None = the sandbox's own cancel receipt page
+    # A virtual-account refund's account as given with the cancel (holder, bank, number); kept
+    # with the cancellation, not rendered (PortOne's cancel_history has no such field).
+    refund_account: dict[str, str] | None = None
 
 
 @dataclass(slots=True, eq=False)

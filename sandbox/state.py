@@ -44,6 +44,27 @@ _NATURAL_FIELD = {"ready": "started_at", "paid": "paid_at"}
 # the docs; these follow the Korean style of its API messages.
 MSG_NOT_FOUND = "취소할 결제건이 존재하지 않습니다."
 MSG_ALREADY_CANCELLED = "이미 전액취소된 주문입니다."
+# Virtual-account refunds: PortOne needs the customer's account (opi/ko/integration/cancel/v1/basic.md,
+# "[가상계좌 환불시 필수입력]"), and some PGs cannot refund a virtual account at all
+# (help/core-service/how-to-use/impossible-partial-cancel.md: 다날).
+MSG_REFUND_ACCOUNT_REQUIRED = (
+    "가상계좌 환불시 환불 수령계좌 정보(refund_holder: 예금주, refund_bank: 은행코드, "
+    "refund_account: 계좌번호)는 필수입력입니다."
+)
+MSG_VBANK_REFUND_UNSUPPORTED = "해당 PG사({pg})는 가상계좌 환불을 지원하지 않습니다."
+VBANK_REFUND_UNSUPPORTED_PGS = frozenset({"danal", "danal_tpay"})
+
+
+def vbank_refund_refusal(pay_method: str | None, pg_provider: str | None, req: CancelRequest) -> str | None:
+    """Why PortOne refuses this cancel of a paid virtual-account payment, or None."""
+    if pay_method != "vbank":
+        return None
+    if (pg_provider or "") in VBANK_REFUND_UNSUPPORTED_PGS:
+        return MSG_VBANK_REFUND_UNSUPPORTED.format(pg=pg_provider)
+    account = req.refund_account or {}
+    if not all((account.get(name) or "").strip() for name in ("holder", "bank", "number")):
+        return MSG_REFUND_ACCOUNT_REQUIRED
+    return None
 
 
 def _key(ts: int, seq: int) -> int:
@@ -64,6 +85,9 @@ class CancelRequest:
     amount: Decimal | None  # None or 0 = the whole remainder
     checksum: Decimal | None  # None = no check
     reason: str
+    # Where a virtual-account deposit is paid back (refund_holder, refund_bank, refund_account);
+    # required for a paid vbank payment (opi/ko/integration/cancel/v1/basic.md).
+    refund_account: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -76,6 +100,7 @@ class CancelResult:
     cancellation_id: str | None = None
     amount: Decimal | None = None
     notice_url: str | None = None
+    refund_account: dict[str, str] | None = None
 
 
 @dataclass
@@ -281,6 +306,10 @@ class PaymentStore:
                     f"(요청된 checksum: {req.checksum}, 포트원 취소가능잔액: {remainder})"
                 )
                 return base
+            refusal = vbank_refund_refusal(p.pay_method, p.pg_provider, req)
+            if refusal is not None:
+                base.message = refusal
+                return base
             amount = remainder if req.amount is None or req.amount == 0 else req.amount
             if amount < 0:
                 base.message = "취소요청금액은 0보다 커야 합니다."
@@ -297,6 +326,7 @@ class PaymentStore:
                 cancelled_at=now,
                 reason=req.reason,
                 cancellation_id=self._new_cancellation_id(p),
+                refund_account=req.refund_account if p.pay_method == "vbank" else None,
             )
 
             def apply(pay: Payment) -> None:
@@ -321,6 +351,7 @@ class PaymentStore:
                 cancellation_id=entry.cancellation_id,
                 amount=amount,
                 notice_url=p.notice_url,
+                refund_account=entry.refund_account,
             )
 
     def _resolve_cancel_target(self, req: CancelRequest) -> Payment | None:

@@ -268,7 +268,7 @@ async def cancel_payment(rt: SandboxRuntime, request: Request) -> Response:
     entry: dict[str, Any] = {
         "at": time.time(), "params": params, "outcome": "invalid", "message": None,
         "imp_uid": None, "merchant_uid": None, "amount": None, "cancellation_id": None,
-        "response_delayed_seconds": None,
+        "response_delayed_seconds": None, "refund_account": None,
     }  # fmt: skip
     try:
         req = CancelRequest(
@@ -277,6 +277,7 @@ async def cancel_payment(rt: SandboxRuntime, request: Request) -> Response:
             amount=_amount(params, "amount"),
             checksum=_amount(params, "checksum"),
             reason=opt_str(params, "reason") or "",
+            refund_account=refund_account_params(params),
         )
         _amount(params, "tax_free")  # accepted and validated, not modelled
         _amount(params, "vat_amount")
@@ -294,6 +295,7 @@ async def cancel_payment(rt: SandboxRuntime, request: Request) -> Response:
         merchant_uid=result.merchant_uid,
         amount=result.amount,
         cancellation_id=result.cancellation_id,
+        refund_account=result.refund_account,
     )
     hang = rt.faults.take_cancel_hang()
     entry["response_delayed_seconds"] = hang
@@ -315,6 +317,19 @@ async def cancel_payment(rt: SandboxRuntime, request: Request) -> Response:
         # PortOne answers refusals with HTTP 200 and a non-zero code.
         return envelope(code=-1, message=result.message)
     return envelope(result.payment)
+
+
+def refund_account_params(params: dict[str, Any]) -> dict[str, str] | None:
+    """`refund_holder`, `refund_bank`, `refund_account` as given (any of them), for a virtual-account
+    refund (opi/ko/integration/cancel/v1/basic.md; schema/v1.openapi.json POST /payments/cancel)."""
+    given = {
+        "holder": opt_str(params, "refund_holder"),
+        "bank": opt_str(params, "refund_bank"),
+        "number": opt_str(params, "refund_account"),
+    }
+    if not any(given.values()):
+        return None
+    return {name: value or "" for name, value in given.items()}
 
 
 def _prepare_params(params: dict[str, Any]) -> Prepared:

@@ -60,15 +60,16 @@ GARBLED_FIELDS = ("cancellation.status", "cancellation.totalAmount", "amount", "
 
 
 class V2Error(Exception):
-    def __init__(self, status: int, type_: str, message: str) -> None:
+    def __init__(self, status: int, type_: str, message: str, **extra: str) -> None:
         super().__init__(message)
         self.status = status
         self.type = type_
         self.message = message
+        self.extra = extra  # further fields of the error type (PgProviderError: pgCode, pgMessage)
 
 
-def error_response(status: int, type_: str, message: str) -> JSONResponse:
-    return JSONResponse({"type": type_, "message": message}, status_code=status)
+def error_response(status: int, type_: str, message: str, **extra: str) -> JSONResponse:
+    return JSONResponse({"type": type_, "message": message, **extra}, status_code=status)
 
 
 @dataclass
@@ -226,7 +227,7 @@ def _wrap(rt: V2Runtime, endpoint: str, handler: Handler) -> Callable[[Request],
             try:
                 response = await handler(rt, request)
             except V2Error as exc:
-                response = error_response(exc.status, exc.type, exc.message)
+                response = error_response(exc.status, exc.type, exc.message, **exc.extra)
         garbled = take_garble(rt.holder, f"{request.method} {request.url.path}", endpoint)
         if garbled is not None:
             record["outcome"] = f"garbled_{garbled[0]}"
@@ -338,6 +339,7 @@ async def cancel_payment(rt: V2Runtime, request: Request) -> Response:
         "amount": None,
         "cancellation_id": None,
         "response_delayed_seconds": None,
+        "refund_account": None,
     }
     try:
         body = await _json_body(request)
@@ -352,16 +354,25 @@ async def cancel_payment(rt: V2Runtime, request: Request) -> Response:
         for name in ("taxFreeAmount", "vatAmount"):
             if body.get(name) is not None:
                 _int(body[name], name, minimum=0)
+        refund_account = refund_account_body(body)
         skip_webhook = body.get("skipWebhook") is True
         deferred = rt.holder.decrement("cancel_requested_next")
         result = apply_cancel(
-            rt, payment_id, amount=amount, checksum=checksum, reason=reason, trigger="API", deferred=deferred
+            rt,
+            payment_id,
+            amount=amount,
+            checksum=checksum,
+            reason=reason,
+            trigger="API",
+            deferred=deferred,
+            refund_account=refund_account,
         )
     except V2Error as exc:
         entry.update(outcome="refused" if exc.status == 409 or exc.status == 404 else "invalid", type=exc.type)
         rt.calls.add_cancel(entry)
         raise
     p, cancellation = result
+    entry["refund_account"] = cancellation.refund_account
     base = str(request.base_url).rstrip("/")
     if deferred:
         entry.update(outcome="requested", amount=cancellation.total_amount, cancellation_id=cancellation.id)
@@ -382,6 +393,58 @@ async def cancel_payment(rt: V2Runtime, request: Request) -> Response:
     return JSONResponse({"cancellation": render_cancellation(cancellation, p.id, base)})
 
 
+# PortOne V2's `Bank` enum (schema/v2.openapi.json components.schemas.Bank).
+V2_BANKS = frozenset(
+    """BANK_OF_KOREA KDB IBK KOOKMIN SUHYUP KEXIM NONGHYUP LOCAL_NONGHYUP WOORI STANDARD_CHARTERED CITI
+    DAEGU BUSAN KWANGJU JEJU JEONBUK KYONGNAM KFCC SHINHYUP SAVINGS_BANK MORGAN_STANLEY HSBC DEUTSCHE
+    JPMC MIZUHO MUFG BANK_OF_AMERICA BNP_PARIBAS ICBC BANK_OF_CHINA NFCF UOB BOCOM CCB POST KODIT KIBO
+    HANA SHINHAN K_BANK KAKAO TOSS MISC_FOREIGN SGI KCIS YUANTA_SECURITIES KB_SECURITIES
+    SANGSANGIN_SECURITIES HANYANG_SECURITIES LEADING_SECURITIES BNK_SECURITIES IBK_SECURITIES
+    DAOL_SECURITIES MIRAE_ASSET_SECURITIES SAMSUNG_SECURITIES KOREA_SECURITIES NH_SECURITIES
+    KYOBO_SECURITIES HI_SECURITIES HYUNDAI_MOTOR_SECURITIES KIWOOM_SECURITIES EBEST_SECURITIES
+    SK_SECURITIES DAISHIN_SECURITIES HANHWA_SECURITIES HANA_SECURITIES TOSS_SECURITIES
+    SHINHAN_SECURITIES DB_SECURITIES EUGENE_SECURITIES MERITZ_SECURITIES KAKAO_PAY_SECURITIES
+    BOOKOOK_SECURITIES SHINYOUNG_SECURITIES CAPE_SECURITIES KOREA_SECURITIES_FINANCE
+    KOREA_FOSS_SECURITIES WOORI_INVESTMENT_BANK""".split()
+)
+# PGs that cannot refund a virtual account at all (help/core-service/how-to-use/impossible-partial-cancel.md).
+VBANK_REFUND_UNSUPPORTED_PGS = frozenset({"DANAL"})
+
+
+def refund_account_body(body: dict[str, Any]) -> dict[str, str] | None:
+    """`refundAccount` of a cancel body, checked as CancelPaymentBodyRefundAccount (bank, number,
+    holderName required; bank one of `Bank`); None when absent. Raises V2Error (400) otherwise."""
+    given = body.get("refundAccount")
+    if given is None:
+        return None
+    if not isinstance(given, dict):
+        raise V2Error(400, "INVALID_REQUEST", "refundAccount는 객체여야 합니다.")
+    account: dict[str, str] = {}
+    for name in ("bank", "number", "holderName"):
+        value = given.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise V2Error(400, "INVALID_REQUEST", f"refundAccount.{name}는 필수입니다.")
+        account[name] = value
+    if account["bank"] not in V2_BANKS:
+        raise V2Error(400, "INVALID_REQUEST", f"refundAccount.bank의 값이 올바르지 않습니다: {account['bank']}")
+    phone = given.get("holderPhoneNumber")
+    if isinstance(phone, str) and phone:
+        account["holderPhoneNumber"] = phone
+    return account
+
+
+def _vbank_refund_check(p: V2Payment, refund_account: dict[str, str] | None) -> None:
+    """A paid virtual account is refunded to the customer's account, given with the cancel
+    (schema/v2.openapi.json CancelPaymentBody.refundAccount: "가상계좌 환불"); some PGs cannot."""
+    if p.pay_method != "virtual_account":
+        return
+    if p.pg_provider.upper() in VBANK_REFUND_UNSUPPORTED_PGS:
+        message = f"해당 PG사({p.pg_provider})는 가상계좌 환불을 지원하지 않습니다."
+        raise V2Error(502, "PG_PROVIDER", message, pgCode="VBANK_REFUND_UNSUPPORTED", pgMessage=message)
+    if refund_account is None:
+        raise V2Error(400, "INVALID_REQUEST", "가상계좌 결제 건의 환불에는 환불 계좌(refundAccount)가 필요합니다.")
+
+
 def apply_cancel(
     rt: V2Runtime,
     payment_id: str,
@@ -391,6 +454,7 @@ def apply_cancel(
     reason: str,
     trigger: str,
     deferred: bool = False,
+    refund_account: dict[str, str] | None = None,
 ) -> tuple[V2Payment, V2Cancellation]:
     """Validate and apply one (partial) cancel atomically; raises V2Error for a refusal.
 
@@ -404,6 +468,7 @@ def apply_cancel(
             raise V2Error(409, "PAYMENT_ALREADY_CANCELLED", "이미 취소된 결제 건입니다.")
         if p.status not in ("PAID", "PARTIAL_CANCELLED"):
             raise V2Error(409, "PAYMENT_NOT_PAID", f"결제 완료 상태가 아닌 결제 건입니다. (status: {p.status})")
+        _vbank_refund_check(p, refund_account)
         remainder = p.cancellable
         if checksum is not None and checksum != remainder:
             raise V2Error(
@@ -428,6 +493,7 @@ def apply_cancel(
             requested_at=now,
             cancelled_at=now,
             trigger=trigger,
+            refund_account=refund_account if p.pay_method == "virtual_account" else None,
         )
 
         if deferred:

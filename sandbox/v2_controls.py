@@ -31,7 +31,14 @@ from starlette.responses import HTMLResponse, Response
 from sandbox import money
 from sandbox.http import BadRequest, JSONResponse, opt_str, read_params
 from sandbox.money import AmountError, currency_decimals, parse_amount
-from sandbox.v2 import V2Error, V2Runtime, apply_cancel, complete_pending_cancellations, fail_pending_cancellations
+from sandbox.v2 import (
+    V2Error,
+    V2Runtime,
+    apply_cancel,
+    complete_pending_cancellations,
+    fail_pending_cancellations,
+    refund_account_body,
+)
 from sandbox.v2_checkout import deposit_v2, perform_checkout_v2
 
 # The webhook type for a payment's current status (POST /sandbox/v2/webhooks/send).
@@ -86,7 +93,13 @@ def register(app: FastAPI, rt: V2Runtime) -> None:  # noqa: C901 - a flat list o
                 amount = int(minor)
             reason = opt_str(params, "reason") or "관리자 콘솔 취소"
             p, cancellation = apply_cancel(
-                rt, payment_id, amount=amount, checksum=None, reason=reason, trigger="CONSOLE"
+                rt,
+                payment_id,
+                amount=amount,
+                checksum=None,
+                reason=reason,
+                trigger="CONSOLE",
+                refund_account=refund_account_body(params),
             )
         except (AmountError, BadRequest) as exc:
             return _error(400, str(exc))

@@ -71,6 +71,9 @@ class V2Cancellation:
     requested_at: int
     cancelled_at: int
     trigger: str  # API | CONSOLE
+    # A virtual-account refund's `refundAccount` as given with the cancel (bank, number, holderName),
+    # kept with the cancellation (schema/v2.openapi.json CancelPaymentBodyRefundAccount); not rendered.
+    refund_account: dict[str, str] | None = None
 
 
 @dataclass(slots=True, eq=False)

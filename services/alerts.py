@@ -26,6 +26,9 @@ class AlertKind(enum.StrEnum):
     WEBHOOK_UNVERIFIED = "webhook_unverified"  # a delivery that failed verification
     WEBHOOK_GAP = "webhook_gap"  # PortOne changed a payment and no webhook told us in time
     UNSUPPORTED_CURRENCY = "unsupported_currency"  # PortOne shows a payment in a currency we do not offer
+    # A forged virtual-account payment the guard cannot cancel by itself: PortOne pays it back only
+    # into the customer's account (opi/ko/integration/cancel/v1/basic.md), which a person must get.
+    FORGERY_REFUND_ACCOUNT_NEEDED = "forgery_refund_account_needed"
 
 
 SEVERITY = {
@@ -42,6 +45,7 @@ SEVERITY = {
     AlertKind.WEBHOOK_UNVERIFIED: "medium",
     AlertKind.WEBHOOK_GAP: "medium",
     AlertKind.UNSUPPORTED_CURRENCY: "high",
+    AlertKind.FORGERY_REFUND_ACCOUNT_NEEDED: "critical",
 }
 
 

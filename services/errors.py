@@ -3,6 +3,7 @@
 PaymentsError
 ├── NotFound                 unknown order, payment or refund
 ├── InvalidRequest           bad input (amount, currency, idempotency key reuse)
+│   └── RefundAccountRequired a virtual-account refund without the customer's account
 ├── Forbidden                the actor's role may not do this
 ├── Conflict                 the state forbids it (not paid, refund exceeds remainder, busy)
 │   ├── RefundExceedsRemaining
@@ -32,6 +33,11 @@ class NotFound(PaymentsError):
 
 class InvalidRequest(PaymentsError):
     pass
+
+
+class RefundAccountRequired(InvalidRequest):
+    """PortOne pays a virtual-account refund into an account the customer names
+    (opi/ko/integration/cancel/v1/basic.md): without one, nothing is sent."""
 
 
 class Forbidden(PaymentsError):

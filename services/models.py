@@ -247,6 +247,11 @@ class Refund(Base):
     refunded_total: Mapped[Decimal | None]  # PortOne's cancel_amount after this refund
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+    # A virtual-account refund's account (services.banks): bank code, holder, and the number MASKED
+    # (personal data; PortOne needs the full number only in the one cancel call, never stored).
+    refund_bank: Mapped[str | None] = mapped_column(String(8))
+    refund_holder: Mapped[str | None] = mapped_column(String(50))
+    refund_account_masked: Mapped[str | None] = mapped_column(String(40))
 
     payment: Mapped[Payment] = relationship(back_populates="refunds")
 

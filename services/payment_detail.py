@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from services import banks
 from services.access import Actor, Permission, require, sees_personal_data
 from services.errors import GatewayError, GatewayNotFound, InvalidRequest, NotFound
 from services.masking import mask_email, mask_phone
@@ -86,6 +87,7 @@ class RefundLine:
     cancellation_id: str | None
     error_message: str | None
     receipt_url: str | None
+    refund_account: str | None = None  # a virtual-account refund's: bank, masked number, holder
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,16 @@ def _refund_line(refund: Refund, receipts: dict[str, str]) -> RefundLine:
         cancellation_id=refund.portone_cancellation_id,
         error_message=refund.error_message,
         receipt_url=receipts.get(refund.portone_cancellation_id or ""),
+        refund_account=_account_text(refund),
     )
+
+
+def _account_text(refund: Refund) -> str | None:
+    """Bank, masked number (all we store) and holder of a virtual-account refund."""
+    if refund.refund_account_masked is None:
+        return None
+    bank = banks.BY_CODE.get(refund.refund_bank or "")
+    return f"{bank.name_ko if bank else refund.refund_bank} {refund.refund_account_masked} ({refund.refund_holder})"
 
 
 def _timeline(session: Session, payment: Payment) -> list[TimelineEvent]:

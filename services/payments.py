@@ -16,7 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from services import audit
-from services.errors import ForgeryDetected, GatewayNotFound, InvalidRequest, NotFound
+from services.alerts import AlertKind, raise_alert
+from services.errors import (
+    ForgeryDetected,
+    GatewayNotFound,
+    InvalidRequest,
+    NotFound,
+    NotRefundable,
+    RefundAccountRequired,
+)
 from services.models import Order, Payment, RefundStatus
 from services.portone.types import GatewayPayment, PortOneStatus
 from services.reconcile_rules import check_recorded, check_recorded_many
@@ -138,16 +146,23 @@ def verification_after_record(rt: Runtime, fetched: GatewayPayment, *, has_order
 def _cancel_forgery(rt: Runtime, fetched: GatewayPayment) -> GatewayPayment:
     """Cancel the whole remainder once (the idempotency key makes repeats replay, not resend). An
     attempt that ended without applying anything (failed, refused) is tried again under a new key
-    on the next delivery, so a forged payment is never left paid by one bad moment."""
+    on the next delivery, so a forged payment is never left paid by one bad moment. A virtual-account
+    payment cannot be cancelled without the customer's account: alerted instead."""
     key = f"forgery:{fetched.imp_uid}"
-    while True:  # each earlier attempt that applied nothing names the next key; one new send at most
-        result = refund(
-            rt, imp_uid=fetched.imp_uid, amount=None, reason=FORGERY_REASON, actor=FORGERY_ACTOR,
-            idempotency_key=key, source="forgery",
-        )  # fmt: skip
-        if not (result.replayed and result.status in (RefundStatus.FAILED, RefundStatus.REJECTED)):
-            break
-        key = f"forgery:{fetched.imp_uid}:after-{result.refund_id}"
+    try:
+        while True:  # each earlier attempt that applied nothing names the next key; one new send at most
+            result = refund(
+                rt, imp_uid=fetched.imp_uid, amount=None, reason=FORGERY_REASON, actor=FORGERY_ACTOR,
+                idempotency_key=key, source="forgery",
+            )  # fmt: skip
+            if not (result.replayed and result.status in (RefundStatus.FAILED, RefundStatus.REJECTED)):
+                break
+            key = f"forgery:{fetched.imp_uid}:after-{result.refund_id}"
+    except (RefundAccountRequired, NotRefundable) as exc:
+        if isinstance(exc, NotRefundable) and exc.portone_status != str(PortOneStatus.PAID):
+            raise
+        _alert_forgery_needs_account(rt, fetched, exc)
+        return fetched
     with rt.db.write() as session:
         audit.record(
             session,
@@ -159,6 +174,27 @@ def _cancel_forgery(rt: Runtime, fetched: GatewayPayment) -> GatewayPayment:
     after = rt.gateway.get_payment(fetched.imp_uid)
     _record_racing(rt, after, "forgery")  # the rules refresh the AMOUNT_MISMATCH alert: now cancelled
     return after
+
+
+def _alert_forgery_needs_account(rt: Runtime, fetched: GatewayPayment, cause: Exception) -> None:
+    with rt.db.write() as session:
+        raise_alert(
+            session,
+            kind=AlertKind.FORGERY_REFUND_ACCOUNT_NEEDED,
+            imp_uid=fetched.imp_uid,
+            merchant_uid=fetched.merchant_uid,
+            message=f"forged payment paid by virtual account ({fetched.pg_provider}): it could not be cancelled "
+            "automatically. PortOne refunds a virtual account only into the customer's account: get the "
+            f"customer's bank, account holder and account number, then refund it from the refunds page. ({cause})",
+            portone_value=f"{fetched.amount} {fetched.currency}",
+        )
+        audit.record(
+            session,
+            actor=FORGERY_ACTOR,
+            action="payment.forgery_not_cancelled",
+            target=fetched.imp_uid,
+            reason="refund account needed" if isinstance(cause, RefundAccountRequired) else str(cause),
+        )
 
 
 def complete(rt: Runtime, *, imp_uid: str, merchant_uid: str) -> Verification:
@@ -176,6 +212,11 @@ def complete(rt: Runtime, *, imp_uid: str, merchant_uid: str) -> Verification:
         if order is None:
             raise NotFound(f"no order {merchant_uid!r}")
     result = verify_payment(rt, imp_uid=imp_uid, source="complete", expected_merchant_uid=merchant_uid)
+    if result.forgery and result.status == PortOneStatus.PAID:
+        raise ForgeryDetected(
+            f"payment {imp_uid} does not match order {merchant_uid}; paid by virtual account, it could not be "
+            "cancelled automatically: the customer's refund account is needed (an alert was raised)"
+        )
     if result.forgery:
         raise ForgeryDetected(f"payment {imp_uid} does not match order {merchant_uid}; it was cancelled")
     return result

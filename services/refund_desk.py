@@ -20,6 +20,9 @@
   reason) are previewed against our records, then sent one by one with a key per row, each
   row's outcome reported in plain codes (see `OUTCOMES`). PortOne is re-checked for every row
   before anything is sent (inside `refunds.refund`).
+- Virtual-account payments need the customer's refund account ({bank, holder, number}; CSV
+  columns refund_bank, refund_holder, refund_account). Its number is never stored, so a request
+  filed for approval is approved with the account entered again by the approver.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import enum
 import io
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -40,6 +43,8 @@ from sqlalchemy.orm import Session
 
 from services import audit, leases, refunds
 from services.access import Actor, Permission, require
+from services.banks import RefundAccount
+from services.banks import refund_account as parse_refund_account
 from services.errors import (
     Conflict,
     Forbidden,
@@ -50,6 +55,7 @@ from services.errors import (
     NotFound,
     NotRefundable,
     PaymentsError,
+    RefundAccountRequired,
     RefundExceedsRemaining,
 )
 from services.models import ApprovalStatus, Payment, Refund, RefundRequest, RefundStatus, utcnow
@@ -82,6 +88,8 @@ class Outcome(enum.StrEnum):
     BUSY = "busy"  # another refund of this payment is running, or its state forbids it
     REJECTED = "rejected"  # an approver rejected the request
     FAILED = "failed"  # recorded as failed earlier (a replay of that answer)
+    ACCOUNT_NEEDED = "account_needed"  # a virtual-account payment: the customer's refund account is needed
+    CANNOT_REFUND = "cannot_refund"  # paid, but its PG cannot refund it through PortOne (다날 virtual account)
 
 
 OUTCOMES = tuple(Outcome)
@@ -116,6 +124,7 @@ class RefundQuote:
     from_portone: bool  # False: PortOne could not be asked, these are our (possibly older) figures
     approval_threshold: Decimal | None  # above this a second operator must approve
     refunded_alone: Decimal = Decimal(0)  # what this operator refunded alone in the window: counts too
+    needs_refund_account: bool = False  # a virtual account: refunded only into the customer's account
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,7 @@ class RequestView:
     decided_at: datetime | None
     refund_id: int | None
     refund_status: str | None
+    needs_refund_account: bool = False  # a virtual account: the approver enters the customer's account
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,10 @@ class BulkInputRow:
     identifier: str  # imp_uid or merchant_uid
     amount: str | None = None  # None or empty: the whole remainder
     reason: str | None = None  # None: the batch's reason
+    # A virtual-account payment's refund account, as typed (the number is personal data: not in repr)
+    refund_bank: str | None = None
+    refund_holder: str | None = None
+    refund_account: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -157,6 +171,8 @@ class BulkPreviewRow:
     remaining: Decimal | None = None
     amount: Decimal | None = None
     message: str | None = None
+    refund_account: str | None = None  # bank, masked number, holder
+    account: RefundAccount | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -224,6 +240,10 @@ def refunded_alone(rt: Runtime, *, username: str, except_prefix: str | None = No
 
 
 def outcome_of_error(exc: PaymentsError) -> Outcome:
+    if isinstance(exc, RefundAccountRequired):
+        return Outcome.ACCOUNT_NEEDED
+    if isinstance(exc, NotRefundable) and exc.portone_status == "paid":
+        return Outcome.CANNOT_REFUND
     if isinstance(exc, RefundExceedsRemaining):
         return Outcome.EXCEEDS_REMAINDER
     if isinstance(exc, GatewayRejected):
@@ -299,8 +319,10 @@ def refund_quote(rt: Runtime, *, actor: Actor, identifier: str) -> RefundQuote:
         fetched = None
     if fetched is not None:
         status, amount, cancel = str(fetched.status), fetched.amount, fetched.cancel_amount
+        pay_method = fetched.pay_method or payment.pay_method
     else:
         status, amount, cancel = payment.status, payment.amount, payment.cancel_amount
+        pay_method = payment.pay_method
     amount, cancel = normalize(amount, currency), normalize(cancel, currency)
     return RefundQuote(
         imp_uid=payment.imp_uid,
@@ -315,6 +337,7 @@ def refund_quote(rt: Runtime, *, actor: Actor, identifier: str) -> RefundQuote:
         from_portone=fetched is not None,
         approval_threshold=approval_threshold(rt, currency),
         refunded_alone=refunded_alone(rt, username=actor.username).get(currency, Decimal(0)),
+        needs_refund_account=pay_method == refunds.VBANK,
     )
 
 
@@ -442,8 +465,13 @@ def request_refund(
     amount: object | None,
     reason: str,
     idempotency_key: str,
+    refund_account: object = None,
 ) -> DeskOutcome:
     """Refund `amount` (None: the whole remainder) now, or ask for approval above the threshold.
+
+    `refund_account` ({bank, holder, number}): required to refund a virtual-account payment
+    (RefundAccountRequired otherwise). It is never stored in full, so a request filed for approval
+    takes it again from the approver (`approve_request`).
 
     Raises Forbidden, NotFound, InvalidRequest, RefundExceedsRemaining, Conflict, GatewayRejected
     (PortOne refused) and GatewayUnavailable (nothing sent); an answer that never came is the
@@ -451,6 +479,7 @@ def request_refund(
     """
     require(actor, Permission.REFUND)
     reason, key = _reason(reason), _key(idempotency_key)
+    account = parse_refund_account(refund_account)
     with rt.db.read() as session:
         payment = session.scalar(select(Payment).where(Payment.imp_uid == (imp_uid or "").strip()))
         if payment is None:
@@ -467,7 +496,13 @@ def request_refund(
     if earlier_refund is not None:
         return _from_result(
             refunds.refund(
-                rt, imp_uid=payment.imp_uid, amount=value, reason=reason, actor=actor.username, idempotency_key=key
+                rt,
+                imp_uid=payment.imp_uid,
+                amount=value,
+                reason=reason,
+                actor=actor.username,
+                idempotency_key=key,
+                refund_account=account,
             )
         )
     # Our remainder is never below PortOne's (refunds only grow), so above ours is above PortOne's.
@@ -492,7 +527,13 @@ def request_refund(
                 key=key,
             )
         result = refunds.refund(
-            rt, imp_uid=payment.imp_uid, amount=value, reason=reason, actor=actor.username, idempotency_key=key
+            rt,
+            imp_uid=payment.imp_uid,
+            amount=value,
+            reason=reason,
+            actor=actor.username,
+            idempotency_key=key,
+            refund_account=account,
         )
     return _from_result(result)
 
@@ -530,7 +571,11 @@ def list_requests(
 ) -> list[RequestView]:
     """Refund requests (by default the open ones: awaiting approval, or being executed), oldest first."""
     require(actor, Permission.REFUND)
-    query = select(RefundRequest, Refund.status).outerjoin(Refund, Refund.id == RefundRequest.refund_id)
+    query = (
+        select(RefundRequest, Refund.status, Payment.pay_method)
+        .outerjoin(Refund, Refund.id == RefundRequest.refund_id)
+        .outerjoin(Payment, Payment.imp_uid == RefundRequest.imp_uid)
+    )
     if status is not None:
         statuses = [status] if isinstance(status, str) else list(status)
         query = query.where(RefundRequest.status.in_(statuses))
@@ -555,8 +600,9 @@ def list_requests(
             decided_at=r.decided_at,
             refund_id=r.refund_id,
             refund_status=refund_status,
+            needs_refund_account=pay_method == refunds.VBANK,
         )
-        for r, refund_status in rows
+        for r, refund_status, pay_method in rows
     ]
 
 
@@ -672,7 +718,9 @@ def _note(note: str | None, *, required: bool) -> str | None:
     return text or None
 
 
-def approve_request(rt: Runtime, *, actor: Actor, request_id: int, note: str | None = None) -> DeskOutcome:
+def approve_request(
+    rt: Runtime, *, actor: Actor, request_id: int, note: str | None = None, refund_account: object = None
+) -> DeskOutcome:
     """A second operator approves: the request is claimed (awaiting -> executing) and the refund
     executed now with the request's idempotency key; a reject arriving meanwhile is refused.
 
@@ -682,6 +730,7 @@ def approve_request(rt: Runtime, *, actor: Actor, request_id: int, note: str | N
     """
     require(actor, Permission.APPROVE_REFUND)
     note = _note(note, required=False)
+    account = parse_refund_account(refund_account)  # a virtual account's: entered by the approver (never stored)
     with rt.db.read() as session:
         request = session.get(RefundRequest, request_id)
         if request is None:
@@ -701,7 +750,14 @@ def approve_request(rt: Runtime, *, actor: Actor, request_id: int, note: str | N
             return _request_outcome(session, request, replayed=True)
     try:
         result = refunds.refund(
-            rt, imp_uid=imp_uid, amount=amount, reason=reason, actor=maker, idempotency_key=key, source="ops"
+            rt,
+            imp_uid=imp_uid,
+            amount=amount,
+            reason=reason,
+            actor=maker,
+            idempotency_key=key,
+            source="ops",
+            refund_account=account,
         )
     except Exception as exc:
         attempt = _attempt_id(rt, key)
@@ -764,11 +820,21 @@ _HEADERS = {
     "reason": "reason",
     "사유": "reason",
     "환불사유": "reason",
+    # a virtual-account payment's refund account (opi/ko/integration/cancel/v1/basic.md)
+    "refund_bank": "refund_bank",
+    "환불은행": "refund_bank",
+    "은행": "refund_bank",
+    "refund_holder": "refund_holder",
+    "예금주": "refund_holder",
+    "refund_account": "refund_account",
+    "환불계좌": "refund_account",
+    "계좌번호": "refund_account",
 }
 
 
 def parse_bulk_csv(data: bytes) -> list[BulkInputRow]:
-    """Rows of a CSV with an imp_uid or merchant_uid column, optional amount and reason columns.
+    """Rows of a CSV with an imp_uid or merchant_uid column, optional amount and reason columns, and
+    for virtual-account payments refund_bank (code or name), refund_holder, refund_account.
 
     UTF-8 (with or without BOM) or CP949 (Korean Excel's default) are both read.
     """
@@ -798,6 +864,9 @@ def parse_bulk_csv(data: bytes) -> list[BulkInputRow]:
                 identifier=identifier,
                 amount=cells.get("amount") or None,
                 reason=cells.get("reason") or None,
+                refund_bank=cells.get("refund_bank") or None,
+                refund_holder=cells.get("refund_holder") or None,
+                refund_account=cells.get("refund_account") or None,
             )
         )
         if len(rows) > MAX_BULK_ROWS:
@@ -834,6 +903,9 @@ def _preview_row(
     paid = payment.status == "paid"
     remaining = normalize(payment.amount - payment.cancel_amount, currency) if paid else Decimal(0)
     check, message, amount = _row_check(row, payment, remaining, reason, seen)
+    account = None
+    if check is None and payment.pay_method == refunds.VBANK:
+        check, message, account = _row_account(row, payment)
     seen.add(payment.imp_uid)
     return BulkPreviewRow(
         line=row.line,
@@ -847,7 +919,26 @@ def _preview_row(
         reason=reason,
         check=check,
         message=message,
+        refund_account=account.described() if account else None,
+        account=account,
     )
+
+
+def _row_account(row: BulkInputRow, payment: Payment) -> tuple[Outcome | None, str | None, RefundAccount | None]:
+    """A virtual-account row: its refund account, or why the row is skipped."""
+    given = {"bank": row.refund_bank, "holder": row.refund_holder, "number": row.refund_account}
+    try:
+        account = parse_refund_account(given) if any(given.values()) else None
+        refunds.check_refund_account(
+            imp_uid=payment.imp_uid,
+            pay_method=payment.pay_method,
+            pg_provider=payment.pg_provider,
+            status=payment.status,
+            account=account,
+        )
+    except PaymentsError as exc:
+        return outcome_of_error(exc), str(exc), None
+    return None, None, account
 
 
 def _row_check(
@@ -1056,7 +1147,13 @@ def _error_row(row: BulkPreviewRow, exc: PaymentsError, request_id: int | None =
 def _send_row(rt: Runtime, actor: Actor, row: BulkPreviewRow, imp_uid: str, key: str) -> BulkResultRow:
     try:
         result = refunds.refund(
-            rt, imp_uid=imp_uid, amount=row.amount, reason=row.reason, actor=actor.username, idempotency_key=key
+            rt,
+            imp_uid=imp_uid,
+            amount=row.amount,
+            reason=row.reason,
+            actor=actor.username,
+            idempotency_key=key,
+            refund_account=row.account,
         )
     except PaymentsError as exc:
         return _error_row(row, exc)

@@ -12,11 +12,18 @@ A V2 cancel PortOne accepted as REQUESTED is settled from that cancellation's ow
 (counted in the payment) or FAILED (the attempt fails). PortOne may never show it (a PAID payment's
 object lists no cancellations): still unfinished after `refund_requested_alert_minutes`, it raises
 a `refund_cancel_overdue` alert, and an operator may mark it failed with a note (`fail_requested`).
+
+A virtual-account payment is paid back into the customer's account, given with the cancel
+(opi/ko/integration/cancel/v1/basic.md; V2 `refundAccount`): without one, or through a PG that
+cannot refund a virtual account (다날), the refund is refused before anything is recorded or sent.
+The account's full number is used in that one cancel call only; the attempt keeps its bank, holder
+and masked number, and the idempotency fingerprint covers it (a keyed digest of the number).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import random
 import time
 import uuid
@@ -32,6 +39,8 @@ from sqlalchemy.orm import Session
 
 from services import audit
 from services.alerts import AlertKind, raise_alert, resolve_open
+from services.banks import RefundAccount
+from services.banks import refund_account as parse_refund_account
 from services.errors import (
     CancellationPending,
     Conflict,
@@ -44,6 +53,7 @@ from services.errors import (
     NotFound,
     NotRefundable,
     OutcomeUnknown,
+    RefundAccountRequired,
     RefundExceedsRemaining,
 )
 from services.models import Payment, Refund, RefundStatus, utcnow
@@ -80,11 +90,52 @@ class RefundResult:
     cancellation_id: str | None
     error_message: str | None
     replayed: bool = False
+    # A virtual-account refund's account as recorded: {bank, holder, number (masked)}.
+    refund_account: dict[str, str] | None = None
 
 
-def _fingerprint(imp_uid: str, amount: Decimal | None, reason: str) -> str:
+def _fingerprint(
+    imp_uid: str, amount: Decimal | None, reason: str, account: RefundAccount | None = None, *, key: bytes = b""
+) -> str:
     text = f"{imp_uid}|{'full' if amount is None else amount.normalize()}|{reason}"
+    if account is not None:
+        # The same key with another account is another request. The number enters only as a keyed
+        # digest: a plain hash of a short digit string could be reversed from the stored fingerprint.
+        number = hmac.new(key, account.number.encode(), hashlib.sha256).hexdigest()
+        text += f"|{account.bank}|{account.holder}|{number}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- virtual-account refunds --------------------------------------------------------------------
+
+VBANK = "vbank"
+# PGs that cannot refund a virtual account at all (help/core-service/how-to-use/impossible-partial-cancel.md:
+# "가상계좌의 경우 환불 자체가 불가한 PG사가 있으며(다날)"); V1 and V2 provider names.
+VBANK_UNREFUNDABLE_PGS = frozenset({"danal", "danal_tpay"})
+
+
+def check_refund_account(
+    *, imp_uid: str, pay_method: str | None, pg_provider: str | None, status: str, account: RefundAccount | None
+) -> None:
+    """Before anything is sent: a virtual-account payment is refunded only into the customer's
+    account (opi/ko/integration/cancel/v1/basic.md), and never through a PG that cannot refund one."""
+    if pay_method != VBANK:
+        return
+    if (pg_provider or "").lower() in VBANK_UNREFUNDABLE_PGS:
+        raise NotRefundable(
+            f"payment {imp_uid} was paid by virtual account through {pg_provider} (다날), which cannot refund a "
+            "virtual account; pay the customer back outside PortOne",
+            portone_status=status,
+        )
+    if account is None:
+        raise RefundAccountRequired(
+            f"payment {imp_uid} was paid by virtual account: PortOne refunds it only into the customer's account; "
+            "give refund_account {bank, holder, number}"
+        )
+
+
+def _account_key(rt: Runtime) -> bytes:
+    return rt.settings.export_link_secret.get_secret_value().encode()
 
 
 def _result(refund: Refund, payment: Payment, *, replayed: bool = False) -> RefundResult:
@@ -102,6 +153,13 @@ def _result(refund: Refund, payment: Payment, *, replayed: bool = False) -> Refu
         cancellation_id=refund.portone_cancellation_id,
         error_message=refund.error_message,
         replayed=replayed,
+        refund_account=None
+        if refund.refund_account_masked is None
+        else {
+            "bank": refund.refund_bank or "",
+            "holder": refund.refund_holder or "",
+            "number": refund.refund_account_masked,
+        },
     )
 
 
@@ -450,19 +508,32 @@ def refund(
     actor: str,
     idempotency_key: str,
     source: str = "ops",
+    refund_account: object = None,
 ) -> RefundResult:
-    """Refund `amount` (None: the whole remainder) of a payment, exactly once per idempotency key."""
+    """Refund `amount` (None: the whole remainder) of a payment, exactly once per idempotency key.
+
+    `refund_account` ({bank, holder, number} or a RefundAccount): where a virtual-account payment is
+    paid back; required for one (RefundAccountRequired otherwise, nothing sent). Only its bank, holder
+    and masked number are recorded."""
     reason, key = _validated(reason, idempotency_key)
+    account = parse_refund_account(refund_account)
     with rt.db.read() as session:
         payment = session.scalar(select(Payment).where(Payment.imp_uid == imp_uid))
         if payment is None:
             raise NotFound(f"no payment {imp_uid!r} in our records")
         payment_id = payment.id
         requested = _requested(amount, payment.currency)
-        fingerprint = _fingerprint(imp_uid, requested, reason)
+        fingerprint = _fingerprint(imp_uid, requested, reason, account, key=_account_key(rt))
         replay = _replay(session, key, fingerprint, settled_only=True)
         if replay is not None:
             return replay
+        check_refund_account(
+            imp_uid=imp_uid,
+            pay_method=payment.pay_method,
+            pg_provider=payment.pg_provider,
+            status=payment.status,
+            account=account,
+        )
 
     with payment_lease(rt, payment_id):
         settle_open_attempts(rt, imp_uid=imp_uid, actor=actor)
@@ -477,10 +548,37 @@ def refund(
             if replay is not None:
                 return replay
             payment = apply_payment(session, fetched, source="refund").payment
+            if fetched.status == PortOneStatus.PAID:  # PortOne's own word on the method and PG
+                check_refund_account(
+                    imp_uid=imp_uid,
+                    pay_method=fetched.pay_method,
+                    pg_provider=fetched.pg_provider,
+                    status=str(fetched.status),
+                    account=account,
+                )
             attempt = _record_attempt(session, payment, fetched, requested, reason, actor, key, fingerprint, source)
+            if account is not None and fetched.pay_method == VBANK:
+                _record_account(session, attempt, account, actor)
         if attempt.status == RefundStatus.REJECTED:
             _raise_rejection(attempt, fetched)
-        return _send(rt, refund_id=attempt.id, fetched=fetched, actor=actor)
+        return _send(rt, refund_id=attempt.id, fetched=fetched, actor=actor, refund_account=account)
+
+
+def _record_account(session: Session, attempt: Refund, account: RefundAccount, actor: str) -> None:
+    """The refund account with the attempt: bank, holder, number masked (never the full number)."""
+    attempt.refund_bank = account.bank
+    attempt.refund_holder = account.holder
+    attempt.refund_account_masked = account.masked_number
+    audit.record(
+        session,
+        actor=actor,
+        action="refund.account",
+        target=attempt.payment.imp_uid,
+        refund_id=attempt.id,
+        bank=account.bank,
+        holder=account.holder,
+        account=account.masked_number,
+    )
 
 
 def _refuse_while_pending(rt: Runtime, payment_id: int) -> None:
@@ -579,7 +677,9 @@ def _raise_rejection(attempt: Refund, fetched: GatewayPayment) -> None:
     raise InvalidRequest(message)
 
 
-def _send(rt: Runtime, *, refund_id: int, fetched: GatewayPayment, actor: str) -> RefundResult:
+def _send(
+    rt: Runtime, *, refund_id: int, fetched: GatewayPayment, actor: str, refund_account: RefundAccount | None = None
+) -> RefundResult:
     with rt.db.read() as session:
         attempt = session.get_one(Refund, refund_id)
         amount, checksum, reason = attempt.amount, attempt.checksum, attempt.reason
@@ -589,7 +689,12 @@ def _send(rt: Runtime, *, refund_id: int, fetched: GatewayPayment, actor: str) -
     whole = amount == checksum and fetched.currency.upper() not in CURRENCY_EXPONENTS
     try:
         result = rt.gateway.cancel_payment(
-            imp_uid=fetched.imp_uid, amount=None if whole else amount, checksum=checksum, reason=reason
+            imp_uid=fetched.imp_uid,
+            amount=None if whole else amount,
+            checksum=checksum,
+            reason=reason,
+            refund_account=refund_account if fetched.pay_method == VBANK else None,
+            pg_provider=fetched.pg_provider,
         )
     except CancellationPending as exc:
         with rt.db.write() as session:
@@ -621,6 +726,14 @@ def _send(rt: Runtime, *, refund_id: int, fetched: GatewayPayment, actor: str) -
         claimed = _claim_cancellation(attempt, result, taken)
         _mark(attempt, RefundStatus.SUCCEEDED, cancellation_id=claimed, refunded_total=result.cancel_amount)
         payment = apply_payment(session, result, source="refund").payment
+        if result.status == PortOneStatus.CANCELLED:  # a forged virtual account, refunded by a person
+            resolve_open(
+                session,
+                kind=AlertKind.FORGERY_REFUND_ACCOUNT_NEEDED,
+                imp_uid=fetched.imp_uid,
+                note=f"refunded in full into the customer's account (refund #{refund_id})",
+                actor=actor,
+            )
         audit.record(
             session,
             actor=actor,

@@ -11,15 +11,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from services import audit, orders, payments
 from services.access import Actor, Permission, require
-from services.errors import Conflict, GatewayRejected, GatewayUnavailable
+from services.errors import Conflict, GatewayRejected, GatewayUnavailable, InvalidRequest
 from services.orders import CreatedOrder
 from services.payments import Verification
 from services.runtime import Runtime
@@ -51,6 +52,7 @@ class SandboxPayment:
     status: str | None  # PortOne's status as verified and recorded by us (paid, failed, ...)
     error_code: str | None
     error_msg: str | None
+    pay_method: str = "card"
 
 
 def _allowed(rt: Runtime, actor: Actor) -> None:
@@ -83,28 +85,38 @@ def create_test_order(
     return order
 
 
-def _checkout(rt: Runtime, order: CreatedOrder, card_number: str, buyer_name: str, buyer_email: str) -> Any:
+PAY_METHODS = ("card", "vbank")  # card, or a virtual account the customer pays into (then a deposit)
+
+
+def _checkout(
+    rt: Runtime, order: CreatedOrder, card_number: str, buyer_name: str, buyer_email: str, pay_method: str = "card"
+) -> Any:
     body: dict[str, str] = {
         "merchant_uid": order.merchant_uid,
         "amount": str(order.amount),
         "currency": order.currency,
-        "pay_method": "card",
-        "card_number": card_number,
+        "pay_method": pay_method,
         "name": order.name,
         "buyer_name": buyer_name,
         "buyer_email": buyer_email,
     }
+    if pay_method == "card":
+        body["card_number"] = card_number
     if order.pg:
         body["pg"] = order.pg
+    return _sandbox_post(rt, "/sandbox/checkout", body, "checkout")
+
+
+def _sandbox_post(rt: Runtime, path: str, body: dict[str, str] | None, what: str) -> Any:
     try:
         with httpx.Client(base_url=rt.settings.portone_api_url, timeout=rt.settings.portone_timeout_seconds) as http:
-            response = http.post("/sandbox/checkout", json=body)
+            response = http.post(path, json=body)
     except httpx.TransportError as exc:
-        raise GatewayUnavailable(f"the sandbox checkout is unreachable: {exc!r}") from exc
+        raise GatewayUnavailable(f"the sandbox {what} is unreachable: {exc!r}") from exc
     if response.status_code >= 500:
-        raise GatewayUnavailable(f"the sandbox checkout answered HTTP {response.status_code}")
+        raise GatewayUnavailable(f"the sandbox {what} answered HTTP {response.status_code}")
     if response.status_code >= 400:
-        raise GatewayRejected(f"the sandbox checkout refused: {response.text[:300]}", http_status=response.status_code)
+        raise GatewayRejected(f"the sandbox {what} refused: {response.text[:300]}", http_status=response.status_code)
     return json.loads(response.content, parse_float=Decimal)
 
 
@@ -116,12 +128,16 @@ def pay_in_sandbox(
     card_number: str = TEST_CARD,
     buyer_name: str = DEFAULT_BUYER_NAME,
     buyer_email: str = DEFAULT_BUYER_EMAIL,
+    pay_method: str = "card",
 ) -> SandboxPayment:
-    """Pay `order` through the sandbox checkout, then complete it as the customer app would."""
+    """Pay `order` through the sandbox checkout, then complete it as the customer app would. A
+    virtual account (`vbank`) comes back `ready`: the customer's deposit is `deposit_in_sandbox`."""
     _allowed(rt, actor)
     if rt.settings.portone_mode != "sandbox":
         raise SandboxUnavailable("only sandbox mode has a checkout; in test mode pay in a browser")
-    callback = _checkout(rt, order, card_number, buyer_name, buyer_email)
+    if pay_method not in PAY_METHODS:
+        raise InvalidRequest(f"pay_method must be one of {', '.join(PAY_METHODS)}")
+    callback = _checkout(rt, order, card_number, buyer_name, buyer_email, pay_method)
     imp_uid = str(callback["imp_uid"]) if callback.get("imp_uid") else None
     status = None
     if imp_uid is not None:
@@ -143,7 +159,30 @@ def pay_in_sandbox(
         status=status,
         error_code=callback.get("error_code"),
         error_msg=callback.get("error_msg"),
+        pay_method=pay_method,
     )
+
+
+def deposit_in_sandbox(rt: Runtime, *, actor: Actor, payment: SandboxPayment) -> SandboxPayment:
+    """The customer pays into the virtual account (the sandbox's deposit control), and the payment
+    is completed again as the customer app would: from `ready` to `paid`."""
+    _allowed(rt, actor)
+    if rt.settings.portone_mode != "sandbox":
+        raise SandboxUnavailable("only sandbox mode has a checkout; in test mode pay in a browser")
+    if payment.imp_uid is None or payment.pay_method != "vbank":
+        raise InvalidRequest("only a virtual-account test payment takes a deposit")
+    _sandbox_post(rt, f"/sandbox/payments/{quote(payment.imp_uid, safe='')}/deposit", None, "deposit")
+    status = str(payments.complete(rt, imp_uid=payment.imp_uid, merchant_uid=payment.order.merchant_uid).status)
+    with rt.db.write() as session:
+        audit.record(
+            session,
+            actor=actor.username,
+            action="test_payment.deposited",
+            target=payment.imp_uid,
+            merchant_uid=payment.order.merchant_uid,
+            status=status,
+        )
+    return replace(payment, status=status, approved=status == "paid")
 
 
 def run_sandbox_payment(
@@ -154,14 +193,22 @@ def run_sandbox_payment(
     card_number: str = TEST_CARD,
     buyer_name: str = DEFAULT_BUYER_NAME,
     buyer_email: str = DEFAULT_BUYER_EMAIL,
+    pay_method: str = "card",
 ) -> SandboxPayment:
-    """The whole test payment in sandbox mode: order, checkout with the test card, completion."""
+    """The whole test payment in sandbox mode: order, checkout with the test card (or a virtual
+    account, paid later by `deposit_in_sandbox`), completion."""
     _allowed(rt, actor)
     if rt.settings.portone_mode != "sandbox":
         raise SandboxUnavailable("only sandbox mode has a checkout; in test mode pay in a browser")
     order = create_test_order(rt, actor=actor, currency=currency, buyer_name=buyer_name, buyer_email=buyer_email)
     return pay_in_sandbox(
-        rt, actor=actor, order=order, card_number=card_number, buyer_name=buyer_name, buyer_email=buyer_email
+        rt,
+        actor=actor,
+        order=order,
+        card_number=card_number,
+        buyer_name=buyer_name,
+        buyer_email=buyer_email,
+        pay_method=pay_method,
     )
 
 

@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
+from services.banks import RefundAccount
 from services.errors import GatewayNotFound, GatewayRejected
 from services.portone.types import GatewayPayment, PaymentPage, PortOneGateway, Prepared
 
@@ -112,8 +113,24 @@ class DualGateway:
         next_page = page + 1 if page * limit < total else None
         return PaymentPage(payments=tuple(items), total=total, next_page=next_page, unreadable=tuple(unreadable))
 
-    def cancel_payment(self, *, imp_uid: str, amount: Decimal | None, checksum: Decimal, reason: str) -> GatewayPayment:
-        return self._for(imp_uid).cancel_payment(imp_uid=imp_uid, amount=amount, checksum=checksum, reason=reason)
+    def cancel_payment(
+        self,
+        *,
+        imp_uid: str,
+        amount: Decimal | None,
+        checksum: Decimal,
+        reason: str,
+        refund_account: RefundAccount | None = None,
+        pg_provider: str | None = None,
+    ) -> GatewayPayment:
+        return self._for(imp_uid).cancel_payment(
+            imp_uid=imp_uid,
+            amount=amount,
+            checksum=checksum,
+            reason=reason,
+            refund_account=refund_account,
+            pg_provider=pg_provider,
+        )
 
     def prepare(self, *, merchant_uid: str, amount: Decimal, currency: str) -> Prepared:
         return self._new.prepare(merchant_uid=merchant_uid, amount=amount, currency=currency)

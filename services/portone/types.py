@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from services.banks import RefundAccount
 from services.errors import UnreadableAnswer
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -142,8 +143,19 @@ class PortOneGateway(Protocol):
     ) -> PaymentPage: ...
 
     def cancel_payment(
-        self, *, imp_uid: str, amount: Decimal | None, checksum: Decimal, reason: str
-    ) -> GatewayPayment: ...
+        self,
+        *,
+        imp_uid: str,
+        amount: Decimal | None,
+        checksum: Decimal,
+        reason: str,
+        refund_account: RefundAccount | None = None,
+        pg_provider: str | None = None,
+    ) -> GatewayPayment:
+        """`refund_account`: where a virtual-account payment is paid back (V1 refund_holder/_bank/
+        _account, V2 refundAccount; opi/ko/integration/cancel/v1/basic.md); `pg_provider`: the payment's PG,
+        which decides how V1 writes the bank code (opi/ko/support/code-info/pg-1.md)."""
+        ...
 
     def prepare(self, *, merchant_uid: str, amount: Decimal, currency: str) -> Prepared: ...
 

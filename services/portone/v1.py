@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from services.banks import RefundAccount, v1_bank_code
 from services.errors import (
     GatewayError,
     GatewayNotFound,
@@ -387,10 +388,25 @@ class PortOneV1Client:
             unreadable=unreadable,
         )
 
-    def cancel_payment(self, *, imp_uid: str, amount: Decimal | None, checksum: Decimal, reason: str) -> GatewayPayment:
+    def cancel_payment(
+        self,
+        *,
+        imp_uid: str,
+        amount: Decimal | None,
+        checksum: Decimal,
+        reason: str,
+        refund_account: RefundAccount | None = None,
+        pg_provider: str | None = None,
+    ) -> GatewayPayment:
         data = {"imp_uid": imp_uid, "checksum": str(checksum), "reason": reason}
         if amount is not None:
             data["amount"] = str(amount)
+        if refund_account is not None:
+            # [가상계좌 환불시 필수입력] (opi/ko/integration/cancel/v1/basic.md); the bank as the PG
+            # writes it (opi/ko/support/code-info/pg-1.md).
+            data["refund_holder"] = refund_account.holder
+            data["refund_bank"] = v1_bank_code(refund_account.bank, pg_provider)
+            data["refund_account"] = refund_account.number
         return self._write("/payments/cancel", data, _cancelled(imp_uid))
 
     def prepare(self, *, merchant_uid: str, amount: Decimal, currency: str) -> Prepared:

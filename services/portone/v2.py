@@ -51,9 +51,10 @@ from portone_server_sdk.errors import (
     UnauthorizedError,
     UnknownError,
 )
-from portone_server_sdk.payment import PaymentClient, PaymentFilterInput
+from portone_server_sdk.payment import CancelPaymentBodyRefundAccount, PaymentClient, PaymentFilterInput
 
 from services import jsonutil
+from services.banks import RefundAccount
 from services.errors import (
     CancellationPending,
     GatewayError,
@@ -483,14 +484,33 @@ class PortOneV2Client:
         next_page = page + 1 if page * size < total else None
         return PaymentPage(payments=payments, total=total, next_page=next_page, unreadable=unreadable)
 
-    def cancel_payment(self, *, imp_uid: str, amount: Decimal | None, checksum: Decimal, reason: str) -> GatewayPayment:
-        """Cancel `amount` (None: the remainder) if PortOne's cancellable remainder is `checksum`."""
+    def cancel_payment(
+        self,
+        *,
+        imp_uid: str,
+        amount: Decimal | None,
+        checksum: Decimal,
+        reason: str,
+        refund_account: RefundAccount | None = None,
+        pg_provider: str | None = None,
+    ) -> GatewayPayment:
+        """Cancel `amount` (None: the remainder) if PortOne's cancellable remainder is `checksum`;
+        a virtual account is paid back into `refund_account` (CancelPaymentBody.refundAccount)."""
         currency = self._currency_of(imp_uid)
         units = None if amount is None else _minor(amount, currency, "cancel amount")
         remainder = _minor(checksum, currency, "checksum")
+        account = None
+        if refund_account is not None:
+            account = CancelPaymentBodyRefundAccount(
+                bank=refund_account.bank_info.v2, number=refund_account.number, holder_name=refund_account.holder
+            )
         _, answer = self._write(
             lambda: self._sdk.cancel_payment(
-                payment_id=imp_uid, amount=units, reason=reason, current_cancellable_amount=remainder
+                payment_id=imp_uid,
+                amount=units,
+                reason=reason,
+                current_cancellable_amount=remainder,
+                refund_account=account,
             )
         )
         cancellation = _obj(_obj(answer.json()).get("cancellation"))

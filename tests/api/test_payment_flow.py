@@ -228,3 +228,75 @@ def test_refund_of_the_whole_remainder_when_amount_is_absent(
     nothing_left = _refund(api, imp_uid, None)
     assert nothing_left.status_code == 409
     _assert_db_agrees_with_sandbox(runtime, sandbox, imp_uid)
+
+
+def test_a_virtual_account_refund_names_the_missing_account_then_pays_into_the_one_given(
+    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl, portone_version: str
+) -> None:
+    order = new_order(api)
+    issued = sandbox.checkout(order["merchant_uid"], order["amount"], pay_method="vbank", card_number=None)
+    imp_uid = issued["imp_uid"]
+    sandbox.http.post(f"{sandbox._controls}/payments/{imp_uid}/deposit").raise_for_status()
+    completed = api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": order["merchant_uid"]})
+    assert completed.status_code == 200 and completed.json()["status"] == "paid", completed.text
+
+    missing = _refund(api, imp_uid, "10000", key="va-api-1")
+    assert missing.status_code == 422, missing.text
+    assert missing.json()["error"] == "refund_account_required" and "refund_account" in missing.json()["message"]
+    assert sandbox.calls()["cancels"] == []
+
+    account = {"bank": "04", "holder": "김체카", "number": "123456-78-901234"}
+    unknown_bank = api.post(
+        f"/api/payments/{imp_uid}/refunds",
+        json={"reason": "환불", "amount": "10000", "refund_account": {**account, "bank": "BK04"}},
+        headers=auth_headers("va-api-2"),
+    )
+    assert unknown_bank.status_code == 400 and "bank" in unknown_bank.json()["message"]
+    assert "78901234" not in unknown_bank.text
+
+    done = api.post(
+        f"/api/payments/{imp_uid}/refunds",
+        json={"reason": "환불", "amount": "10000", "refund_account": account},
+        headers=auth_headers("va-api-3"),
+    )
+    assert done.status_code == 201, done.text
+    assert done.json()["refund_account"] == {"bank": "04", "holder": "김체카", "number": "**********1234"}
+    assert "78901234" not in done.text
+    _assert_db_agrees_with_sandbox(runtime, sandbox, imp_uid)
+
+
+def test_a_forged_virtual_account_deposit_alerts_that_the_customers_account_is_needed(
+    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl, portone_version: str
+) -> None:
+    """PortOne cannot pay a virtual-account deposit back without the customer's account, so the
+    forgery guard cannot cancel it by itself: it is alerted, asking for that account, never paid."""
+    sandbox.configure(enforce_prepare=False)
+    order = new_order(api)
+    issued = sandbox.checkout(order["merchant_uid"], "100", pay_method="vbank", card_number=None)  # order: 50000
+    imp_uid = issued["imp_uid"]
+    sandbox.http.post(f"{sandbox._controls}/payments/{imp_uid}/deposit").raise_for_status()
+
+    answer = api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": order["merchant_uid"]})
+    assert answer.status_code == 400 and answer.json()["error"] == "forgery", answer.text
+    assert "account" in answer.json()["message"]
+    assert sandbox.calls()["cancels"] == []  # nothing sent without the account
+    with runtime.db.read() as session:
+        payment = session.scalar(select(Payment).where(Payment.imp_uid == imp_uid))
+        assert payment is not None and payment.verified is False
+        kinds = {a.kind: a for a in session.scalars(select(Alert).where(Alert.imp_uid == imp_uid))}
+    assert set(kinds) == {"amount_mismatch", "forgery_refund_account_needed"}
+    assert "account" in kinds["forgery_refund_account_needed"].message
+
+    # An operator refunds it into the customer's account: the alert is resolved.
+    account = {"bank": "04", "holder": "김체카", "number": "123456-78-901234"}
+    done = api.post(
+        f"/api/payments/{imp_uid}/refunds",
+        json={"reason": "위변조 환불", "refund_account": account},
+        headers=auth_headers("va-forged"),
+    )
+    assert done.status_code == 201, done.text
+    with runtime.db.read() as session:
+        alert = session.scalar(
+            select(Alert).where(Alert.imp_uid == imp_uid, Alert.kind == "forgery_refund_account_needed")
+        )
+        assert alert is not None and alert.status == "resolved"

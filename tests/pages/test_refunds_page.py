@@ -263,3 +263,113 @@ def test_bulk_results_csv_neutralises_uploaded_identifiers(
     assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")], rows
     identifiers = [row[1] for row in rows[1:]]
     assert identifiers == [imp_uid] + ["'" + hostile for hostile in HOSTILE_IDS]
+
+
+def test_a_virtual_account_paid_on_the_test_payment_page_is_refunded_into_the_account_entered(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """The newcomer's path (`make run`): pay by virtual account on the test payment page, deposit,
+    open the payment, refund it by entering the customer's account."""
+    at = open_app("operator")
+    at.switch_page("pages/test_payment.py").run()
+    at.radio(key="test_payment_method").set_value("vbank")
+    at.button(key="test_payment_submit").click().run()
+    assert not at.exception, at.exception
+    assert "가상계좌가 발급되었습니다" in _texts(at)
+    at.button(key="test_payment_deposit").click().run()
+    assert not at.exception, at.exception
+    assert _texts(at).startswith("결제가 승인되고 확인되었습니다")
+    at.button(key="test_payment_detail").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "결제 상세" and "결제 내역에서 행을 선택하거나" not in _texts(at)
+    # AppTest keeps a page a script switched to for one run only; the browser stays there.
+    at.switch_page("pages/payment_detail.py").run()
+    at.button(key="payment_detail.refund").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "환불"
+    at.switch_page("pages/refunds.py").run()
+    assert "가상계좌" in _texts(at)  # the form says why it asks for an account
+
+    at.text_input(key="refunds.amount").input("20000")
+    at.text_area(key="refunds.reason").input("고객 요청")
+    at.button(key="refunds.start").click().run()
+    assert "은행, 예금주, 계좌번호를 입력하세요" in _texts(at)  # nothing sent without the account
+    assert sandbox.calls()["cancels"] == []
+
+    bank = at.selectbox(key="refunds.refund_bank")
+    assert any("신한은행" in option for option in bank.options)  # Korean bank names
+    bank.set_value("88")
+    at.text_input(key="refunds.refund_holder").input("홍길동")
+    at.text_input(key="refunds.refund_number").input("110-222-333444")
+    at.button(key="refunds.start").click().run()
+    assert not at.exception, at.exception
+    dialog_text = "\n".join(m.value for m in at.markdown)
+    assert "신한은행" in dialog_text and plain("********3444") in dialog_text and "333444" not in dialog_text
+    at.button(key="refunds.single.confirm").click().run()
+    assert not at.exception, at.exception
+    assert "환불했습니다: ₩20,000" in _texts(at)
+    [sent] = sandbox.calls()["cancels"]
+    assert sent["refund_account"] == {"holder": "홍길동", "bank": "BK88", "number": "110222333444"}
+    [refund] = _refunds(dashboard_runtime)
+    assert (refund.refund_bank, refund.refund_account_masked) == ("88", "********3444")
+
+
+def test_the_approver_enters_the_account_of_a_virtual_account_refund(
+    open_app: Callable[..., AppTest],
+    dashboard_runtime: Runtime,
+    sandbox: SandboxControl,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REFUND_APPROVAL_THRESHOLD", '{"KRW": "30000", "USD": "20.00"}')
+    order = orders.create_order(dashboard_runtime, customer_email="kim@example.com", customer_name="김체카")
+    imp_uid = str(sandbox.checkout(order.merchant_uid, order.amount, pay_method="vbank", card_number=None)["imp_uid"])
+    sandbox.http.post(f"/sandbox/payments/{imp_uid}/deposit").raise_for_status()
+    payments.complete(dashboard_runtime, imp_uid=imp_uid, merchant_uid=order.merchant_uid)
+    at = _open(open_app, "operator")
+    at.text_input(key="refunds.identifier").input(imp_uid)
+    at.button(key="refunds.load").click().run()
+    at.text_area(key="refunds.reason").input("전액 환불 요청")
+    at.selectbox(key="refunds.refund_bank").set_value("04")
+    at.text_input(key="refunds.refund_holder").input("김체카")
+    at.text_input(key="refunds.refund_number").input("123456-78-901234")
+    at.button(key="refunds.start").click().run()
+    at.button(key="refunds.single.confirm").click().run()
+    assert "승인 대기열에 올렸습니다" in _texts(at)
+
+    admin = _open(open_app, "admin")
+    assert "고객의 환불 계좌를 입력하세요" in _texts(admin)
+    admin.button(key="refunds.approve").click().run()  # without the account: nothing is sent
+    assert not admin.exception, admin.exception
+    assert "은행, 예금주, 계좌번호를 입력하세요" in _texts(admin)
+    assert sandbox.calls()["cancels"] == []
+    admin.selectbox(key="refunds.queue.refund_bank").set_value("04")
+    admin.text_input(key="refunds.queue.refund_holder").input("김체카")
+    admin.text_input(key="refunds.queue.refund_number").input("123456-78-901234")
+    admin.button(key="refunds.approve").click().run()
+    assert not admin.exception, admin.exception
+    assert "환불했습니다: ₩50,000" in _texts(admin)
+    [sent] = sandbox.calls()["cancels"]
+    assert sent["refund_account"] == {"holder": "김체카", "bank": "BK04", "number": "12345678901234"}
+
+
+def test_the_payment_detail_shows_a_refund_account_masked(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    from services import refunds
+
+    order = orders.create_order(dashboard_runtime, customer_email="kim@example.com", customer_name="김체카")
+    imp_uid = str(sandbox.checkout(order.merchant_uid, order.amount, pay_method="vbank", card_number=None)["imp_uid"])
+    sandbox.http.post(f"/sandbox/payments/{imp_uid}/deposit").raise_for_status()
+    payments.complete(dashboard_runtime, imp_uid=imp_uid, merchant_uid=order.merchant_uid)
+    account = {"bank": "90", "holder": "김체카", "number": "3333-01-2345678"}
+    refunds.refund(
+        dashboard_runtime, imp_uid=imp_uid, amount="1000", reason="r", actor="operator", idempotency_key="d-1",
+        refund_account=account,
+    )  # fmt: skip
+    at = open_app("operator")
+    at.session_state["payment_detail.imp_uid"] = imp_uid
+    at.switch_page("pages/payment_detail.py").run()
+    assert not at.exception, at.exception
+    table = _frame(at, "account")
+    assert list(table["account"]) == ["카카오뱅크 *********5678 (김체카)"]
+    assert all("2345678" not in str(frame.value.to_dict()) for frame in at.dataframe)

@@ -198,3 +198,70 @@ def test_api_cancel_sends_no_webhook_by_default(client: Any, receiver: Any, wait
     hooks = receiver.wait_for(3)
     assert [h["body"]["imp_uid"] for h in hooks] == [imp_uid, imp2, imp2]
     assert hooks[2]["body"]["cancellation_id"] == body["response"]["cancel_history"][0]["cancellation_id"]
+
+
+# -- virtual-account refunds (opi/ko/integration/cancel/v1/basic.md, cancel/v1/virtual-account.md) --
+
+
+def test_a_paid_virtual_account_is_refunded_only_to_an_account_given_with_the_cancel(client: Any) -> None:
+    imp_uid = client.checkout("order-vb-c1", 30000, pay_method="vbank", card_number=None)["imp_uid"]
+    assert client.http.post(f"/sandbox/payments/{imp_uid}/deposit").status_code == 200
+
+    missing = client.cancel(imp_uid=imp_uid, amount=10000, checksum=30000, reason="환불",
+                            refund_holder="홍길동", refund_bank="BK88")  # fmt: skip
+    assert missing["code"] != 0 and missing["response"] is None
+    assert "refund_account" in missing["message"] and "가상계좌" in missing["message"]
+    assert client.payment(imp_uid)["cancel_amount"] == 0
+
+    done = client.cancel(imp_uid=imp_uid, amount=10000, checksum=30000, reason="환불",
+                         refund_holder="홍길동", refund_bank="BK88", refund_account="56211105948400")  # fmt: skip
+    assert done["code"] == 0 and done["response"]["cancel_amount"] == 10000
+    [kept] = [c for c in client.calls()["cancels"] if c["outcome"] == "applied"]
+    assert kept["refund_account"] == {"holder": "홍길동", "bank": "BK88", "number": "56211105948400"}
+
+
+def test_a_card_cancel_needs_no_refund_account(client: Any) -> None:
+    imp_uid = client.paid("order-vb-c2", 5000)
+    assert client.cancel(imp_uid=imp_uid, amount=1000, checksum=5000)["code"] == 0
+
+
+def test_a_pg_that_cannot_refund_a_virtual_account_refuses_even_with_one(client: Any) -> None:
+    # help/core-service/how-to-use/impossible-partial-cancel.md: 다날 cannot refund a virtual account.
+    imp_uid = client.checkout("order-vb-c3", 30000, pay_method="vbank", pg="danal_tpay", card_number=None)["imp_uid"]
+    assert client.http.post(f"/sandbox/payments/{imp_uid}/deposit").status_code == 200
+    refused = client.cancel(imp_uid=imp_uid, refund_holder="홍길동", refund_bank="088", refund_account="5621110594")
+    assert refused["code"] != 0 and "환불" in refused["message"]
+    assert client.payment(imp_uid)["cancel_amount"] == 0
+
+
+def test_v2_virtual_account_cancel_needs_refund_account(client: Any) -> None:
+    from tests.v2_support import auth, checkout
+
+    http = client.http
+    assert checkout(http, "v2-vb-c1", 30000, pay_method="virtual_account")["status"] == "VIRTUAL_ACCOUNT_ISSUED"
+    assert http.post("/sandbox/v2/payments/v2-vb-c1/deposit").status_code == 200
+    missing = http.post("/payments/v2-vb-c1/cancel", headers=auth(), json={"reason": "환불", "amount": 10000})
+    assert missing.status_code == 400 and missing.json()["type"] == "INVALID_REQUEST"
+    assert "refundAccount" in missing.json()["message"]
+    bad_bank = http.post("/payments/v2-vb-c1/cancel", headers=auth(), json={
+        "reason": "환불", "amount": 10000,
+        "refundAccount": {"bank": "88", "number": "56211105948400", "holderName": "홍길동"}})  # fmt: skip
+    assert bad_bank.status_code == 400 and bad_bank.json()["type"] == "INVALID_REQUEST"
+    account = {"bank": "SHINHAN", "number": "56211105948400", "holderName": "홍길동"}
+    done = http.post("/payments/v2-vb-c1/cancel", headers=auth(),
+                     json={"reason": "환불", "amount": 10000, "refundAccount": account})  # fmt: skip
+    assert done.status_code == 200 and done.json()["cancellation"]["status"] == "SUCCEEDED"
+    [kept] = [c for c in http.get("/sandbox/v2/calls").json()["cancels"] if c["outcome"] == "applied"]
+    assert kept["refund_account"] == account
+
+
+def test_v2_a_pg_that_cannot_refund_a_virtual_account_answers_pg_provider_error(client: Any) -> None:
+    from tests.v2_support import auth, checkout
+
+    http = client.http
+    checkout(http, "v2-vb-c2", 30000, pay_method="virtual_account", pg="danal")
+    assert http.post("/sandbox/v2/payments/v2-vb-c2/deposit").status_code == 200
+    account = {"bank": "SHINHAN", "number": "56211105948400", "holderName": "홍길동"}
+    refused = http.post("/payments/v2-vb-c2/cancel", headers=auth(), json={"reason": "환불", "refundAccount": account})
+    assert refused.status_code == 502 and refused.json()["type"] == "PG_PROVIDER"
+    assert refused.json()["pgCode"] and refused.json()["pgMessage"]

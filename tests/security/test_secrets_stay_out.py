@@ -202,3 +202,44 @@ def _wait_healthy(api: httpx.Client, process: subprocess.Popen[bytes]) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError("the API process did not answer /healthz")
+
+
+ACCOUNT_NUMBER = "110-987-654321"  # a customer's refund account: personal data
+
+
+@pytest.mark.reliability(
+    area="access",
+    case="a virtual-account refund's account number in logs, exports and rows",
+    outcome="only its masked form (last four digits) anywhere after the refund; PortOne got it whole",
+)
+def test_a_refund_account_number_is_never_logged_exported_or_stored(
+    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl, every_record: pytest.LogCaptureFixture
+) -> None:
+    order = new_order(api)
+    imp_uid = sandbox.checkout(order["merchant_uid"], order["amount"], pay_method="vbank", card_number=None)["imp_uid"]
+    sandbox.http.post(f"/sandbox/payments/{imp_uid}/deposit").raise_for_status()
+    body = {"imp_uid": imp_uid, "merchant_uid": order["merchant_uid"]}
+    assert api.post("/api/payments/complete", json=body).status_code == 200
+    account = {"bank": "88", "holder": "김체카", "number": ACCOUNT_NUMBER}
+    refund = api.post(
+        f"/api/payments/{imp_uid}/refunds",
+        json={"amount": "1000", "reason": "r", "refund_account": account},
+        headers=auth_headers("acct-1"),
+    )
+    assert refund.status_code == 201, refund.text
+    assert [c["refund_account"]["number"] for c in sandbox.calls()["cancels"]] == ["110987654321"]
+    day = today_kst()
+    filters = exports.ExportFilters(start=day - timedelta(days=1), end=day)
+    csvs = [
+        exports.export_bytes(
+            runtime, exports.prepare(actor=ADMIN, kind=kind, filters=filters, include_personal_data=True)
+        ).decode("utf-8-sig")
+        for kind in exports.ExportKind
+    ]
+    records = [r for r in every_record.records if not (r.threadName == "MainThread" and r.name.startswith("http"))]
+    logged = "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in records)
+    stored = _stored(runtime)
+    assert "********4321" in stored  # the masked number is what is kept
+    for value in (ACCOUNT_NUMBER, ACCOUNT_NUMBER.replace("-", ""), "987654321"):
+        assert value not in logged and value not in stored and value not in refund.text
+        assert all(value not in text for text in csvs)

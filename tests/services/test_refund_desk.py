@@ -487,3 +487,80 @@ def test_an_approval_abandoned_mid_execution_is_resumed_never_rejected(
         request = session.get_one(RefundRequest, asked.request_id)
         assert (request.status, request.decided_by) == (ApprovalStatus.APPROVED, "boss")
     assert len(_cancels(sandbox)) == 1 and sandbox.payment(imp_uid)["cancel_amount"] == 40000
+
+
+# -- virtual-account refunds: the customer's account ----------------------------------------------
+
+ACCOUNT = {"bank": "88", "holder": "홍길동", "number": "110-222-333444"}
+
+
+def _paid_virtual_account(runtime: Runtime, sandbox: SandboxControl) -> tuple[str, str]:
+    order = orders.create_order(runtime, customer_email="a@example.com", customer_name="김체카")
+    imp_uid = str(sandbox.checkout(order.merchant_uid, order.amount, pay_method="vbank", card_number=None)["imp_uid"])
+    sandbox.http.post(f"{sandbox._controls}/payments/{imp_uid}/deposit").raise_for_status()
+    payments.complete(runtime, imp_uid=imp_uid, merchant_uid=order.merchant_uid)
+    return imp_uid, order.merchant_uid
+
+
+def test_the_desk_asks_for_the_account_of_a_virtual_account_payment(runtime: Runtime, sandbox: SandboxControl) -> None:
+    from services.errors import RefundAccountRequired
+
+    imp_uid, merchant_uid = _paid_virtual_account(runtime, sandbox)
+    quote = refund_desk.refund_quote(runtime, actor=KIM, identifier=merchant_uid)
+    assert quote.needs_refund_account
+    with pytest.raises(RefundAccountRequired):
+        refund_desk.request_refund(
+            runtime, actor=KIM, imp_uid=imp_uid, amount="1000", reason="x", idempotency_key="d-va-1"
+        )
+    assert refund_desk.outcome_of_error(RefundAccountRequired("x")) == Outcome.ACCOUNT_NEEDED
+    done = refund_desk.request_refund(
+        runtime, actor=KIM, imp_uid=imp_uid, amount="1000", reason="x", idempotency_key="d-va-2",
+        refund_account=ACCOUNT,
+    )  # fmt: skip
+    assert done.outcome == Outcome.REFUNDED
+    assert done.refund is not None and done.refund.refund_account == {
+        "bank": "88", "holder": "홍길동", "number": "********3444"
+    }  # fmt: skip
+    [sent] = _cancels(sandbox)
+    assert sent["refund_account"] == {"holder": "홍길동", "bank": "BK88", "number": "110222333444"}
+
+
+def test_a_virtual_account_refund_above_the_threshold_takes_the_account_at_approval(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    strict = _strict(runtime, krw="100")
+    imp_uid, _ = _paid_virtual_account(runtime, sandbox)
+    filed = refund_desk.request_refund(
+        strict, actor=KIM, imp_uid=imp_uid, amount="1000", reason="x", idempotency_key="d-va-3",
+        refund_account=ACCOUNT,
+    )  # fmt: skip
+    assert filed.outcome == Outcome.AWAITING_APPROVAL
+    from services.errors import RefundAccountRequired
+
+    # The number is never stored, so the approver enters the customer's account again.
+    with pytest.raises(RefundAccountRequired):
+        refund_desk.approve_request(strict, actor=PARK, request_id=filed.request_id or 0)
+    assert _cancels(sandbox) == []
+    approved = refund_desk.approve_request(strict, actor=PARK, request_id=filed.request_id or 0, refund_account=ACCOUNT)
+    assert approved.outcome == Outcome.REFUNDED and len(_cancels(sandbox)) == 1
+
+
+def test_bulk_csv_takes_the_refund_account_columns(runtime: Runtime, sandbox: SandboxControl) -> None:
+    imp_uid, _ = _paid_virtual_account(runtime, sandbox)
+    bare, _ = _paid_virtual_account(runtime, sandbox)
+    card, _ = _paid(runtime, sandbox)
+    data = (
+        "imp_uid,amount,환불은행,예금주,환불계좌\n"
+        f"{imp_uid},1000,88,홍길동,110-222-333444\n"
+        f"{bare},1000,,,\n"
+        f"{card},1000,,,\n"
+    ).encode()
+    rows = refund_desk.parse_bulk_csv(data)
+    assert (rows[0].refund_bank, rows[0].refund_holder, rows[0].refund_account) == ("88", "홍길동", "110-222-333444")
+    assert "333444" not in repr(rows[0])
+    preview = refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄")
+    assert [r.check for r in preview.rows] == [None, Outcome.ACCOUNT_NEEDED, None]
+    assert preview.rows[0].refund_account == "신한은행 ********3444 (홍길동)"
+    results = refund_desk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id="b-va")
+    assert [r.outcome for r in results] == [Outcome.REFUNDED, Outcome.ACCOUNT_NEEDED, Outcome.REFUNDED]
+    assert {c["refund_account"]["number"] for c in _cancels(sandbox) if c.get("refund_account")} == {"110222333444"}
