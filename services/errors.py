@@ -6,12 +6,14 @@ PaymentsError
 ├── Forbidden                the actor's role may not do this
 ├── Conflict                 the state forbids it (not paid, refund exceeds remainder, busy)
 │   ├── RefundExceedsRemaining
-│   └── NotRefundable        PortOne shows the payment cancelled (nothing left) or never paid
+│   ├── NotRefundable        PortOne shows the payment cancelled (nothing left) or never paid
+│   └── FullRefundOnly       PortOne's record says it cancels this payment only in full (escrow, phone)
 ├── ForgeryDetected          PortOne's amount or currency differs from our order
 └── GatewayError(retryable, http_status, portone_code)
     ├── GatewayNotFound      PortOne does not know the payment
     ├── GatewayUnauthorized  PortOne refused our credentials
     ├── GatewayRejected      PortOne answered with a refusal (code != 0)
+    │   └── PartialRefundRefused  ... of a partial refund: the payment may be refundable in full only
     ├── GatewayUnavailable   unreachable, 5xx, or a timeout before anything was sent
     │   └── UnreadableAnswer an answer without what a payment is read from (never guessed)
     └── OutcomeUnknown       the request may have been applied: ask PortOne, never resend
@@ -61,6 +63,15 @@ class NotRefundable(Conflict):
         return self.portone_status == "cancelled"
 
 
+class FullRefundOnly(Conflict):
+    """A partial refund of a payment PortOne cancels only in full (services.partial_refunds);
+    `reason` names why ("escrow", "phone")."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class ForgeryDetected(PaymentsError):
     pass
 
@@ -84,6 +95,12 @@ class GatewayUnauthorized(GatewayError):
 
 class GatewayRejected(GatewayError):
     pass
+
+
+class PartialRefundRefused(GatewayRejected):
+    """PortOne refused a partial refund. Some payments (a foreign-issued card, card points combined
+    with the card) are refunded in full only and nothing in PortOne's record says so: the operator
+    is advised to refund the whole remainder."""
 
 
 class GatewayUnavailable(GatewayError):

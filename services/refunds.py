@@ -30,11 +30,12 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from services import audit
+from services import audit, partial_refunds
 from services.alerts import AlertKind, raise_alert, resolve_open
 from services.errors import (
     CancellationPending,
     Conflict,
+    FullRefundOnly,
     GatewayError,
     GatewayRejected,
     GatewayUnavailable,
@@ -42,6 +43,7 @@ from services.errors import (
     NotFound,
     NotRefundable,
     OutcomeUnknown,
+    PartialRefundRefused,
     RefundExceedsRemaining,
 )
 from services.models import Payment, Refund, RefundStatus, utcnow
@@ -528,6 +530,11 @@ def _record_attempt(
         error = f"the payment is {fetched.status} at PortOne; only paid payments can be refunded"
     if error is None and amount > remaining:
         error = f"exceeds the refundable remainder {remaining} {fetched.currency}"
+    if error is None:
+        try:
+            partial_refunds.refuse_partial(fetched, amount)
+        except FullRefundOnly as exc:
+            error = str(exc)
     if error is not None:
         attempt.status = RefundStatus.REJECTED
         attempt.error_message = error
@@ -550,6 +557,8 @@ def _record_attempt(
 
 def _raise_rejection(attempt: Refund, fetched: GatewayPayment) -> None:
     message = attempt.error_message or "refund refused"
+    if fetched.status == PortOneStatus.PAID and attempt.amount <= fetched.cancellable_amount:
+        partial_refunds.refuse_partial(fetched, attempt.amount)  # FullRefundOnly: escrow, phone
     if fetched.status == PortOneStatus.PAID and attempt.amount > fetched.cancellable_amount:
         raise RefundExceedsRemaining(attempt.amount, fetched.cancellable_amount, fetched.currency)
     if fetched.status != PortOneStatus.PAID:
@@ -579,11 +588,19 @@ def _send(rt: Runtime, *, refund_id: int, fetched: GatewayPayment, actor: str) -
     except OutcomeUnknown as exc:
         return _settle_after_silence(rt, refund_id=refund_id, imp_uid=fetched.imp_uid, actor=actor, cause=exc)
     except (GatewayRejected, GatewayUnavailable) as exc:
+        partial = isinstance(exc, GatewayRejected) and amount < fetched.cancellable_amount
         with rt.db.write() as session:
             attempt = session.get_one(Refund, refund_id)
             prefix = "PortOne refused: " if isinstance(exc, GatewayRejected) else "not sent, PortOne unreachable: "
-            _mark(attempt, RefundStatus.FAILED, error=prefix + str(exc), error_code=exc.portone_code)
+            advice = f" ({partial_refunds.PARTIAL_REFUSED_ADVICE})" if partial else ""
+            _mark(attempt, RefundStatus.FAILED, error=prefix + str(exc) + advice, error_code=exc.portone_code)
             audit.record(session, actor=actor, action="refund.failed", target=fetched.imp_uid, refund_id=refund_id)
+        if partial:
+            raise PartialRefundRefused(
+                f"{exc} ({partial_refunds.PARTIAL_REFUSED_ADVICE})",
+                http_status=exc.http_status,
+                portone_code=exc.portone_code,
+            ) from exc
         raise
     with rt.db.write() as session:
         attempt = session.get_one(Refund, refund_id)
@@ -603,6 +620,17 @@ def _send(rt: Runtime, *, refund_id: int, fetched: GatewayPayment, actor: str) -
         return _result(attempt, payment)
 
 
+def _keep_pg_error(attempt: Refund, payment: Payment, cause: Exception) -> None:
+    """A V2 cancel answered PG_PROVIDER and not shown applied: keep what the PG said on the attempt
+    (with the advice to refund in full when it was partial: the PG may refund this payment in full
+    only, see services.partial_refunds)."""
+    if attempt.status == RefundStatus.SUCCEEDED or getattr(cause, "portone_code", None) != "PG_PROVIDER":
+        return
+    remaining = payment.amount - (attempt.cancel_amount_before or Decimal(0))
+    advice = f" ({partial_refunds.PARTIAL_REFUSED_ADVICE})" if attempt.amount < remaining else ""
+    attempt.error_message = f"{attempt.error_message or ''} {cause}{advice}".strip()
+
+
 def _settle_after_silence(rt: Runtime, *, refund_id: int, imp_uid: str, actor: str, cause: Exception) -> RefundResult:
     """The cancel's answer was lost: read the payment back and decide, never resend."""
     try:
@@ -619,6 +647,7 @@ def _settle_after_silence(rt: Runtime, *, refund_id: int, imp_uid: str, actor: s
         else:
             _mark(attempt, RefundStatus.UNKNOWN, error=f"no answer from PortOne: {cause}", error_code=ANSWER_LOST)
             payment = attempt.payment
+        _keep_pg_error(attempt, payment, cause)
         if attempt.status == RefundStatus.UNKNOWN and attempt.error_code == ANSWER_LOST:
             raise_alert(
                 session,
