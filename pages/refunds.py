@@ -20,7 +20,7 @@ from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services import refund_desk as desk
 from services.access import Permission
-from services.errors import PaymentsError, RefundExceedsRemaining
+from services.errors import PartialRefundRefused, PaymentsError, RefundExceedsRemaining
 from services.money import InvalidAmount, minor_unit_exponent, parse_typed_amount
 
 actor = gate(Permission.REFUND)
@@ -34,7 +34,8 @@ def explain(exc: PaymentsError) -> str:
     if isinstance(exc, RefundExceedsRemaining):
         amount = ui.money_text(exc.requested, exc.currency)
         remaining = ui.money_text(exc.remaining, exc.currency)
-    return t(f"refunds.outcome_{desk.outcome_of_error(exc)}", message=plain(exc), amount=amount, remaining=remaining)
+    message = plain(exc.portone_message if isinstance(exc, PartialRefundRefused) else exc)
+    return t(f"refunds.outcome_{desk.outcome_of_error(exc)}", message=message, amount=amount, remaining=remaining)
 
 
 def describe(outcome: desk.DeskOutcome) -> tuple[str, str]:
@@ -97,7 +98,15 @@ with single:
         if quote.remaining <= 0:
             st.info(t("refunds.nothing_left"))
         else:
-            amount_text = st.text_input(t("refunds.amount"), key="refunds.amount", help=t("refunds.amount_help"))
+            if quote.full_only:  # PortOne refunds it in full only: the whole remainder, not editable
+                st.info(t(f"refunds.full_only_{quote.full_only}"))
+                st.session_state["refunds.amount"] = str(quote.remaining)
+            amount_text = st.text_input(
+                t("refunds.amount"),
+                key="refunds.amount",
+                help=t("refunds.amount_help"),
+                disabled=bool(quote.full_only),
+            )
             reason = st.text_area(t("refunds.reason"), key="refunds.reason", max_chars=500)
             if st.button(t("refunds.start"), key="refunds.start", type="primary"):
                 try:

@@ -100,7 +100,18 @@ class GatewayRejected(GatewayError):
 class PartialRefundRefused(GatewayRejected):
     """PortOne refused a partial refund. Some payments (a foreign-issued card, card points combined
     with the card) are refunded in full only and nothing in PortOne's record says so: the operator
-    is advised to refund the whole remainder."""
+    is advised to refund the whole remainder. `portone_message`: PortOne's own words."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        portone_message: str,
+        http_status: int | None = None,
+        portone_code: int | str | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, portone_code=portone_code)
+        self.portone_message = portone_message
 
 
 class GatewayUnavailable(GatewayError):

@@ -37,17 +37,19 @@ from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services import audit, refunds
+from services import audit, partial_refunds, refunds
 from services.access import Actor, Permission, require
 from services.errors import (
     Conflict,
     Forbidden,
+    FullRefundOnly,
     GatewayError,
     GatewayRejected,
     GatewayUnavailable,
     InvalidRequest,
     NotFound,
     NotRefundable,
+    PartialRefundRefused,
     PaymentsError,
     RefundExceedsRemaining,
 )
@@ -80,6 +82,8 @@ class Outcome(enum.StrEnum):
     BUSY = "busy"  # another refund of this payment is running, or its state forbids it
     REJECTED = "rejected"  # an approver rejected the request
     FAILED = "failed"  # recorded as failed earlier (a replay of that answer)
+    FULL_ONLY = "full_only"  # a partial refund of a payment PortOne refunds in full only (escrow, phone)
+    PARTIAL_REFUSED = "partial_refused"  # PortOne refused a partial refund: advise the full remainder
 
 
 OUTCOMES = tuple(Outcome)
@@ -114,6 +118,9 @@ class RefundQuote:
     from_portone: bool  # False: PortOne could not be asked, these are our (possibly older) figures
     approval_threshold: Decimal | None  # above this a second operator must approve
     refunded_alone: Decimal = Decimal(0)  # what this operator refunded alone in the window: counts too
+    # Why PortOne refunds this payment only in full ("escrow", "phone"; services.partial_refunds),
+    # None when a partial refund may be tried: the form then offers the whole remainder only.
+    full_only: str | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +231,10 @@ def refunded_alone(rt: Runtime, *, username: str, except_prefix: str | None = No
 def outcome_of_error(exc: PaymentsError) -> Outcome:
     if isinstance(exc, RefundExceedsRemaining):
         return Outcome.EXCEEDS_REMAINDER
+    if isinstance(exc, FullRefundOnly):
+        return Outcome.FULL_ONLY
+    if isinstance(exc, PartialRefundRefused):
+        return Outcome.PARTIAL_REFUSED
     if isinstance(exc, GatewayRejected):
         return Outcome.PORTONE_REFUSED
     if isinstance(exc, GatewayUnavailable):
@@ -297,8 +308,12 @@ def refund_quote(rt: Runtime, *, actor: Actor, identifier: str) -> RefundQuote:
         fetched = None
     if fetched is not None:
         status, amount, cancel = str(fetched.status), fetched.amount, fetched.cancel_amount
+        full_only = partial_refunds.of_gateway(fetched)
     else:
         status, amount, cancel = payment.status, payment.amount, payment.cancel_amount
+        full_only = partial_refunds.of_record(
+            raw=payment.raw, pay_method=payment.pay_method, pg_provider=payment.pg_provider
+        )
     amount, cancel = normalize(amount, currency), normalize(cancel, currency)
     return RefundQuote(
         imp_uid=payment.imp_uid,
@@ -313,6 +328,7 @@ def refund_quote(rt: Runtime, *, actor: Actor, identifier: str) -> RefundQuote:
         from_portone=fetched is not None,
         approval_threshold=approval_threshold(rt, currency),
         refunded_alone=refunded_alone(rt, username=actor.username).get(currency, Decimal(0)),
+        full_only=None if full_only is None else str(full_only),
     )
 
 
@@ -432,6 +448,18 @@ def _create_request(
             return _request_outcome(session, existing, replayed=True)
 
 
+def _refuse_partial_by_record(payment: Payment, value: Decimal | None, remaining: Decimal) -> None:
+    """A partial refund of a payment our copy of PortOne's record shows refundable in full only is
+    refused before it is queued for approval or sent (refunds.refund checks PortOne's own again)."""
+    reason = partial_refunds.of_record(raw=payment.raw, pay_method=payment.pay_method, pg_provider=payment.pg_provider)
+    if reason is not None and value is not None and value < remaining:
+        raise FullRefundOnly(
+            f"full refund only: PortOne cannot partially refund this {reason} payment; "
+            f"refund the whole {normalize(remaining, payment.currency)} {payment.currency}",
+            reason=str(reason),
+        )
+
+
 def request_refund(
     rt: Runtime,
     *,
@@ -471,6 +499,7 @@ def request_refund(
     # Our remainder is never below PortOne's (refunds only grow), so above ours is above PortOne's.
     if value is not None and value > ours_remaining:
         raise RefundExceedsRemaining(value, normalize(ours_remaining, currency), currency)
+    _refuse_partial_by_record(payment, value, ours_remaining)
     already = refunded_alone(rt, username=actor.username).get(currency, Decimal(0))
     if needs_approval(rt, currency, ours_remaining if value is None else value, already=already):
         if ours_status != "paid":  # nothing to approve (refunds.refund re-checks PortOne for the rest)
@@ -836,6 +865,10 @@ def _row_check(
         return Outcome.NOTHING_LEFT, None, amount
     if amount > remaining:
         return Outcome.EXCEEDS_REMAINDER, None, amount
+    try:
+        _refuse_partial_by_record(payment, amount, remaining)
+    except FullRefundOnly as exc:
+        return Outcome.FULL_ONLY, str(exc), amount
     if not reason:
         return Outcome.INVALID, "a refund needs a reason", amount
     if len(reason) > refunds.MAX_REASON_LENGTH:

@@ -598,6 +598,7 @@ def _send(rt: Runtime, *, refund_id: int, fetched: GatewayPayment, actor: str) -
         if partial:
             raise PartialRefundRefused(
                 f"{exc} ({partial_refunds.PARTIAL_REFUSED_ADVICE})",
+                portone_message=str(exc),
                 http_status=exc.http_status,
                 portone_code=exc.portone_code,
             ) from exc
