@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from services import orders, payments
+from services.demo import seed_demo
+from services.models import Payment
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 
@@ -81,3 +84,15 @@ def test_a_partial_refund_portone_refuses_is_explained_with_the_advice_to_refund
     assert "포트원이 부분 환불을 거절했습니다" in text and "부분취소가 불가능" in text
     assert "남은 금액 전부로 다시 환불하세요" in text
     assert "refund the whole remainder" not in text  # Korean only on a Korean page
+
+
+def test_the_demo_escrow_payment_is_offered_only_its_whole_amount(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    seed_demo(dashboard_runtime, count=1)
+    with dashboard_runtime.db.read() as session:
+        [imp_uid] = [p.imp_uid for p in session.scalars(select(Payment)) if (p.raw or {}).get("escrow") is True]
+    at = _load(open_app, imp_uid)
+    amount = at.text_input(key="refunds.amount")
+    assert amount.disabled and amount.value == "50000"
+    assert "에스크로 결제는 포트원이 부분 환불을 받지 않아" in _texts(at)
