@@ -47,6 +47,8 @@ def describe(outcome: desk.DeskOutcome) -> tuple[str, str]:
         remaining=ui.money_text(outcome.remaining, outcome.currency),
         message=plain(outcome.message),
     )
+    if outcome.refund is not None and outcome.refund.pg_message:  # V2 PG_PROVIDER: the PG's words, and advice
+        text += " " + t("refunds.pg_error", message=plain(outcome.refund.pg_message))
     if outcome.replayed:
         text += " " + t("refunds.replayed")
     kind = {desk.Outcome.REFUNDED: "success", desk.Outcome.AWAITING_APPROVAL: "info", desk.Outcome.UNKNOWN: "warning"}

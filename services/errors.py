@@ -17,6 +17,7 @@ PaymentsError
     ├── GatewayUnavailable   unreachable, 5xx, or a timeout before anything was sent
     │   └── UnreadableAnswer an answer without what a payment is read from (never guessed)
     └── OutcomeUnknown       the request may have been applied: ask PortOne, never resend
+        └── PgProviderFailure  V2 answered PG_PROVIDER (502): the PG reported an error, applied or not
 """
 
 from __future__ import annotations
@@ -144,3 +145,13 @@ class CancellationPending(OutcomeUnknown):
     ) -> None:
         super().__init__(message, http_status=http_status, portone_code=portone_code)
         self.cancellation_id = cancellation_id
+
+
+class PgProviderFailure(OutcomeUnknown):
+    """PortOne V2 answered a write with PgProviderError (HTTP 502, type PG_PROVIDER): the PG reported
+    an error, which does not say the request was not applied; settled by reading back.
+    `pg_message`: the PG's own words (pgMessage)."""
+
+    def __init__(self, message: str, *, pg_message: str | None, http_status: int | None = None) -> None:
+        super().__init__(message, http_status=http_status, portone_code="PG_PROVIDER")
+        self.pg_message = pg_message

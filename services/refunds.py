@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -44,6 +44,7 @@ from services.errors import (
     NotRefundable,
     OutcomeUnknown,
     PartialRefundRefused,
+    PgProviderFailure,
     RefundExceedsRemaining,
 )
 from services.models import Payment, Refund, RefundStatus, utcnow
@@ -72,6 +73,9 @@ class RefundResult:
     cancellation_id: str | None
     error_message: str | None
     replayed: bool = False
+    # The PG's own words when PortOne V2 answered the cancel PG_PROVIDER and it is not shown applied
+    # (a partial refund the PG refuses comes so: the operator is advised to refund in full).
+    pg_message: str | None = None
 
 
 def _fingerprint(imp_uid: str, amount: Decimal | None, reason: str) -> str:
@@ -625,7 +629,7 @@ def _keep_pg_error(attempt: Refund, payment: Payment, cause: Exception) -> None:
     """A V2 cancel answered PG_PROVIDER and not shown applied: keep what the PG said on the attempt
     (with the advice to refund in full when it was partial: the PG may refund this payment in full
     only, see services.partial_refunds)."""
-    if attempt.status == RefundStatus.SUCCEEDED or getattr(cause, "portone_code", None) != "PG_PROVIDER":
+    if attempt.status == RefundStatus.SUCCEEDED or not isinstance(cause, PgProviderFailure):
         return
     remaining = payment.amount - (attempt.cancel_amount_before or Decimal(0))
     advice = f" ({partial_refunds.PARTIAL_REFUSED_ADVICE})" if attempt.amount < remaining else ""
@@ -658,4 +662,7 @@ def _settle_after_silence(rt: Runtime, *, refund_id: int, imp_uid: str, actor: s
                 message=f"refund #{refund_id} of {attempt.amount} {attempt.currency}: PortOne did not answer",
                 db_value=attempt.amount,
             )
-        return _result(attempt, payment)
+        result = _result(attempt, payment)
+        if isinstance(cause, PgProviderFailure) and attempt.status != RefundStatus.SUCCEEDED:
+            result = replace(result, pg_message=cause.pg_message)
+        return result

@@ -63,6 +63,7 @@ from services.errors import (
     GatewayUnavailable,
     InvalidRequest,
     OutcomeUnknown,
+    PgProviderFailure,
     UnreadableAnswer,
 )
 from services.money import InvalidAmount, as_given_minor_units, normalize, to_minor_units
@@ -352,11 +353,11 @@ class PortOneV2Client:
             # an error, which does not say the cancel was not applied. Settled by reading back.
             body = answer.json() if answer else None
             pg = _text(body.get("pgMessage")) if isinstance(body, dict) else None
-            return OutcomeUnknown(
+            return PgProviderFailure(
                 f"PortOne answered PG_PROVIDER (the PG reported an error: {pg or exc.message or 'no message'}); "
                 "the request may have been applied: settled by reading the payment back, never by resending",
+                pg_message=pg or exc.message or None,
                 http_status=status,
-                portone_code="PG_PROVIDER",
             )
         if isinstance(exc, UnknownError) and answer is not None:
             return self._status_error(answer, write=write)
