@@ -36,7 +36,8 @@ class SandboxConfig(BaseModel):
     public_base_url: str | None = None
 
     # Card numbers whose payments the card's acquirer cancels only in full: a foreign-issued or a
-    # point-combined card (help/core-service/how-to-use/impossible-partial-cancel.md). V1 and V2.
+    # point-combined card (help/core-service/how-to-use/impossible-partial-cancel.md). V1 payments;
+    # V2 has the same key in sandbox/v2_config.py.
     partial_cancel_refused_cards: list[str] = Field(default_factory=list, max_length=100)
 
     # Webhooks

@@ -56,6 +56,7 @@ from services.sync import apply_payment
 MAX_REASON_LENGTH = 500
 MAX_KEY_LENGTH = 200
 PENDING_AT_PORTONE = "cancel_requested"  # error_code of an attempt PortOne accepted as REQUESTED
+FULL_REFUND_ONLY = "full_refund_only"  # error_code of a partial refund PortOne's record forbids (escrow, phone)
 ANSWER_LOST = "answer_lost"  # error_code of an attempt whose answer never came, not yet shown by PortOne
 LEASE_FIRST_PAUSE = 0.02  # seconds between polls of a busy lease, doubling up to LEASE_MAX_PAUSE
 LEASE_MAX_PAUSE = 0.25
@@ -539,6 +540,7 @@ def _record_attempt(
             partial_refunds.refuse_partial(fetched, amount)
         except FullRefundOnly as exc:
             error = str(exc)
+            attempt.error_code = FULL_REFUND_ONLY
     if error is not None:
         attempt.status = RefundStatus.REJECTED
         attempt.error_message = error
@@ -561,8 +563,8 @@ def _record_attempt(
 
 def _raise_rejection(attempt: Refund, fetched: GatewayPayment) -> None:
     message = attempt.error_message or "refund refused"
-    if fetched.status == PortOneStatus.PAID and attempt.amount <= fetched.cancellable_amount:
-        partial_refunds.refuse_partial(fetched, attempt.amount)  # FullRefundOnly: escrow, phone
+    if attempt.error_code == FULL_REFUND_ONLY:
+        partial_refunds.refuse_partial(fetched, attempt.amount)  # raises FullRefundOnly: escrow, phone
     if fetched.status == PortOneStatus.PAID and attempt.amount > fetched.cancellable_amount:
         raise RefundExceedsRemaining(attempt.amount, fetched.cancellable_amount, fetched.currency)
     if fetched.status != PortOneStatus.PAID:
