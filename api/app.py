@@ -29,6 +29,7 @@ from services.config import get_settings
 from services.errors import (
     Conflict,
     ForgeryDetected,
+    FullRefundOnly,
     GatewayError,
     GatewayRejected,
     GatewayUnavailable,
@@ -293,7 +294,8 @@ def _refund_response(result: refunds.RefundResult) -> ExactJSONResponse:
     if result.status == RefundStatus.SUCCEEDED:
         return ExactJSONResponse(payload, status_code=201)
     if result.status == RefundStatus.UNKNOWN:
-        payload["message"] = "PortOne did not answer; the outcome will be settled by asking PortOne, not by resending"
+        message = "PortOne did not answer; the outcome will be settled by asking PortOne, not by resending"
+        payload["message"] = f"{message}. {result.error_message}" if result.error_message else message
         return ExactJSONResponse(payload, status_code=202)
     code = 409 if result.status == RefundStatus.REJECTED else 502
     return error(code, "refund_" + str(result.status), result.error_message or "refund failed", **payload)
@@ -330,6 +332,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         message = str(exc)
         if isinstance(exc, RefundExceedsRemaining):
             return error(409, "exceeds_remaining", message, remaining=exc.remaining, currency=exc.currency)
+        if isinstance(exc, FullRefundOnly):
+            return error(409, "full_refund_only", message, reason=exc.reason)
         if isinstance(exc, NotFound):
             return error(404, "not_found", message)
         if isinstance(exc, RefundAccountRequired):

@@ -88,6 +88,8 @@ if receipt:
 cancel_receipts = [(amount, web_url(url)) for _cid, amount, url in detail.cancel_receipts if web_url(url)]
 for index, (amount, url) in enumerate(cancel_receipts[:3], start=1):
     links[index].link_button(t("payment_detail.cancel_receipt", amount=ui.money_text(amount, detail.currency)), url)
+if detail.full_only and detail.refundable > 0:
+    st.info(t(f"payment_detail.full_only_{detail.full_only}"))
 if actor.can(Permission.REFUND) and detail.refundable > 0:
     if st.button(t("payment_detail.refund"), key="payment_detail.refund", type="primary"):
         st.session_state["refunds.prefill"] = detail.imp_uid

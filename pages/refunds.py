@@ -21,7 +21,7 @@ from dashboard.runtime import get_runtime
 from services import banks
 from services import refund_desk as desk
 from services.access import Permission
-from services.errors import InvalidRequest, PaymentsError, RefundExceedsRemaining
+from services.errors import InvalidRequest, PartialRefundRefused, PaymentsError, RefundExceedsRemaining
 from services.money import InvalidAmount, minor_unit_exponent, parse_typed_amount
 
 actor = gate(Permission.REFUND)
@@ -35,7 +35,8 @@ def explain(exc: PaymentsError) -> str:
     if isinstance(exc, RefundExceedsRemaining):
         amount = ui.money_text(exc.requested, exc.currency)
         remaining = ui.money_text(exc.remaining, exc.currency)
-    return t(f"refunds.outcome_{desk.outcome_of_error(exc)}", message=plain(exc), amount=amount, remaining=remaining)
+    message = plain(exc.portone_message if isinstance(exc, PartialRefundRefused) else exc)
+    return t(f"refunds.outcome_{desk.outcome_of_error(exc)}", message=message, amount=amount, remaining=remaining)
 
 
 def describe(outcome: desk.DeskOutcome) -> tuple[str, str]:
@@ -47,6 +48,8 @@ def describe(outcome: desk.DeskOutcome) -> tuple[str, str]:
         remaining=ui.money_text(outcome.remaining, outcome.currency),
         message=plain(outcome.message),
     )
+    if outcome.refund is not None and outcome.refund.pg_message:  # V2 PG_PROVIDER: the PG's words, and advice
+        text += " " + t("refunds.pg_error", message=plain(outcome.refund.pg_message))
     if outcome.replayed:
         text += " " + t("refunds.replayed")
     kind = {desk.Outcome.REFUNDED: "success", desk.Outcome.AWAITING_APPROVAL: "info", desk.Outcome.UNKNOWN: "warning"}
@@ -125,7 +128,15 @@ with single:
         if quote.remaining <= 0:
             st.info(t("refunds.nothing_left"))
         else:
-            amount_text = st.text_input(t("refunds.amount"), key="refunds.amount", help=t("refunds.amount_help"))
+            if quote.full_only:  # PortOne refunds it in full only: the whole remainder, not editable
+                st.info(t(f"refunds.full_only_{quote.full_only}"))
+                st.session_state["refunds.amount"] = str(quote.remaining)
+            amount_text = st.text_input(
+                t("refunds.amount"),
+                key="refunds.amount",
+                help=t("refunds.amount_help"),
+                disabled=bool(quote.full_only),
+            )
             reason = st.text_area(t("refunds.reason"), key="refunds.reason", max_chars=500)
             typed_account: dict[str, str] | None = None
             if quote.needs_refund_account:

@@ -24,7 +24,7 @@ _SLOT_STR = ("name", "buyer_name", "buyer_email", "buyer_tel", "card_code", "car
 _HANDLED = frozenset(
     {"imp_uid", "merchant_uid", "amount", "cancel_amount", "currency", "status", "pay_method",
      "pg_provider", "started_at", "paid_at", "failed_at", "cancelled_at", "updated_at",
-     "card_number", "cancel_history", *_SLOT_STR}
+     "card_number", "cancel_history", "escrow", *_SLOT_STR}
 )  # fmt: skip
 ALLOWED_FIELDS = frozenset(PAYMENT_FIELDS) | {"updated_at", "notice_url"}
 _HISTORY_FIELDS = frozenset({"pg_tid", "amount", "cancelled_at", "reason", "cancellation_id", "receipt_url"})
@@ -151,6 +151,10 @@ def payment_from_spec(spec: Any, now: int) -> Payment:
         text = _str(spec, name)
         if text is not None:
             setattr(p, name, text)
+    escrow = spec.get("escrow", False)
+    if not isinstance(escrow, bool):
+        raise BulkError("escrow must be true or false")
+    p.escrow = escrow
     card_number = _str(spec, "card_number")
     if card_number is not None:
         digits = card_number.replace("-", "").replace(" ", "")

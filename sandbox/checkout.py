@@ -38,6 +38,7 @@ class CheckoutInput:
     pg_provider: str
     pay_method: str
     card_number: str | None
+    escrow: bool
     name: str | None
     buyer_name: str | None
     buyer_email: str | None
@@ -80,6 +81,7 @@ def parse_checkout(params: dict[str, Any], user_agent: str | None) -> CheckoutIn
         pg_provider=provider,
         pay_method=pay_method,
         card_number=opt_str(params, "card_number"),
+        escrow=_escrow(params),
         name=opt_str(params, "name"),
         buyer_name=opt_str(params, "buyer_name"),
         buyer_email=opt_str(params, "buyer_email"),
@@ -88,6 +90,16 @@ def parse_checkout(params: dict[str, Any], user_agent: str | None) -> CheckoutIn
         custom_data=custom_data,
         user_agent=user_agent,
     )
+
+
+def _escrow(params: dict[str, Any]) -> bool:
+    """IMP.request_pay's `escrow` flag (true: an escrow payment, cancelled only in full)."""
+    value = params.get("escrow", False)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        raise BadRequest("escrow must be true or false")
+    return value
 
 
 def _refusal(inp: CheckoutInput, code: str, msg: str, p: Payment | None = None) -> dict[str, Any]:
@@ -176,6 +188,7 @@ def perform_checkout(
             buyer_tel=inp.buyer_tel,
             notice_url=inp.notice_url,
             user_agent=inp.user_agent,
+            escrow=inp.escrow,
         )
         extra: dict[str, Any] = {}
         if inp.custom_data is not None:

@@ -35,6 +35,11 @@ class SandboxConfig(BaseModel):
     # Absolute base for receipt URLs; None = the base URL of the request.
     public_base_url: str | None = None
 
+    # Card numbers whose payments the card's acquirer cancels only in full: a foreign-issued or a
+    # point-combined card (help/core-service/how-to-use/impossible-partial-cancel.md). V1 payments;
+    # V2 has the same key in sandbox/v2_config.py.
+    partial_cancel_refused_cards: list[str] = Field(default_factory=list, max_length=100)
+
     # Webhooks
     webhook_url: str | None = None
     webhook_content_type: Literal["json", "form"] = "json"

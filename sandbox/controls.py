@@ -118,7 +118,9 @@ def register(app: FastAPI, rt: SandboxRuntime) -> None:  # noqa: C901 - a flat l
         except (AmountError, BadRequest) as exc:
             raise _Reject(400, str(exc)) from None
         base = rt.base_url(request)
-        result = rt.store.cancel(req, rt.now(), lambda p: render_payment(p, base))
+        result = rt.store.cancel(
+            req, rt.now(), lambda p: render_payment(p, base), refused_cards=rt.config.partial_cancel_refused_cards
+        )
         rt.calls.add_cancel(
             {"imp_uid": imp_uid, "params": params, "applied": result.applied,
              "message": result.message, "cancellation_id": result.cancellation_id},

@@ -87,6 +87,7 @@ class Payment:
     cancel_history: list[CancelEntry] | None = None
     notice_url: str | None = None
     user_agent: str | None = None
+    escrow: bool = False  # an escrow payment: PortOne cancels it only in full (see sandbox.partial_cancel)
     extra: dict[str, Any] | None = None
 
     def status_ts(self) -> int:
@@ -189,7 +190,7 @@ def render_payment(p: Payment, base_url: str) -> dict[str, Any]:
         "emb_pg_provider": None,
         "pg_tid": p.tid() if p.status != "failed" or p.pg_tid else None,
         "pg_id": _PG_IDS.get(p.pg_provider, "SANDBOX"),
-        "escrow": False,
+        "escrow": p.escrow,
         "apply_num": p.apply_num,
         "bank_code": None,
         "bank_name": None,

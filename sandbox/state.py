@@ -23,6 +23,7 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
+from sandbox import partial_cancel
 from sandbox.money import has_valid_precision
 from sandbox.payments import STATUSES, CancelEntry, Payment
 
@@ -286,8 +287,11 @@ class PaymentStore:
         req: CancelRequest,
         now: int,
         render: Callable[[Payment], dict[str, Any]],
+        *,
+        refused_cards: Iterable[str] = (),
     ) -> CancelResult:
-        """Validate and apply a (partial) cancel atomically."""
+        """Validate and apply a (partial) cancel atomically. A partial cancel the PG refuses
+        (sandbox.partial_cancel; `refused_cards`: config `partial_cancel_refused_cards`) is refused."""
         with self.lock:
             p = self._resolve_cancel_target(req)
             if p is None:
@@ -320,6 +324,17 @@ class PaymentStore:
             if amount > remainder:
                 base.message = f"취소요청금액({amount})이 취소가능잔액({remainder})보다 큽니다."
                 return base
+            if amount < p.amount:
+                refused = partial_cancel.refusal(
+                    escrow=p.escrow,
+                    pay_method=p.pay_method,
+                    pg_provider=p.pg_provider,
+                    card_number=p.card_number,
+                    refused_cards=refused_cards,
+                )
+                if refused is not None:
+                    base.message = refused
+                    return base
             entry = CancelEntry(
                 pg_tid=p.tid(),
                 amount=amount,

@@ -287,7 +287,7 @@ async def cancel_payment(rt: SandboxRuntime, request: Request) -> Response:
         entry["message"] = str(exc)
         rt.calls.add_cancel(entry)
         raise
-    result = rt.store.cancel(req, rt.now(), _render(rt, request))
+    result = rt.store.cancel(req, rt.now(), _render(rt, request), refused_cards=rt.config.partial_cancel_refused_cards)
     entry.update(
         outcome="applied" if result.applied else "refused",
         message=result.message,

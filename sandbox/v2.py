@@ -31,7 +31,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from sandbox import money
+from sandbox import money, partial_cancel
 from sandbox.faults import garble, sleep_unless, take_garble
 from sandbox.http import JSONResponse
 from sandbox.money import SUPPORTED_CURRENCIES
@@ -70,6 +70,14 @@ class V2Error(Exception):
 
 def error_response(status: int, type_: str, message: str, **extra: str) -> JSONResponse:
     return JSONResponse({"type": type_, "message": message, **extra}, status_code=status)
+
+
+def pg_provider_error(pg_message: str, pg_code: str = "SANDBOX_PG") -> V2Error:
+    """PgProviderError: the PG answered with an error, HTTP 502 (v2.openapi.json, the cancel
+    endpoint's 502 response; the schema's x-portone-status-code 502; required pgCode, pgMessage)."""
+    return V2Error(
+        502, "PG_PROVIDER", f"PG사에서 오류를 전달했습니다: {pg_message}", pgCode=pg_code, pgMessage=pg_message
+    )
 
 
 @dataclass
@@ -356,6 +364,9 @@ async def cancel_payment(rt: V2Runtime, request: Request) -> Response:
                 _int(body[name], name, minimum=0)
         refund_account = refund_account_body(body)
         skip_webhook = body.get("skipWebhook") is True
+        pg_fault = rt.holder.decrement("cancel_pg_provider_error_next")
+        if pg_fault and not rt.config.cancel_pg_provider_error_applied:
+            raise pg_provider_error("일시적인 PG사 오류입니다. (sandbox fault, 취소되지 않음)")
         deferred = rt.holder.decrement("cancel_requested_next")
         result = apply_cancel(
             rt,
@@ -368,7 +379,8 @@ async def cancel_payment(rt: V2Runtime, request: Request) -> Response:
             refund_account=refund_account,
         )
     except V2Error as exc:
-        entry.update(outcome="refused" if exc.status == 409 or exc.status == 404 else "invalid", type=exc.type)
+        refused = exc.status in (404, 409, 502)
+        entry.update(outcome="refused" if refused else "invalid", type=exc.type)
         rt.calls.add_cancel(entry)
         raise
     p, cancellation = result
@@ -381,6 +393,14 @@ async def cancel_payment(rt: V2Runtime, request: Request) -> Response:
             rt.emit(p, event="api_cancel", type_="Transaction.CancelPending", cancellation_id=cancellation.id)
         return JSONResponse({"cancellation": render_cancellation(cancellation, p.id, base, status="REQUESTED")})
     entry.update(outcome="applied", amount=cancellation.total_amount, cancellation_id=cancellation.id)
+    if pg_fault:  # applied, then answered as the PG's error
+        entry["type"] = "PG_PROVIDER"
+        rt.calls.add_cancel(entry)
+        if rt.config.webhook_on_api_cancel and not skip_webhook:
+            kind = "Transaction.Cancelled" if p.status == "CANCELLED" else "Transaction.PartialCancelled"
+            rt.emit(p, event="api_cancel", type_=kind, cancellation_id=cancellation.id)
+        error = pg_provider_error("PG사 응답 처리 중 오류가 발생했습니다. (sandbox fault, 취소는 적용됨)")
+        return error_response(error.status, error.type, error.message, **error.extra)
     hang = rt.config.cancel_hang_seconds if rt.holder.decrement("cancel_timeout_after_apply") else None
     entry["response_delayed_seconds"] = hang
     rt.calls.add_cancel(entry)
@@ -483,6 +503,18 @@ def apply_cancel(
                 "CANCEL_AMOUNT_EXCEEDS_CANCELLABLE_AMOUNT",
                 f"취소 금액({value})이 취소 가능 금액({remainder})을 초과합니다.",
             )
+        if value < p.total:
+            # The PG refuses it (impossible-partial-cancel.md); V2 has no error type of its own
+            # for that, so it comes as the PG's error: PgProviderError, nothing applied.
+            refused = partial_cancel.refusal(
+                escrow=p.escrow,
+                pay_method=p.pay_method,
+                pg_provider=p.pg_provider,
+                card_number=p.card_number,
+                refused_cards=rt.config.partial_cancel_refused_cards,
+            )
+            if refused is not None:
+                raise pg_provider_error(refused, "PARTIAL_CANCEL_NOT_ALLOWED")
         now = now_ms()
         cancellation = V2Cancellation(
             id=rt.store.new_uuid(),

@@ -111,8 +111,8 @@ def perform_checkout_v2(
     pg_key = pg.split(".", 1)[0].lower() if pg else ("kcp" if currency == "KRW" else "eximbay")
     provider = PG_ALIASES.get(pg_key, pg_key.upper())
     pay_method = (opt_str(params, "pay_method") or "card").lower()
-    pay_method = {"vbank": "virtual_account", "trans": "transfer"}.get(pay_method, pay_method)
-    if pay_method not in ("card", "virtual_account", "transfer"):
+    pay_method = {"vbank": "virtual_account", "trans": "transfer", "phone": "mobile"}.get(pay_method, pay_method)
+    if pay_method not in ("card", "virtual_account", "transfer", "mobile"):
         raise BadRequest(f"unsupported pay_method {pay_method}")
     total = _minor_units(params, currency) if currency in SUPPORTED_CURRENCIES else 0
     card_digits = None
@@ -147,6 +147,7 @@ def perform_checkout_v2(
             custom_data=custom,
             user_agent=user_agent,
             ip_address=ip_address or "127.0.0.1",
+            escrow=_escrow(params),
         )
         failure = _apply_card(p, card_digits) if card_digits is not None else None
         if failure is not None:
@@ -170,6 +171,13 @@ def perform_checkout_v2(
         if failure is not None:
             return _answer(payment_id, p, "FAILURE_TYPE_PG", failure[1], failure[0]), p
         return _answer(payment_id, p), p
+
+
+def _escrow(params: dict[str, Any]) -> bool:
+    value = params.get("escrow", params.get("isEscrow", False))
+    if not isinstance(value, bool):
+        raise BadRequest("escrow must be true or false")
+    return value
 
 
 def _refusal(

@@ -28,6 +28,11 @@ class V2Config(BaseModel):
     # Checkout: a pre-registered paymentId refuses another amount or currency.
     enforce_pre_register: bool = True
 
+    # Card numbers whose payments the card's acquirer cancels only in full (a foreign-issued or
+    # point-combined card, help/core-service/how-to-use/impossible-partial-cancel.md): a partial
+    # cancel of one is answered 502 PG_PROVIDER, nothing applied.
+    partial_cancel_refused_cards: list[str] = Field(default_factory=list, max_length=100)
+
     # Webhooks (V2 sends them for API cancels too, unless the request says skipWebhook)
     webhook_url: str | None = None
     webhook_on_api_cancel: bool = True
@@ -44,6 +49,11 @@ class V2Config(BaseModel):
     # The next N API cancels are accepted as REQUESTED (an asynchronous cancel, as some PGs do):
     # nothing changes until POST /sandbox/v2/payments/{id}/pending-cancellations/complete.
     cancel_requested_next: int = Field(0, ge=0)
+    # The next N API cancels are answered 502 PG_PROVIDER (PgProviderError, the cancel endpoint's
+    # 502 in v2.openapi.json): after applying the cancel when cancel_pg_provider_error_applied,
+    # else without applying it. Either way the client cannot tell from the answer.
+    cancel_pg_provider_error_next: int = Field(0, ge=0)
+    cancel_pg_provider_error_applied: bool = False
     # The next N V2 calls are answered, once applied, with a body a client cannot read (see
     # sandbox.faults.garble); garble_only: "METHOD path" or its template, e.g.
     # "POST /payments/{paymentId}/cancel".
@@ -92,7 +102,14 @@ class V2ConfigHolder:
             return self._current
 
     def decrement(
-        self, name: Literal["fail_next", "cancel_timeout_after_apply", "cancel_requested_next", "garble_next"]
+        self,
+        name: Literal[
+            "fail_next",
+            "cancel_timeout_after_apply",
+            "cancel_requested_next",
+            "garble_next",
+            "cancel_pg_provider_error_next",
+        ],
     ) -> bool:
         with self._lock:
             value = getattr(self._current, name)

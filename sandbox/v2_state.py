@@ -86,7 +86,7 @@ class V2Payment:
     currency: str
     order_name: str
     pg_provider: str  # PortOne V2 PgProvider, e.g. KCP_V2, EXIMBAY_V2
-    pay_method: str  # card | virtual_account | transfer
+    pay_method: str  # card | virtual_account | transfer | mobile
     requested_at: int  # epoch milliseconds
     updated_at: int
     status_changed_at: int
@@ -111,6 +111,7 @@ class V2Payment:
     custom_data: str | None = None
     user_agent: str | None = None
     ip_address: str = "127.0.0.1"
+    escrow: bool = False  # cancelled only in full (sandbox.partial_cancel)
 
     @property
     def cancellable(self) -> int:
@@ -256,6 +257,9 @@ def _method(p: V2Payment) -> dict[str, Any] | None:
         return {"type": "PaymentMethodVirtualAccount", **p.virtual_account}
     if p.pay_method == "transfer":
         return {"type": "PaymentMethodTransfer", "bank": "SHINHAN"}
+    if p.pay_method == "mobile":  # PaymentMethodMobile (v2.openapi.json)
+        phone = p.customer.get("phoneNumber")
+        return {"type": "PaymentMethodMobile", **({"phoneNumber": phone} if phone else {})}
     return None
 
 
@@ -316,6 +320,8 @@ def render_payment(p: V2Payment, base_url: str, store_id: str) -> dict[str, Any]
     if method is not None:
         out["method"] = method
     out["channel"] = _channel(p)
+    if p.escrow:  # PaymentEscrow, "에스크로 결제인 경우 존재합니다" (v2.openapi.json PaidPayment.escrow)
+        out["escrow"] = {"status": "BEFORE_REGISTERED"}
     out.update(
         {
             "version": "V2",

@@ -59,7 +59,7 @@ def seed_demo(rt: Runtime, *, count: int = 40, seed: int = 7) -> str:
     if existing:
         return f"demo data already present ({existing} orders); nothing seeded"
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not security
-    summary = {"paid": 0, "refunded": 0, "failed": 0, "vbank": 0, "forgery": 0}
+    summary = {"paid": 0, "refunded": 0, "failed": 0, "vbank": 0, "escrow": 0, "forgery": 0}
     with httpx.Client(base_url=rt.settings.portone_api_url, timeout=30) as sandbox:
         for index in range(count):
             buyer = name, email, phone = CUSTOMERS[index % len(CUSTOMERS)]
@@ -92,8 +92,19 @@ def seed_demo(rt: Runtime, *, count: int = 40, seed: int = 7) -> str:
                     idempotency_key=f"demo-{uuid.uuid4().hex}",
                 )
                 summary["refunded"] += 1
+        summary["escrow"] += _seed_escrow(rt, sandbox)
         summary["forgery"] += _seed_forgery(rt, sandbox)
     return "demo data seeded: " + ", ".join(f"{k} {v}" for k, v in summary.items())
+
+
+def _seed_escrow(rt: Runtime, sandbox: httpx.Client) -> int:
+    """One escrow payment: PortOne refunds it in full only, so the refunds page offers only its
+    whole amount (help/core-service/how-to-use/impossible-partial-cancel.md)."""
+    buyer = name, email, phone = CUSTOMERS[0]
+    order = orders.create_order(rt, customer_email=email, customer_name=name, customer_phone=phone, currency="KRW")
+    paid = _checkout(sandbox, order, APPROVED_CARD, buyer, escrow=True)
+    payments.complete(rt, imp_uid=str(paid["imp_uid"]), merchant_uid=order.merchant_uid)
+    return 1
 
 
 def _seed_forgery(rt: Runtime, sandbox: httpx.Client) -> int:

@@ -7,15 +7,18 @@ PaymentsError
 ├── Forbidden                the actor's role may not do this
 ├── Conflict                 the state forbids it (not paid, refund exceeds remainder, busy)
 │   ├── RefundExceedsRemaining
-│   └── NotRefundable        PortOne shows the payment cancelled (nothing left) or never paid
+│   ├── NotRefundable        PortOne shows the payment cancelled (nothing left) or never paid
+│   └── FullRefundOnly       PortOne's record says it cancels this payment only in full (escrow, phone)
 ├── ForgeryDetected          PortOne's amount or currency differs from our order
 └── GatewayError(retryable, http_status, portone_code)
     ├── GatewayNotFound      PortOne does not know the payment
     ├── GatewayUnauthorized  PortOne refused our credentials
     ├── GatewayRejected      PortOne answered with a refusal (code != 0)
+    │   └── PartialRefundRefused  ... of a partial refund: the payment may be refundable in full only
     ├── GatewayUnavailable   unreachable, 5xx, or a timeout before anything was sent
     │   └── UnreadableAnswer an answer without what a payment is read from (never guessed)
     └── OutcomeUnknown       the request may have been applied: ask PortOne, never resend
+        └── PgProviderFailure  V2 answered PG_PROVIDER (502): the PG reported an error, applied or not
 """
 
 from __future__ import annotations
@@ -67,6 +70,15 @@ class NotRefundable(Conflict):
         return self.portone_status == "cancelled"
 
 
+class FullRefundOnly(Conflict):
+    """A partial refund of a payment PortOne cancels only in full (services.partial_refunds);
+    `reason` names why ("escrow", "phone")."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class ForgeryDetected(PaymentsError):
     pass
 
@@ -90,6 +102,23 @@ class GatewayUnauthorized(GatewayError):
 
 class GatewayRejected(GatewayError):
     pass
+
+
+class PartialRefundRefused(GatewayRejected):
+    """PortOne refused a partial refund. Some payments (a foreign-issued card, card points combined
+    with the card) are refunded in full only and nothing in PortOne's record says so: the operator
+    is advised to refund the whole remainder. `portone_message`: PortOne's own words."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        portone_message: str,
+        http_status: int | None = None,
+        portone_code: int | str | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, portone_code=portone_code)
+        self.portone_message = portone_message
 
 
 class GatewayUnavailable(GatewayError):
@@ -122,3 +151,13 @@ class CancellationPending(OutcomeUnknown):
     ) -> None:
         super().__init__(message, http_status=http_status, portone_code=portone_code)
         self.cancellation_id = cancellation_id
+
+
+class PgProviderFailure(OutcomeUnknown):
+    """PortOne V2 answered a write with PgProviderError (HTTP 502, type PG_PROVIDER): the PG reported
+    an error, which does not say the request was not applied; settled by reading back.
+    `pg_message`: the PG's own words (pgMessage)."""
+
+    def __init__(self, message: str, *, pg_message: str | None, http_status: int | None = None) -> None:
+        super().__init__(message, http_status=http_status, portone_code="PG_PROVIDER")
+        self.pg_message = pg_message

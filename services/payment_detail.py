@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from services import banks
+from services import banks, partial_refunds
 from services.access import Actor, Permission, require, sees_personal_data
 from services.errors import GatewayError, GatewayNotFound, InvalidRequest, NotFound
 from services.masking import mask_email, mask_phone
@@ -119,6 +119,8 @@ class PaymentDetail:
     refundable_from_portone: bool
     masked: bool
     raw: dict[str, Any] | None  # our stored PortOne payload; None for masked viewers
+    # Why PortOne refunds it in full only ("escrow", "phone"; services.partial_refunds), else None.
+    full_only: str | None = None
 
     @property
     def differences(self) -> list[FieldComparison]:
@@ -201,6 +203,9 @@ def payment_detail(rt: Runtime, *, actor: Actor, imp_uid: str, live: bool = True
         refund_rows = list(payment.refunds)
         timeline = _timeline(session, payment)
         raw = dict(payment.raw) if payment.raw else None
+        recorded_full_only = partial_refunds.of_record(
+            raw=payment.raw, pay_method=payment.pay_method, pg_provider=payment.pg_provider
+        )
         currency, merchant_uid = payment.currency, payment.merchant_uid
         state = str(payment_state(payment.status, payment.cancel_amount, payment.verified))
     fetched, error, message = _fetch_live(rt, imp_uid) if live else (None, None, None)
@@ -242,7 +247,13 @@ def payment_detail(rt: Runtime, *, actor: Actor, imp_uid: str, live: bool = True
         refundable_from_portone=fetched is not None,
         masked=masked,
         raw=None if masked else raw,
+        full_only=_full_only(fetched, recorded_full_only),
     )
+
+
+def _full_only(fetched: GatewayPayment | None, recorded: partial_refunds.FullOnlyReason | None) -> str | None:
+    reason = partial_refunds.of_gateway(fetched) if fetched is not None else recorded
+    return None if reason is None else str(reason)
 
 
 def _refundable(fetched: GatewayPayment | None, ours: dict[str, Any]) -> Decimal:

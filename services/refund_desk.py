@@ -41,19 +41,21 @@ from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services import audit, leases, refunds
+from services import audit, leases, partial_refunds, refunds
 from services.access import Actor, Permission, require
 from services.banks import RefundAccount
 from services.banks import refund_account as parse_refund_account
 from services.errors import (
     Conflict,
     Forbidden,
+    FullRefundOnly,
     GatewayError,
     GatewayRejected,
     GatewayUnavailable,
     InvalidRequest,
     NotFound,
     NotRefundable,
+    PartialRefundRefused,
     PaymentsError,
     RefundAccountRequired,
     RefundExceedsRemaining,
@@ -90,6 +92,8 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # recorded as failed earlier (a replay of that answer)
     ACCOUNT_NEEDED = "account_needed"  # a virtual-account payment: the customer's refund account is needed
     CANNOT_REFUND = "cannot_refund"  # paid, but its PG cannot refund it through PortOne (다날 virtual account)
+    FULL_ONLY = "full_only"  # a partial refund of a payment PortOne refunds in full only (escrow, phone)
+    PARTIAL_REFUSED = "partial_refused"  # PortOne refused a partial refund: advise the full remainder
 
 
 OUTCOMES = tuple(Outcome)
@@ -125,6 +129,9 @@ class RefundQuote:
     approval_threshold: Decimal | None  # above this a second operator must approve
     refunded_alone: Decimal = Decimal(0)  # what this operator refunded alone in the window: counts too
     needs_refund_account: bool = False  # a virtual account: refunded only into the customer's account
+    # Why PortOne refunds this payment only in full ("escrow", "phone"; services.partial_refunds),
+    # None when a partial refund may be tried: the form then offers the whole remainder only.
+    full_only: str | None = None
 
 
 @dataclass(frozen=True)
@@ -246,6 +253,10 @@ def outcome_of_error(exc: PaymentsError) -> Outcome:
         return Outcome.CANNOT_REFUND
     if isinstance(exc, RefundExceedsRemaining):
         return Outcome.EXCEEDS_REMAINDER
+    if isinstance(exc, FullRefundOnly):
+        return Outcome.FULL_ONLY
+    if isinstance(exc, PartialRefundRefused):
+        return Outcome.PARTIAL_REFUSED
     if isinstance(exc, GatewayRejected):
         return Outcome.PORTONE_REFUSED
     if isinstance(exc, GatewayUnavailable):
@@ -320,9 +331,13 @@ def refund_quote(rt: Runtime, *, actor: Actor, identifier: str) -> RefundQuote:
     if fetched is not None:
         status, amount, cancel = str(fetched.status), fetched.amount, fetched.cancel_amount
         pay_method = fetched.pay_method or payment.pay_method
+        full_only = partial_refunds.of_gateway(fetched)
     else:
         status, amount, cancel = payment.status, payment.amount, payment.cancel_amount
         pay_method = payment.pay_method
+        full_only = partial_refunds.of_record(
+            raw=payment.raw, pay_method=payment.pay_method, pg_provider=payment.pg_provider
+        )
     amount, cancel = normalize(amount, currency), normalize(cancel, currency)
     return RefundQuote(
         imp_uid=payment.imp_uid,
@@ -338,6 +353,7 @@ def refund_quote(rt: Runtime, *, actor: Actor, identifier: str) -> RefundQuote:
         approval_threshold=approval_threshold(rt, currency),
         refunded_alone=refunded_alone(rt, username=actor.username).get(currency, Decimal(0)),
         needs_refund_account=pay_method == refunds.VBANK,
+        full_only=None if full_only is None else str(full_only),
     )
 
 
@@ -457,6 +473,18 @@ def _create_request(
             return _request_outcome(session, existing, replayed=True)
 
 
+def _refuse_partial_by_record(payment: Payment, value: Decimal | None, remaining: Decimal) -> None:
+    """A partial refund of a payment our copy of PortOne's record shows refundable in full only is
+    refused before it is queued for approval or sent (refunds.refund checks PortOne's own again)."""
+    reason = partial_refunds.of_record(raw=payment.raw, pay_method=payment.pay_method, pg_provider=payment.pg_provider)
+    if reason is not None and value is not None and value < remaining:
+        raise FullRefundOnly(
+            f"full refund only: PortOne cannot partially refund this {reason} payment; "
+            f"refund the whole {normalize(remaining, payment.currency)} {payment.currency}",
+            reason=str(reason),
+        )
+
+
 def request_refund(
     rt: Runtime,
     *,
@@ -508,6 +536,7 @@ def request_refund(
     # Our remainder is never below PortOne's (refunds only grow), so above ours is above PortOne's.
     if value is not None and value > ours_remaining:
         raise RefundExceedsRemaining(value, normalize(ours_remaining, currency), currency)
+    _refuse_partial_by_record(payment, value, ours_remaining)
     # One operator's refunds are decided one at a time: two at once would both read the same total
     # "refunded alone in the window" and both pass under the threshold.
     with operator_lease(rt, actor):
@@ -958,6 +987,10 @@ def _row_check(
         return Outcome.NOTHING_LEFT, None, amount
     if amount > remaining:
         return Outcome.EXCEEDS_REMAINDER, None, amount
+    try:
+        _refuse_partial_by_record(payment, amount, remaining)
+    except FullRefundOnly as exc:
+        return Outcome.FULL_ONLY, str(exc), amount
     if not reason:
         return Outcome.INVALID, "a refund needs a reason", amount
     if len(reason) > refunds.MAX_REASON_LENGTH:

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -37,13 +37,14 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from services import audit
+from services import audit, partial_refunds
 from services.alerts import AlertKind, raise_alert, resolve_open
 from services.banks import RefundAccount
 from services.banks import refund_account as parse_refund_account
 from services.errors import (
     CancellationPending,
     Conflict,
+    FullRefundOnly,
     GatewayError,
     GatewayNotFound,
     GatewayRejected,
@@ -53,6 +54,8 @@ from services.errors import (
     NotFound,
     NotRefundable,
     OutcomeUnknown,
+    PartialRefundRefused,
+    PgProviderFailure,
     RefundAccountRequired,
     RefundExceedsRemaining,
 )
@@ -73,6 +76,7 @@ from services.sync import apply_payment
 MAX_REASON_LENGTH = 500
 MAX_KEY_LENGTH = 200
 PENDING_AT_PORTONE = "cancel_requested"  # error_code of an attempt PortOne accepted as REQUESTED
+FULL_REFUND_ONLY = "full_refund_only"  # error_code of a partial refund PortOne's record forbids (escrow, phone)
 ANSWER_LOST = "answer_lost"  # error_code of an attempt whose answer never came, not yet shown by PortOne
 LEASE_FIRST_PAUSE = 0.02  # seconds between polls of a busy lease, doubling up to LEASE_MAX_PAUSE
 LEASE_MAX_PAUSE = 0.25
@@ -92,6 +96,9 @@ class RefundResult:
     replayed: bool = False
     # A virtual-account refund's account as recorded: {bank, holder, number (masked)}.
     refund_account: dict[str, str] | None = None
+    # The PG's own words when PortOne V2 answered the cancel PG_PROVIDER and it is not shown applied
+    # (a partial refund the PG refuses comes so: the operator is advised to refund in full).
+    pg_message: str | None = None
 
 
 def _fingerprint(
@@ -648,6 +655,12 @@ def _record_attempt(
             error = str(exc)
     if error is None and amount > remaining:
         error = f"exceeds the refundable remainder {remaining} {fetched.currency}"
+    if error is None:
+        try:
+            partial_refunds.refuse_partial(fetched, amount)
+        except FullRefundOnly as exc:
+            error = str(exc)
+            attempt.error_code = FULL_REFUND_ONLY
     if error is not None:
         attempt.status = RefundStatus.REJECTED
         attempt.error_message = error
@@ -670,6 +683,8 @@ def _record_attempt(
 
 def _raise_rejection(attempt: Refund, fetched: GatewayPayment) -> None:
     message = attempt.error_message or "refund refused"
+    if attempt.error_code == FULL_REFUND_ONLY:
+        partial_refunds.refuse_partial(fetched, attempt.amount)  # raises FullRefundOnly: escrow, phone
     if fetched.status == PortOneStatus.PAID and attempt.amount > fetched.cancellable_amount:
         raise RefundExceedsRemaining(attempt.amount, fetched.cancellable_amount, fetched.currency)
     if fetched.status != PortOneStatus.PAID:
@@ -712,11 +727,20 @@ def _send(
         return _settle_after_silence(rt, refund_id=refund_id, imp_uid=fetched.imp_uid, actor=actor, cause=exc)
     except (GatewayRejected, GatewayUnauthorized, GatewayNotFound, GatewayUnavailable) as exc:
         # PortOne's own refusal (its envelope), or never sent: nothing was applied.
+        partial = isinstance(exc, GatewayRejected) and amount < fetched.cancellable_amount
         with rt.db.write() as session:
             attempt = session.get_one(Refund, refund_id)
             prefix = "not sent, PortOne unreachable: " if isinstance(exc, GatewayUnavailable) else "PortOne refused: "
-            _mark(attempt, RefundStatus.FAILED, error=prefix + str(exc), error_code=exc.portone_code)
+            advice = f" ({partial_refunds.PARTIAL_REFUSED_ADVICE})" if partial else ""
+            _mark(attempt, RefundStatus.FAILED, error=prefix + str(exc) + advice, error_code=exc.portone_code)
             audit.record(session, actor=actor, action="refund.failed", target=fetched.imp_uid, refund_id=refund_id)
+        if partial:
+            raise PartialRefundRefused(
+                f"{exc} ({partial_refunds.PARTIAL_REFUSED_ADVICE})",
+                portone_message=str(exc),
+                http_status=exc.http_status,
+                portone_code=exc.portone_code,
+            ) from exc
         raise
     except GatewayError as exc:  # any other answer to a cancel: it may have been applied
         return _settle_after_silence(rt, refund_id=refund_id, imp_uid=fetched.imp_uid, actor=actor, cause=exc)
@@ -746,6 +770,17 @@ def _send(
         return _result(attempt, payment)
 
 
+def _keep_pg_error(attempt: Refund, payment: Payment, cause: Exception) -> None:
+    """A V2 cancel answered PG_PROVIDER and not shown applied: keep what the PG said on the attempt
+    (with the advice to refund in full when it was partial: the PG may refund this payment in full
+    only, see services.partial_refunds)."""
+    if attempt.status == RefundStatus.SUCCEEDED or not isinstance(cause, PgProviderFailure):
+        return
+    remaining = payment.amount - (attempt.cancel_amount_before or Decimal(0))
+    advice = f" ({partial_refunds.PARTIAL_REFUSED_ADVICE})" if attempt.amount < remaining else ""
+    attempt.error_message = f"{attempt.error_message or ''} {cause}{advice}".strip()
+
+
 def _settle_after_silence(rt: Runtime, *, refund_id: int, imp_uid: str, actor: str, cause: Exception) -> RefundResult:
     """The cancel's answer was lost: read the payment back and decide, never resend."""
     try:
@@ -762,6 +797,7 @@ def _settle_after_silence(rt: Runtime, *, refund_id: int, imp_uid: str, actor: s
         else:
             _mark(attempt, RefundStatus.UNKNOWN, error=f"no answer from PortOne: {cause}", error_code=ANSWER_LOST)
             payment = attempt.payment
+        _keep_pg_error(attempt, payment, cause)
         if attempt.status == RefundStatus.UNKNOWN and attempt.error_code == ANSWER_LOST:
             raise_alert(
                 session,
@@ -771,4 +807,7 @@ def _settle_after_silence(rt: Runtime, *, refund_id: int, imp_uid: str, actor: s
                 message=f"refund #{refund_id} of {attempt.amount} {attempt.currency}: PortOne did not answer",
                 db_value=attempt.amount,
             )
-        return _result(attempt, payment)
+        result = _result(attempt, payment)
+        if isinstance(cause, PgProviderFailure) and attempt.status != RefundStatus.SUCCEEDED:
+            result = replace(result, pg_message=cause.pg_message)
+        return result

@@ -79,6 +79,9 @@ class GatewayPayment:
     paid_at: datetime | None = None
     failed_at: datetime | None = None
     cancelled_at: datetime | None = None
+    # An escrow payment (V1 PaymentAnnotation `escrow`; V2 the payment's `escrow` object, present
+    # only for one): PortOne cancels it in full only (services.partial_refunds).
+    escrow: bool = False
     cancellations: tuple[Cancellation, ...] = ()  # the cancellations that succeeded (money returned)
     # Every cancellation PortOne lists, by id, with its own status (V2 lists requested and failed
     # ones too, on a partly or fully cancelled payment; V1 cancels are synchronous: empty).

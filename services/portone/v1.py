@@ -137,6 +137,7 @@ def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
         paid_at=_timestamp(data.get("paid_at")),
         failed_at=_timestamp(data.get("failed_at")),
         cancelled_at=_timestamp(data.get("cancelled_at")),
+        escrow=data.get("escrow") is True,
         cancellations=cancellations,
         raw=dict(data),
     )

@@ -64,6 +64,7 @@ from services.errors import (
     GatewayUnavailable,
     InvalidRequest,
     OutcomeUnknown,
+    PgProviderFailure,
     UnreadableAnswer,
 )
 from services.money import InvalidAmount, as_given_minor_units, normalize, to_minor_units
@@ -219,6 +220,7 @@ def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
         paid_at=_moment(data.get("paidAt")),
         failed_at=_moment(data.get("failedAt")),
         cancelled_at=_moment(data.get("cancelledAt")),
+        escrow=isinstance(data.get("escrow"), Mapping),  # PaymentEscrow: "에스크로 결제인 경우 존재합니다"
         cancellations=cancellations,
         cancellation_states=states,
         raw=dict(data),
@@ -347,6 +349,17 @@ class PortOneV2Client:
             return GatewayNotFound(message, http_status=status)
         if isinstance(exc, (UnauthorizedError, ForbiddenError)):
             return GatewayUnauthorized(message, http_status=status)
+        if write and kind == "PG_PROVIDER":
+            # PgProviderError, HTTP 502 (v2.openapi.json, the cancel endpoint's 502): the PG reported
+            # an error, which does not say the cancel was not applied. Settled by reading back.
+            body = answer.json() if answer else None
+            pg = _text(body.get("pgMessage")) if isinstance(body, dict) else None
+            return PgProviderFailure(
+                f"PortOne answered PG_PROVIDER (the PG reported an error: {pg or exc.message or 'no message'}); "
+                "the request may have been applied: settled by reading the payment back, never by resending",
+                pg_message=pg or exc.message or None,
+                http_status=status,
+            )
         if isinstance(exc, UnknownError) and answer is not None:
             return self._status_error(answer, write=write)
         return GatewayRejected(message, http_status=status)

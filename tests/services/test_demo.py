@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from services.access import Actor
 from services.alerts import AlertKind
 from services.demo import seed_demo
-from services.models import Alert, Order, Payment
+from services.models import Alert, Order, Payment, Role
+from services.refund_desk import refund_quote
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 
@@ -25,5 +27,15 @@ def test_demo_data_is_recorded_like_real_payments_and_seeded_once(runtime: Runti
         assert session.scalar(select(func.count()).select_from(Alert).where(Alert.kind == AlertKind.AMOUNT_MISMATCH))
         orders = session.scalar(select(func.count()).select_from(Order))
     assert seed_demo(runtime, count=12).startswith("demo data already present")
+    assert "escrow 1" in said
     with runtime.db.read() as session:
         assert session.scalar(select(func.count()).select_from(Order)) == orders
+
+
+def test_the_demo_has_one_escrow_payment_refundable_in_full_only(runtime: Runtime, sandbox: SandboxControl) -> None:
+    seed_demo(runtime, count=2)
+    with runtime.db.read() as session:
+        escrow = [p.imp_uid for p in session.scalars(select(Payment)) if (p.raw or {}).get("escrow") is True]
+    assert len(escrow) == 1
+    quote = refund_quote(runtime, actor=Actor("demo", Role.OPERATOR), identifier=escrow[0])
+    assert quote.full_only == "escrow" and quote.remaining > 0 and sandbox.payment(escrow[0])["escrow"] is True
