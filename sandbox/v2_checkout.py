@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox import money
+from sandbox.checkout import MSG_WINDOW_ABANDONED, MSG_WINDOW_CLOSED, OUTCOMES
 from sandbox.http import BadRequest, opt_str
 from sandbox.money import SUPPORTED_CURRENCIES, AmountError, currency_decimals, parse_amount
 from sandbox.payments import DECLINE_CARD, card_brand, luhn_ok, mask_card_number, normalize_card_number
@@ -114,9 +115,12 @@ def perform_checkout_v2(
     pay_method = {"vbank": "virtual_account", "trans": "transfer"}.get(pay_method, pay_method)
     if pay_method not in ("card", "virtual_account", "transfer"):
         raise BadRequest(f"unsupported pay_method {pay_method}")
+    outcome = (opt_str(params, "outcome") or "pay").lower()
+    if outcome not in OUTCOMES:
+        raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}")
     total = _minor_units(params, currency) if currency in SUPPORTED_CURRENCIES else 0
     card_digits = None
-    if pay_method == "card":
+    if pay_method == "card" and outcome == "pay":
         card = opt_str(params, "card_number")
         if not card:
             raise BadRequest("card_number is required for pay_method card")
@@ -149,6 +153,12 @@ def perform_checkout_v2(
             ip_address=ip_address or "127.0.0.1",
         )
         failure = _apply_card(p, card_digits) if card_digits is not None else None
+        if outcome == "abandon":
+            # The window opened (READY) and the customer left it: it stays READY, no method chosen.
+            rt.store.put(p)
+            return _answer(payment_id, p, "WINDOW_ABANDONED", MSG_WINDOW_ABANDONED), p
+        if outcome == "close":
+            failure = ("PAY_PROCESS_CANCELED", MSG_WINDOW_CLOSED)
         if failure is not None:
             p.status, p.failed_at = "FAILED", now
             p.failure = {"reason": failure[1], "pgCode": failure[0], "pgMessage": failure[1]}
