@@ -451,3 +451,37 @@ def test_a_listed_row_we_cannot_read_is_logged_and_the_run_judges_the_rest(
     # Nothing raised from a row read as 0; an unreadable payment's earlier alerts stay as they were.
     assert {a for a in found - scenario.expected if a[1] not in unreadable} == set()
     assert {a for a in scenario.expected if a[1] not in unreadable} <= found
+
+
+def test_abandoned_card_windows_are_neither_missing_nor_stuck_and_repair_leaves_paid_orders_paid(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """A card window opened and left stays `ready` at PortOne (sdk/ko/v1-sdk/javascript-sdk/payrt.md)
+    without a webhook: no money moved, no virtual account waits. Neither MISSING_IN_DB nor
+    STUCK_READY, and a repairing run leaves the order its other attempt paid, paid."""
+    now = int(time.time())
+    started = now - 5 * 86400
+    paid_order, left_order = "ab-paid-order", "ab-left-order"
+    add_order(runtime, paid_order, "KRW")
+    add_order(runtime, left_order, "KRW")
+    card_ready = {**_spec(paid_order, "KRW", started), "status": "ready", "pay_method": "card"}
+    card_ready.pop("paid_at")
+    lone_ready = {**card_ready, "merchant_uid": left_order}
+    ready_uid, paid_uid, lone_uid = _bulk(
+        sandbox, [card_ready, {**_spec(paid_order, "KRW", started + 60), "pay_method": "card"}, lone_ready]
+    )
+    verify_payment(runtime, imp_uid=paid_uid, source="complete")
+    add_delivery(runtime, paid_uid, datetime.fromtimestamp(started + 100, UTC))
+    since = datetime.fromtimestamp(started - 3600, UTC)
+
+    start_run(runtime, since=since, actor=OPERATOR, options=FAST)
+    assert open_alerts(runtime) == set()
+    start_run(runtime, since=since, actor=OPERATOR, repair=True, options=FAST)
+
+    assert open_alerts(runtime) == set()
+    with runtime.db.read() as session:
+        raised = session.scalars(select(Alert.kind).where(Alert.imp_uid.in_([ready_uid, lone_uid]))).all()
+    assert raised == []
+    with runtime.db.read() as session:
+        statuses = {uid: str(status) for uid, status in session.execute(select(Order.merchant_uid, Order.status))}
+    assert statuses == {paid_order: "paid", left_order: "pending"}
