@@ -312,8 +312,9 @@ async def cancel_payment(rt: SandboxRuntime, request: Request) -> Response:
         # The classic unknown outcome: applied, but the answer comes too late.
         await sleep_unless(rt.stopping, hang)
     if not result.applied:
-        # PortOne answers refusals with HTTP 200 and a non-zero code.
-        return envelope(code=-1, message=result.message)
+        # PortOne answers refusals with HTTP 200 and a non-zero code: 1 for a missing or an
+        # already fully cancelled payment, -1 for the others (sandbox/state.py CODE_NOTHING_TO_CANCEL).
+        return envelope(code=result.code, message=result.message)
     return envelope(result.payment)
 
 
