@@ -485,3 +485,42 @@ def test_abandoned_card_windows_are_neither_missing_nor_stuck_and_repair_leaves_
     with runtime.db.read() as session:
         statuses = {uid: str(status) for uid, status in session.execute(select(Order.merchant_uid, Order.status))}
     assert statuses == {paid_order: "paid", left_order: "pending"}
+
+
+@pytest.mark.parametrize("portone_version", ["v1", "v2"])
+@pytest.mark.parametrize(("empty_first_page", "total_count"), [("ok", "total"), ("out_of_range", "returned")])
+def test_a_run_lists_every_payment_under_either_paging_reading(
+    database_url: str, sandbox: SandboxControl, portone_version: str, empty_first_page: str, total_count: str
+) -> None:
+    """V1 may refuse page 1 of an empty window (400, a page past the data) and V2's page.totalCount
+    may count only the page's items ("실제 반환된 객체 수"): a run still lists and judges every payment."""
+    from tests.factories import make_runtime
+
+    sandbox.http.post("/sandbox/config", json={"empty_first_page": empty_first_page}).raise_for_status()
+    sandbox.http.post("/sandbox/v2/config", json={"total_count": total_count}).raise_for_status()
+    rt = make_runtime(
+        database_url=database_url,
+        portone_api_url=sandbox.url,
+        portone_api_version=portone_version,
+        reconcile_missing_grace_minutes=0,
+    )
+    try:
+        since = utcnow() - timedelta(minutes=1)
+        uids = []
+        for n in range(12):
+            merchant_uid = f"paging-{portone_version}-{n}"
+            add_order(rt, merchant_uid, "KRW")
+            paid = sandbox.checkout(merchant_uid, FEE["KRW"])
+            assert paid["success"], paid
+            uids.append(paid["imp_uid"])
+        time.sleep(1.1)  # the run's window ends at a whole second
+        run = start_run(rt, since=since, actor=OPERATOR, options=FAST)
+        assert run.status == "finished"
+        missing = {uid for kind, uid in open_alerts(rt) if kind == str(K.MISSING_IN_DB)}
+        assert missing == set(uids)
+        # A window with nothing in it: V1's page 1 may be a 400; the run finishes, finding nothing.
+        a_day_ago = utcnow() - timedelta(days=1)
+        empty = start_run(rt, since=a_day_ago - timedelta(days=1), until=a_day_ago, actor=OPERATOR, options=FAST)
+        assert (empty.status, empty.found_total) == ("finished", 0)
+    finally:
+        rt.close()
