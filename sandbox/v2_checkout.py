@@ -7,8 +7,9 @@ units, a decimal string or number, like the V1 checkout), ``currency`` (KRW), ``
 KCP_V2; ``eximbay`` -> EXIMBAY_V2, the default for foreign currencies), ``pay_method`` (``card``;
 ``virtual_account``/``vbank`` gives VIRTUAL_ACCOUNT_ISSUED), ``card_number`` (4111-1111-1111-1111
 approves, 4000-0000-0000-0002 declines), ``order_name``/``name``, the customer (``customer`` object
-or ``buyer_name``/``buyer_email``/``buyer_tel``), ``notice_urls``/``notice_url`` and
-``custom_data``.
+or ``buyer_name``/``buyer_email``/``buyer_tel``), ``notice_urls``/``notice_url``,
+``custom_data`` and ``outcome`` (``pay``; ``abandon``: the window left, the payment stays READY;
+``close``: the window closed, FAILED; see ``sandbox.checkout.OUTCOMES``).
 
 Answers like the browser SDK: ``{transactionType, paymentId, txId, code, message, pgCode,
 pgMessage}`` plus the sandbox's ``status`` (the payment's V2 status, null when none was made).
