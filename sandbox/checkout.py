@@ -28,6 +28,15 @@ from sandbox.state import PaymentStore
 # PGs that settle in foreign currencies; the others take KRW only.
 FOREIGN_CURRENCY_PGS = frozenset({"eximbay", "paypal", "paypal_v2"})
 VBANK_DAYS = 3
+# What the customer does once the PG window is open. PortOne creates a `ready` payment under the
+# merchant_uid when the window opens; a customer who leaves it (browser closed, page abandoned)
+# leaves it `ready`; one who closes the window or presses cancel turns it `failed`
+# (sdk/ko/v1-sdk/javascript-sdk/payrt.md, status; opi/ko/integration/pg/v1/toss-brandpay/widget.md,
+# steps 6-7). Neither is announced by webhook (opi/ko/integration/webhook/readme-v1.md: webhooks
+# for paid, a virtual account issued, a deposit, a console cancel; "결제 실패 시에는 웹훅이 호출되지 않아요").
+OUTCOMES = ("pay", "abandon", "close")
+MSG_WINDOW_CLOSED = "사용자가 결제를 취소하셨습니다."
+MSG_WINDOW_ABANDONED = "결제창을 이탈했습니다. (sandbox: PortOne calls no callback; the payment stays ready)"
 
 
 @dataclass(slots=True)
@@ -46,6 +55,7 @@ class CheckoutInput:
     notice_url: str | None
     custom_data: str | None
     user_agent: str | None
+    outcome: str = "pay"  # OUTCOMES
 
 
 @dataclass(slots=True)
@@ -74,6 +84,9 @@ def parse_checkout(params: dict[str, Any], user_agent: str | None) -> CheckoutIn
     pay_method = (opt_str(params, "pay_method") or "card").lower()
     raw_custom = params.get("custom_data")
     custom_data = raw_custom if isinstance(raw_custom, str) or raw_custom is None else money.dumps(raw_custom)
+    outcome = (opt_str(params, "outcome") or "pay").lower()
+    if outcome not in OUTCOMES:
+        raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}")
     return CheckoutInput(
         merchant_uid=merchant_uid,
         amount=amount,
@@ -89,6 +102,7 @@ def parse_checkout(params: dict[str, Any], user_agent: str | None) -> CheckoutIn
         notice_url=opt_str(params, "notice_url"),
         custom_data=custom_data,
         user_agent=user_agent,
+        outcome=outcome,
     )
 
 
@@ -163,6 +177,8 @@ def perform_checkout(
     receipt_base: str,
 ) -> CheckoutOutcome:
     card_digits: str | None = None
+    if inp.outcome != "pay":
+        return _window_left(store, inp, now, enforce_prepare=enforce_prepare, allow_duplicate=allow_duplicate)
     if inp.pay_method == "card":
         if not inp.card_number:
             raise BadRequest("card_number is required for pay_method card")
@@ -247,6 +263,43 @@ def perform_checkout(
             callback.update({k: extra[k] for k in ("vbank_num", "vbank_name", "vbank_holder",
                                                    "vbank_date")})  # fmt: skip
         return CheckoutOutcome(callback, p.status, p)
+
+
+def _window_left(store: PaymentStore, inp: CheckoutInput, now: int, *, enforce_prepare: bool,
+                 allow_duplicate: bool) -> CheckoutOutcome:  # fmt: skip
+    """The window opened (a `ready` payment) and the customer left it (`abandon`: stays `ready`)
+    or closed it (`close`: `failed`). No webhook either way (see OUTCOMES)."""
+    with store.lock:
+        refusal = _pre_window_refusal(store, inp, enforce_prepare, allow_duplicate)
+        if refusal is not None:
+            return CheckoutOutcome(_refusal(inp, *refusal), None, None)
+        p = Payment(
+            seq=-1,
+            imp_uid=store.new_imp_uid(),
+            merchant_uid=inp.merchant_uid,
+            amount=inp.amount,
+            currency=inp.currency,
+            status="ready",
+            pay_method=inp.pay_method,
+            pg_provider=inp.pg_provider,
+            started_at=now,
+            updated_at=now,
+            name=inp.name,
+            buyer_name=inp.buyer_name,
+            buyer_email=inp.buyer_email,
+            buyer_tel=inp.buyer_tel,
+            notice_url=inp.notice_url,
+            user_agent=inp.user_agent,
+        )
+        if inp.custom_data is not None:
+            p.extra = {"custom_data": inp.custom_data}
+        if inp.outcome == "close":
+            p.status, p.failed_at, p.fail_reason = "failed", now, MSG_WINDOW_CLOSED
+            code, msg = "PAY_PROCESS_CANCELED", MSG_WINDOW_CLOSED
+        else:
+            code, msg = "WINDOW_ABANDONED", MSG_WINDOW_ABANDONED
+        store.add(p)
+        return CheckoutOutcome(_refusal(inp, code, msg, p=p), None, p)
 
 
 def deposit(store: PaymentStore, imp_uid: str, now: int) -> Payment:

@@ -54,6 +54,11 @@ class SandboxConfig(BaseModel):
     # for console cancels); switch on to get one anyway.
     webhook_on_api_cancel: bool = False
 
+    # Page 1 of a listing with nothing in it (GET /payments/status, findAll): "ok" answers 200 with an
+    # empty list; "out_of_range" answers 400 like any page past the data, which the schema allows
+    # (schema/v1.openapi.json, 400: "데이터 범위를 넘어선 page인 경우"). Clients must cope with both.
+    empty_first_page: Literal["ok", "out_of_range"] = "ok"
+
     # Fault injection (V1 endpoints only)
     seed: int = 0
     latency_ms: int = Field(0, ge=0)

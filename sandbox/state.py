@@ -68,6 +68,11 @@ def vbank_refund_refusal(pay_method: str | None, pg_provider: str | None, req: C
     return None
 
 
+# The envelope's `code` of a refusal: non-zero, with the reason in `message`
+# (schema/v1.openapi.json ResponseAnnotation). PortOne answers these two with 1, the rest with -1.
+CODE_NOTHING_TO_CANCEL = 1
+
+
 def _key(ts: int, seq: int) -> int:
     return (ts << _SHIFT) | seq
 
@@ -95,6 +100,7 @@ class CancelRequest:
 class CancelResult:
     applied: bool
     message: str | None = None
+    code: int = -1  # the V1 envelope code of a refusal
     payment: dict[str, Any] | None = None  # rendered, taken under the lock
     imp_uid: str | None = None
     merchant_uid: str | None = None
@@ -295,11 +301,11 @@ class PaymentStore:
         with self.lock:
             p = self._resolve_cancel_target(req)
             if p is None:
-                return CancelResult(applied=False, message=MSG_NOT_FOUND)
+                return CancelResult(applied=False, message=MSG_NOT_FOUND, code=CODE_NOTHING_TO_CANCEL)
             base = CancelResult(applied=False, imp_uid=p.imp_uid, merchant_uid=p.merchant_uid)
             remainder = p.remainder
             if p.status == "cancelled" or (p.status == "paid" and remainder <= 0):
-                base.message = MSG_ALREADY_CANCELLED
+                base.message, base.code = MSG_ALREADY_CANCELLED, CODE_NOTHING_TO_CANCEL
                 return base
             if p.status != "paid":
                 base.message = f"결제완료 상태가 아닌 결제건은 취소할 수 없습니다. (status: {p.status})"

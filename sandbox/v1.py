@@ -141,8 +141,10 @@ def _paging(request: Request) -> tuple[int, int]:
     return page, limit
 
 
-def _check_page_in_range(page: int, limit: int, total: int) -> None:
-    if page > 1 and (page - 1) * limit >= total:
+def _check_page_in_range(page: int, limit: int, total: int, empty_first_page: str = "ok") -> None:
+    """400 for a page past the data (schema/v1.openapi.json); page 1 of nothing too when
+    config `empty_first_page` is "out_of_range" (the schema allows either reading)."""
+    if (page > 1 or empty_first_page == "out_of_range") and (page - 1) * limit >= total:
         raise V1Error(400, f"데이터 범위를 넘어선 page입니다. (total: {total}, page: {page})")
 
 
@@ -232,7 +234,7 @@ async def find_all_payments(rt: SandboxRuntime, request: Request) -> Response:
         if not rt.store.by_merchant(merchant_uid):
             raise V1Error(404, MSG_PAYMENT_NOT_FOUND)
         matches = rt.store.find_by_merchant(merchant_uid, status, sorting)
-        _check_page_in_range(page, limit, len(matches))
+        _check_page_in_range(page, limit, len(matches), rt.config.empty_first_page)
         items = [render(p) for p in matches[(page - 1) * limit : page * limit]]
     return envelope(_page(len(matches), page, limit, items))
 
@@ -258,7 +260,7 @@ async def payments_by_status(rt: SandboxRuntime, request: Request) -> Response:
     render = _render(rt, request)
     with rt.store.lock:
         total, payments = rt.store.list_by_status(raw_status, from_ts, to_ts, sorting, (page - 1) * limit, limit)
-        _check_page_in_range(page, limit, total)
+        _check_page_in_range(page, limit, total, rt.config.empty_first_page)
         items = [render(p) for p in payments]
     return envelope(_page(total, page, limit, items))
 
@@ -314,8 +316,9 @@ async def cancel_payment(rt: SandboxRuntime, request: Request) -> Response:
         # The classic unknown outcome: applied, but the answer comes too late.
         await sleep_unless(rt.stopping, hang)
     if not result.applied:
-        # PortOne answers refusals with HTTP 200 and a non-zero code.
-        return envelope(code=-1, message=result.message)
+        # PortOne answers refusals with HTTP 200 and a non-zero code: 1 for a missing or an
+        # already fully cancelled payment, -1 for the others (sandbox/state.py CODE_NOTHING_TO_CANCEL).
+        return envelope(code=result.code, message=result.message)
     return envelope(result.payment)
 
 

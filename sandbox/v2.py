@@ -334,7 +334,8 @@ async def get_payments(rt: V2Runtime, request: Request) -> Response:
     with rt.store.lock:
         total, page = rt.store.query(q)
         items = [rt.render(p, request) for p in page]
-    return JSONResponse({"items": items, "page": {"number": q.number, "size": q.size, "totalCount": total}})
+    count = len(items) if rt.config.total_count == "returned" else total  # see V2Config.total_count
+    return JSONResponse({"items": items, "page": {"number": q.number, "size": q.size, "totalCount": count}})
 
 
 async def cancel_payment(rt: V2Runtime, request: Request) -> Response:

@@ -7,8 +7,9 @@ units, a decimal string or number, like the V1 checkout), ``currency`` (KRW), ``
 KCP_V2; ``eximbay`` -> EXIMBAY_V2, the default for foreign currencies), ``pay_method`` (``card``;
 ``virtual_account``/``vbank`` gives VIRTUAL_ACCOUNT_ISSUED), ``card_number`` (4111-1111-1111-1111
 approves, 4000-0000-0000-0002 declines), ``order_name``/``name``, the customer (``customer`` object
-or ``buyer_name``/``buyer_email``/``buyer_tel``), ``notice_urls``/``notice_url`` and
-``custom_data``.
+or ``buyer_name``/``buyer_email``/``buyer_tel``), ``notice_urls``/``notice_url``,
+``custom_data`` and ``outcome`` (``pay``; ``abandon``: the window left, the payment stays READY;
+``close``: the window closed, FAILED; see ``sandbox.checkout.OUTCOMES``).
 
 Answers like the browser SDK: ``{transactionType, paymentId, txId, code, message, pgCode,
 pgMessage}`` plus the sandbox's ``status`` (the payment's V2 status, null when none was made).
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox import money
+from sandbox.checkout import MSG_WINDOW_ABANDONED, MSG_WINDOW_CLOSED, OUTCOMES
 from sandbox.http import BadRequest, opt_str
 from sandbox.money import SUPPORTED_CURRENCIES, AmountError, currency_decimals, parse_amount
 from sandbox.payments import DECLINE_CARD, card_brand, luhn_ok, mask_card_number, normalize_card_number
@@ -114,9 +116,12 @@ def perform_checkout_v2(
     pay_method = {"vbank": "virtual_account", "trans": "transfer", "phone": "mobile"}.get(pay_method, pay_method)
     if pay_method not in ("card", "virtual_account", "transfer", "mobile"):
         raise BadRequest(f"unsupported pay_method {pay_method}")
+    outcome = (opt_str(params, "outcome") or "pay").lower()
+    if outcome not in OUTCOMES:
+        raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}")
     total = _minor_units(params, currency) if currency in SUPPORTED_CURRENCIES else 0
     card_digits = None
-    if pay_method == "card":
+    if pay_method == "card" and outcome == "pay":
         card = opt_str(params, "card_number")
         if not card:
             raise BadRequest("card_number is required for pay_method card")
@@ -150,6 +155,12 @@ def perform_checkout_v2(
             escrow=_escrow(params),
         )
         failure = _apply_card(p, card_digits) if card_digits is not None else None
+        if outcome == "abandon":
+            # The window opened (READY) and the customer left it: it stays READY, no method chosen.
+            rt.store.put(p)
+            return _answer(payment_id, p, "WINDOW_ABANDONED", MSG_WINDOW_ABANDONED), p
+        if outcome == "close":
+            failure = ("PAY_PROCESS_CANCELED", MSG_WINDOW_CLOSED)
         if failure is not None:
             p.status, p.failed_at = "FAILED", now
             p.failure = {"reason": failure[1], "pgCode": failure[0], "pgMessage": failure[1]}

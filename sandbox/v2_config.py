@@ -41,6 +41,11 @@ class V2Config(BaseModel):
     )
     webhook_timeout_seconds: float = Field(5.0, gt=0)
 
+    # What GET /payments answers as page.totalCount: "total" (every matching payment) or "returned"
+    # (the payments on this page: PageInfo.totalCount's title in schema/v2.openapi.json is
+    # "실제 반환된 객체 수"). Clients must page right under either reading.
+    total_count: Literal["total", "returned"] = "total"
+
     # Fault injection (V2 REST endpoints only)
     fail_next: int = Field(0, ge=0)
     fault_body: Literal["json", "html"] = "json"  # html: a proxy's 502 page, not JSON

@@ -65,7 +65,11 @@ async def checkout(rt: V2Runtime, request: Request, params: dict[str, Any]) -> R
     except BadRequest as exc:
         return _error(400, str(exc))
     if p is not None:
-        rt.emit(p, event="checkout", type_=STATUS_WEBHOOK[p.status])
+        # Transaction.Ready: "결제창이 열렸을 때" (opi/ko/integration/webhook/readme-v2.md), sent for
+        # every payment the window opens, then the webhook of where the customer left it.
+        rt.emit(p, event="checkout", type_="Transaction.Ready")
+        if p.status != "READY":
+            rt.emit(p, event="checkout", type_=STATUS_WEBHOOK[p.status])
     return JSONResponse(answer)
 
 

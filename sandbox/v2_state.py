@@ -236,6 +236,8 @@ def _amount(p: V2Payment) -> dict[str, int]:
 
 
 def _method(p: V2Payment) -> dict[str, Any] | None:
+    if p.status == "READY":
+        return None  # the window is open (or was left): no method was used yet
     if p.pay_method == "card":
         card = {
             "publisher": p.card_issuer,

@@ -485,8 +485,15 @@ class _Engine:
         ]
         payments = {p.imp_uid: p for p in head.payments}
         unreadable = dict(head.unreadable)
+        page = head
         for future in futures:
             page = future.result()
+            payments.update((p.imp_uid, p) for p in page.payments)
+            unreadable.update(page.unreadable)
+        # The total may be a lower bound (V2's page.totalCount may count only the page it came with):
+        # pages past the planned ones are followed while the last one says more may come.
+        while page.next_page is not None and (page.payments or page.unreadable):
+            page = self._later_page(first, last, page.next_page, size)
             payments.update((p.imp_uid, p) for p in page.payments)
             unreadable.update(page.unreadable)
         yield _Slice(first, last, payments, head.total, fetched_at, unreadable)

@@ -14,14 +14,14 @@ in services.reconcile.
 
 | kind | fires when |
 |---|---|
-| MISSING_IN_DB | PortOne has a (ready, paid or cancelled) payment for one of our orders and we have no row |
+| MISSING_IN_DB | PortOne has a (virtual account ready, paid or cancelled) payment for one of our orders and we have no row (a card window left `ready` moved no money) |
 | UNKNOWN_TO_PORTONE | we have a row and PortOne, asked for it, has no such payment |
 | STATUS_MISMATCH | our status differs from PortOne's |
 | AMOUNT_MISMATCH | PortOne's paid amount/currency differs from the order (forgery), or our row's from PortOne's |
 | REFUND_TOTAL_MISMATCH | our cancel_amount, or our settled refund attempts, do not add up to PortOne's cancel_amount |
 | REFUND_OUTCOME_UNKNOWN | a refund attempt is `unknown`, or `pending` for longer than the refund lease |
 | REFUND_MISMATCH | (only resolved here, raised by services.refunds) settled attempts now agree with PortOne |
-| STUCK_READY | PortOne says `ready` (virtual account issued, not paid) for longer than the configured age |
+| STUCK_READY | PortOne says `ready` for a virtual account (issued, not paid) for longer than the configured age |
 | WEBHOOK_GAP | PortOne shows a change it notifies (paid, console cancel) and no verified webhook came after it within the delay |
 | WEBHOOK_UNVERIFIED | the latest webhook delivery naming this payment was rejected, and no verified one came after it |
 | PAYMENT_WITHOUT_ORDER | PortOne has a payment whose merchant_uid is no order of ours |
@@ -239,6 +239,14 @@ def status_time(payment: GatewayPayment) -> datetime | None:
     return moment or payment.started_at
 
 
+def awaits_deposit(payment: GatewayPayment) -> bool:
+    """A `ready` payment is an issued virtual account waiting for its deposit only when paid by
+    virtual account: otherwise it is a payment window opened and left (a card `ready`, V2 READY),
+    which PortOne keeps `ready` and announces by no V1 webhook (sdk/ko/v1-sdk/javascript-sdk/payrt.md,
+    opi/ko/integration/webhook/readme-v1.md)."""
+    return payment.status == PortOneStatus.READY and payment.pay_method == "vbank"
+
+
 def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -293,6 +301,8 @@ def _missing_in_db(f: Facts, cfg: RuleConfig, now: datetime) -> Outcome | None:
         return None  # not our order: PAYMENT_WITHOUT_ORDER says so
     if g.status in (PortOneStatus.FAILED, PortOneStatus.UNKNOWN):
         return Agreement(kind, lambda: f"PortOne now says {g.status}: no money moved")
+    if g.status == PortOneStatus.READY and not awaits_deposit(g):
+        return Agreement(kind, "a payment window opened and left: no money moved, nothing to wait for")
     moment = status_time(g)
     if moment is not None and moment > now - cfg.missing_grace:
         return None
@@ -425,6 +435,8 @@ def _stuck_ready(f: Facts, cfg: RuleConfig, now: datetime) -> Outcome | None:
         return None
     if g.status != PortOneStatus.READY:
         return Agreement(kind, lambda: f"no longer waiting for a deposit: PortOne says {g.status}")
+    if not awaits_deposit(g):
+        return Agreement(kind, "a payment window opened and left, not a virtual account: no deposit to wait for")
     if g.started_at is None or g.started_at > now - cfg.stuck_ready_after:
         return None
     hours = int(cfg.stuck_ready_after.total_seconds() // 3600)

@@ -77,6 +77,7 @@ MAX_REASON_LENGTH = 500
 MAX_KEY_LENGTH = 200
 PENDING_AT_PORTONE = "cancel_requested"  # error_code of an attempt PortOne accepted as REQUESTED
 FULL_REFUND_ONLY = "full_refund_only"  # error_code of a partial refund PortOne's record forbids (escrow, phone)
+NOTHING_TO_CANCEL = 1  # V1 `code` of a cancel refused because the payment is missing or fully cancelled
 ANSWER_LOST = "answer_lost"  # error_code of an attempt whose answer never came, not yet shown by PortOne
 LEASE_FIRST_PAUSE = 0.02  # seconds between polls of a busy lease, doubling up to LEASE_MAX_PAUSE
 LEASE_MAX_PAUSE = 0.25
@@ -728,6 +729,8 @@ def _send(
     except (GatewayRejected, GatewayUnauthorized, GatewayNotFound, GatewayUnavailable) as exc:
         # PortOne's own refusal (its envelope), or never sent: nothing was applied.
         partial = isinstance(exc, GatewayRejected) and amount < fetched.cancellable_amount
+        if isinstance(exc, GatewayRejected) and exc.portone_code == NOTHING_TO_CANCEL:
+            _refused_as_nothing_left(rt, refund_id=refund_id, imp_uid=fetched.imp_uid, actor=actor, exc=exc)
         with rt.db.write() as session:
             attempt = session.get_one(Refund, refund_id)
             prefix = "not sent, PortOne unreachable: " if isinstance(exc, GatewayUnavailable) else "PortOne refused: "
@@ -779,6 +782,26 @@ def _keep_pg_error(attempt: Refund, payment: Payment, cause: Exception) -> None:
     remaining = payment.amount - (attempt.cancel_amount_before or Decimal(0))
     advice = f" ({partial_refunds.PARTIAL_REFUSED_ADVICE})" if attempt.amount < remaining else ""
     attempt.error_message = f"{attempt.error_message or ''} {cause}{advice}".strip()
+
+
+def _refused_as_nothing_left(rt: Runtime, *, refund_id: int, imp_uid: str, actor: str, exc: GatewayRejected) -> None:
+    """PortOne refused with V1 `code: 1`: the payment is missing or already fully cancelled (perhaps
+    in its console, after our read). Read it back: fully cancelled, the attempt failed because nothing
+    is left (NotRefundable, nothing_left), and PortOne's record is applied. Otherwise returns, and the
+    refusal is handled as any other."""
+    try:
+        after = rt.gateway.get_payment(imp_uid)
+    except GatewayError:
+        return
+    if after.status != PortOneStatus.CANCELLED:
+        return
+    message = f"nothing left to refund: PortOne says the payment is fully cancelled ({exc})"
+    with rt.db.write() as session:
+        attempt = session.get_one(Refund, refund_id)
+        _mark(attempt, RefundStatus.FAILED, error=message, error_code=exc.portone_code)
+        apply_payment(session, after, source="refund")
+        audit.record(session, actor=actor, action="refund.failed", target=imp_uid, refund_id=refund_id)
+    raise NotRefundable(message, portone_status=str(after.status)) from exc
 
 
 def _settle_after_silence(rt: Runtime, *, refund_id: int, imp_uid: str, actor: str, cause: Exception) -> RefundResult:

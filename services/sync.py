@@ -81,7 +81,9 @@ def order_status_for(payment: Payment, matches_order: bool) -> OrderStatus:
     if not matches_order and payment.status in (PortOneStatus.PAID, PortOneStatus.CANCELLED):
         return OrderStatus.FORGERY
     if payment.status == PortOneStatus.READY:
-        return OrderStatus.AWAITING_DEPOSIT
+        # `ready` is also a payment window opened and left (sdk/ko/v1-sdk/javascript-sdk/payrt.md;
+        # V2: READY): only an issued virtual account waits for a deposit.
+        return OrderStatus.AWAITING_DEPOSIT if payment.pay_method == "vbank" else OrderStatus.PENDING
     if payment.status == PortOneStatus.FAILED:
         return OrderStatus.FAILED
     if payment.status == PortOneStatus.CANCELLED:
@@ -89,6 +91,30 @@ def order_status_for(payment: Payment, matches_order: bool) -> OrderStatus:
     if payment.status == PortOneStatus.PAID:
         return OrderStatus.PARTIALLY_REFUNDED if payment.cancel_amount > 0 else OrderStatus.PAID
     return OrderStatus(OrderStatus.PENDING)
+
+
+# Where money moved for the order: an attempt that moved none (ready, failed) never leaves these.
+_SETTLED_ORDER = frozenset(
+    {OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED, OrderStatus.FORGERY}
+)
+
+
+def next_order_status(current: str, proposed: OrderStatus) -> OrderStatus:
+    """The order's status once one of its payments says `proposed`.
+
+    An order has many attempts (each window opened is a payment at PortOne): another attempt's
+    `ready` or `failed`, however late it is learned, never moves an order back from paid or
+    refunded; a failure only fails an order nothing else has moved; a window left open (PENDING)
+    moves nothing.
+    """
+    now = OrderStatus(current)
+    if proposed in (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED, OrderStatus.FORGERY):
+        return proposed
+    if now in _SETTLED_ORDER or proposed == OrderStatus.PENDING:
+        return now
+    if proposed == OrderStatus.FAILED and now != OrderStatus.PENDING:
+        return now
+    return proposed
 
 
 def _record_portone_cancellations(session: Session, payment: Payment, fetched: GatewayPayment) -> None:
@@ -197,10 +223,7 @@ def apply_payment(session: Session, fetched: GatewayPayment, *, source: str, row
     payment.verified = matches
     _record_portone_cancellations(session, payment, fetched)
     if order is not None:
-        status = order_status_for(payment, matches)
-        # A failed retry must not undo an order that another payment already settled.
-        if not (status == OrderStatus.FAILED and order.status != OrderStatus.PENDING):
-            order.status = status
+        order.status = next_order_status(order.status, order_status_for(payment, matches))
     if rows is None:
         session.flush()  # a batch flushes once, when the batch is done
     return Applied(payment=payment, order=order, matches_order=matches, changed=changed)

@@ -3,6 +3,8 @@
 Each record: ``path``, ``content_type``, ``raw`` (the bytes), ``headers`` (lower-cased), ``body``
 (V1's form or JSON fields as a dict, else None) and ``answered`` (the status sent back).
 ``responses`` is a queue of status codes to answer with (200 once empty); ``delay`` slows answers.
+``ignore_types``: V2 webhook types (``Transaction.Ready``, ...) answered 200 and not recorded, for
+tests about other deliveries of the same payment.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class WebhookReceiver:
         self.received: list[dict[str, Any]] = []
         self.responses: list[int] = []
         self.delay = 0.0
+        self.ignore_types: set[str] = set()
         self._cond = threading.Condition()
         receiver = self
 
@@ -39,6 +42,12 @@ class WebhookReceiver:
                 content_type = self.headers.get("Content-Type", "")
                 if receiver.delay:
                     time.sleep(receiver.delay)
+                body = _fields(raw, content_type)
+                if receiver.ignore_types and body is not None and body.get("type") in receiver.ignore_types:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 with receiver._cond:
                     status = receiver.responses.pop(0) if receiver.responses else 200
                     receiver.received.append(
@@ -47,7 +56,7 @@ class WebhookReceiver:
                             "content_type": content_type,
                             "raw": raw,
                             "headers": {k.lower(): v for k, v in self.headers.items()},
-                            "body": _fields(raw, content_type),
+                            "body": body,
                             "answered": status,
                         }
                     )

@@ -97,20 +97,24 @@ class DualGateway:
         unreadable = list(first.unreadable)
         offset = max(0, (page - 1) * limit - v1_total)  # where this page starts within V2's list
         need = limit - len(items) - len(unreadable)
+        more_v2 = False  # V2 may hold more after this page than its total shows (see PortOneV2Client)
         if need <= 0:
-            v2_total = v2_page(1, 1).total
+            v2_total = v2_page(1, 1).total  # at least 1 when V2 has any, under either totalCount reading
         else:
             number, skip = divmod(offset, limit)
             part = v2_page(number + 1, limit)
             v2_total = part.total
             items += part.payments[skip : skip + need]
             unreadable += part.unreadable
+            more_v2 = part.next_page is not None
             if skip and len(items) < limit and part.next_page is not None:
                 later = v2_page(number + 2, limit)
+                v2_total = max(v2_total, later.total)
                 items += later.payments[: limit - len(items)]
                 unreadable += later.unreadable
+                more_v2 = later.next_page is not None
         total = v1_total + v2_total
-        next_page = page + 1 if page * limit < total else None
+        next_page = page + 1 if page * limit < total or more_v2 else None
         return PaymentPage(payments=tuple(items), total=total, next_page=next_page, unreadable=tuple(unreadable))
 
     def cancel_payment(

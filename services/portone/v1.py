@@ -28,6 +28,7 @@ from services.errors import (
     GatewayRejected,
     GatewayUnauthorized,
     GatewayUnavailable,
+    InvalidRequest,
     OutcomeUnknown,
     UnreadableAnswer,
 )
@@ -47,6 +48,7 @@ BATCH_SIZE = 100  # imp_uid[] per GET /payments
 READ_ATTEMPTS = 3
 RETRY_BACKOFF_SECONDS = 0.2
 MAX_PAGE_LIMIT = 1000
+LIST_STATUSES = frozenset({"all", "ready", "paid", "cancelled", "failed"})
 # What PortOne's V1 payment object always carries (v1.openapi.json PaymentAnnotation's required
 # fields, and the cancel history a cancel's answer is read for).
 PAYMENT_FIELDS = ("imp_uid", "merchant_uid", "amount", "cancel_amount", "currency", "status", "cancel_history")
@@ -375,12 +377,25 @@ class PortOneV1Client:
         limit: int = MAX_PAGE_LIMIT,
         sorting: str = "-started",
     ) -> PaymentPage:
+        if status not in LIST_STATUSES:
+            raise InvalidRequest(f"unknown payment status {status!r}")
+        if since is not None and until is not None and since > until:
+            raise InvalidRequest("since is after until")
         params: dict[str, Any] = {"page": page, "limit": min(limit, MAX_PAGE_LIMIT), "sorting": sorting}
         if since is not None:
             params["from"] = _unix(since)
         if until is not None:
             params["to"] = _unix(until)
-        body = self._read(f"/payments/status/{status}", params=params)
+        try:
+            body = self._read(f"/payments/status/{status}", params=params)
+        except GatewayRejected as exc:
+            # The schema's 400 covers "a page past the data", which page 1 of an empty window may be
+            # (schema/v1.openapi.json, GET /payments/status): with the status and window checked
+            # above, page 1 refused so is empty. A later page refused still raises: callers place
+            # what follows it by the total, which only page 1 tells.
+            if page == 1 and exc.http_status == 400:
+                return PaymentPage(payments=(), total=0, next_page=None)
+            raise
         payments, unreadable = parse_rows(body.get("list") or (), parse_payment, "imp_uid")
         return PaymentPage(
             payments=payments,

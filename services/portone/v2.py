@@ -492,9 +492,15 @@ class PortOneV2Client:
         payments, unreadable = parse_rows(body["items"], parse_payment, "id")
         for payment in payments:
             self._remember_currency(payment)
-        total = _obj(body.get("page")).get("totalCount")
-        total = total if type(total) is int else len(payments)
-        next_page = page + 1 if page * size < total else None
+        # PageInfo.totalCount is titled "실제 반환된 객체 수" (the objects actually returned) in
+        # schema/v2.openapi.json: it may be every match or only this page's. `total` is therefore a
+        # lower bound (exact when totalCount exceeds what came back), and a full page always
+        # has a next one: more may follow, and an empty page ends the walk.
+        returned = len(body["items"])
+        count = _obj(body.get("page")).get("totalCount")
+        seen = (page - 1) * size + returned if returned else 0
+        total = max(count if type(count) is int else 0, seen)
+        next_page = page + 1 if page * size < total or returned >= size else None
         return PaymentPage(payments=payments, total=total, next_page=next_page, unreadable=unreadable)
 
     def cancel_payment(

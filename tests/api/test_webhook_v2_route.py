@@ -59,11 +59,13 @@ def test_delivered_webhook_is_processed_and_bad_ones_are_refused(
     order = new_order(v2_api, currency="USD")
     payment_id = order["merchant_uid"]
     checkout(sandbox.http, payment_id, order["amount"], "USD")
-    wait_for_webhooks(runtime, payment_id)
+    # The checkout sends Transaction.Ready (the window opened, webhook readme-v2.md) and then
+    # Transaction.Paid: this test follows the Paid delivery.
+    wait_for_webhooks(runtime, payment_id, count=2)
     with runtime.db.read() as session:
         payment = session.scalar(select(Payment).where(Payment.imp_uid == payment_id))
         assert payment is not None and payment.status == "paid" and payment.amount == Decimal("38.50")
-    [delivery] = delivered(sandbox.http, payment_id)
+    [delivery] = [d for d in delivered(sandbox.http, payment_id, count=2) if d["type"] == "Transaction.Paid"]
     [attempt] = delivery["attempts"]
     assert attempt["status_code"] == 200
     body, headers = delivery["body"], attempt["headers"]
@@ -85,7 +87,7 @@ def test_delivered_webhook_is_processed_and_bad_ones_are_refused(
         assert (response.status_code, answer["error"]) == (status, error), answer
         assert answer["message"] and answer["result"] == "rejected" and answer["event_id"]
     assert calls(sandbox.http)["counts"]["GET /payments/{paymentId}"] == gets  # nothing was fetched
-    events = _events(runtime)
+    events = [e for e in _events(runtime) if e.claimed_status != "Transaction.Ready"]  # the Ready one: above
     assert [e.result for e in events] == ["processed", *["rejected"] * len(refused)]
     assert {e.id for e in events[1:]} == {r.json()["event_id"] for r, _, _ in refused}
 
@@ -105,9 +107,11 @@ def test_orders_complete_and_refunds_work_unchanged_on_v2(
     assert (refund.json()["refunded_total"], refund.json()["remaining"]) == (10.25, 28.25)
     [cancel] = calls(sandbox.http)["cancels"]
     assert (cancel["body"]["amount"], cancel["body"]["currentCancellableAmount"]) == (1025, 3850)
-    wait_for_webhooks(runtime, payment_id, count=2)  # Transaction.Paid, Transaction.PartialCancelled
+    # Transaction.Ready (the window opened), Transaction.Paid, Transaction.PartialCancelled
+    wait_for_webhooks(runtime, payment_id, count=3)
     with runtime.db.read() as session:
-        assert session.scalar(select(func.count()).select_from(WebhookEvent)) == 2
+        not_ready = WebhookEvent.claimed_status.is_distinct_from("Transaction.Ready")
+        assert session.scalar(select(func.count()).select_from(WebhookEvent).where(not_ready)) == 2
         payment = session.scalar(select(Payment).where(Payment.imp_uid == payment_id))
         assert payment is not None and payment.cancel_amount == Decimal("10.25")
 

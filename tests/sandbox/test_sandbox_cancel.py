@@ -39,7 +39,9 @@ def test_partial_then_full_cancel_with_checksum(client: Any) -> None:
     assert len({h["cancellation_id"] for h in p["cancel_history"]}) == 2
 
     again = client.cancel(imp_uid=imp_uid)
-    assert again["code"] == -1 and "이미 전액취소" in again["message"]
+    # PortOne answers a cancel of a fully cancelled payment, and of a missing one, with code 1
+    # (HTTP 200, a non-zero code with its message: v1.openapi.json ResponseAnnotation).
+    assert again["code"] == 1 and again["message"] == "이미 전액취소된 주문입니다." and again["response"] is None
 
 
 def test_amount_zero_means_full_and_over_remainder_refused(client: Any) -> None:
@@ -63,7 +65,7 @@ def test_cancel_by_merchant_uid_and_form_encoding(client: Any) -> None:
 def test_unknown_imp_uid_wins_over_valid_merchant_uid(client: Any) -> None:
     client.paid("order-c4", 1000)
     body = client.cancel(imp_uid="imp_000000000000", merchant_uid="order-c4")
-    assert body["code"] == -1
+    assert body["code"] == 1 and body["message"] == "취소할 결제건이 존재하지 않습니다." and body["response"] is None
     assert client.get("/payments/find/order-c4").json()["response"]["cancel_amount"] == 0
 
 
@@ -118,7 +120,7 @@ def test_concurrent_cancels_never_exceed_remainder(client: Any) -> None:
             return code
 
     codes = _parallel(20, cancel)
-    assert codes.count(0) == 10 and codes.count(-1) == 10
+    assert codes.count(0) == 10 and codes.count(1) == 10  # the rest: already fully cancelled (code 1)
     p = client.payment(imp_uid)
     assert p["cancel_amount"] == 10000 and p["status"] == "cancelled"
     assert len(p["cancel_history"]) == 10

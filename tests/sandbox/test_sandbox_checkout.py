@@ -142,3 +142,36 @@ def test_checkout_request_validation(client: Any) -> None:
                             json={"merchant_uid": "x", "amount": 1000}).status_code == 400  # fmt: skip
     assert client.http.post("/sandbox/checkout", content=b"{nope",
                             headers={"content-type": "application/json"}).status_code == 400  # fmt: skip
+
+
+def test_abandoned_window_leaves_a_ready_payment_and_no_webhook(client: Any, receiver: Any, wait: Any) -> None:
+    """PortOne creates a `ready` payment when the window opens; a customer who leaves keeps it
+    `ready`, and no webhook announces a card `ready` (sdk/ko/v1-sdk/javascript-sdk/payrt.md,
+    opi/ko/integration/webhook/readme-v1.md)."""
+    client.config(webhook_url=receiver.url)
+    left = client.checkout("order-left", 50000, outcome="abandon", card_number=None)
+    assert left["success"] is False and left["status"] == "ready" and left["imp_uid"]
+    p = client.payment(left["imp_uid"])
+    assert p["status"] == "ready" and p["pay_method"] == "card" and p["merchant_uid"] == "order-left"
+    assert p["started_at"] > 0 and p["paid_at"] == 0 and p["failed_at"] == 0
+    # The customer comes back and pays: a second payment under the same merchant_uid.
+    paid = client.paid("order-left", 50000)
+    assert paid != left["imp_uid"]
+    assert client.payment(left["imp_uid"])["status"] == "ready"
+    wait(lambda: client.http.get("/sandbox/webhooks").json()["deliveries"])
+    statuses = [d["status"] for d in client.http.get("/sandbox/webhooks").json()["deliveries"]]
+    assert statuses == ["paid"]
+    assert [d["imp_uid"] for d in client.http.get("/sandbox/webhooks").json()["deliveries"]] == [paid]
+
+
+def test_closed_window_makes_a_failed_payment_and_no_webhook(client: Any, receiver: Any) -> None:
+    client.config(webhook_url=receiver.url)
+    closed = client.checkout("order-closed", 50000, outcome="close", card_number=None)
+    assert closed["success"] is False and closed["status"] == "failed" and closed["error_msg"]
+    p = client.payment(closed["imp_uid"])
+    assert p["status"] == "failed" and p["failed_at"] > 0 and p["fail_reason"] == closed["error_msg"]
+    assert client.http.get("/sandbox/webhooks").json()["deliveries"] == []
+    assert (
+        client.http.post("/sandbox/checkout", json={"merchant_uid": "x", "amount": 1, "outcome": "?"}).status_code
+        == 400
+    )

@@ -197,3 +197,15 @@ def test_multiple_lookup_limit(client: Any, n: int) -> None:
     imp_uid = client.paid("order-many")
     r = client.get("/payments", params=[("imp_uid[]", imp_uid)] * n)
     assert r.status_code == (200 if n <= 100 else 400)
+
+
+def test_empty_first_page_answers_either_way(client: Any) -> None:
+    """Page 1 of an empty window: 200 with an empty list, or 400 like any page past the data
+    (schema/v1.openapi.json allows 400 "데이터 범위를 넘어선 page인 경우"): config empty_first_page."""
+    client.paid("o-one", 1000)
+    assert client.get("/payments/status/failed").status_code == 200
+    client.config(empty_first_page="out_of_range")
+    refused = client.get("/payments/status/failed")
+    assert refused.status_code == 400 and refused.json()["code"] != 0 and refused.json()["response"] is None
+    assert client.get("/payments/findAll/o-one/failed").status_code == 400
+    assert client.get("/payments/status/paid").json()["response"]["total"] == 1  # not empty: as before

@@ -108,3 +108,15 @@ def test_console_cancel_in_major_units(http: httpx.Client) -> None:
     assert again.status_code == 409 and again.json()["type"] == "PAYMENT_ALREADY_CANCELLED"
     raw = http.get("/sandbox/v2/payments/cc-1").json()
     assert raw["amount"]["cancelled"] == 3850
+
+
+def test_abandoned_and_closed_windows(http: httpx.Client) -> None:
+    """The window opened (READY) and was left (stays READY) or closed (FAILED)."""
+    left = checkout(http, "v2-left", 50000, outcome="abandon", card_number=None)
+    assert left["status"] == "READY" and left["code"] == "WINDOW_ABANDONED"
+    payment = _payment(http, "v2-left")
+    assert payment["status"] == "READY" and "method" not in payment
+    assert checkout(http, "v2-left", 50000)["status"] == "PAID"  # the customer came back
+    closed = checkout(http, "v2-closed", 50000, outcome="close", card_number=None)
+    assert closed["status"] == "FAILED" and closed["pgCode"] == "PAY_PROCESS_CANCELED"
+    assert _payment(http, "v2-closed")["status"] == "FAILED"

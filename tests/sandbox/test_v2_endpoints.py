@@ -171,3 +171,18 @@ def test_faults_and_reset(http: httpx.Client) -> None:
     assert http.post("/sandbox/reset").status_code == 200
     assert http.get("/payments/f-1", headers=auth()).status_code == 404
     assert calls(http)["total"] == 1 and http.get("/sandbox/v2/config").json()["fault_body"] == "json"
+
+
+def test_total_count_answers_either_reading(http: httpx.Client) -> None:
+    """PageInfo.totalCount's title is "실제 반환된 객체 수" (schema/v2.openapi.json): config total_count
+    "returned" answers the count of this page's items, "total" (default) every match."""
+    for n in range(3):
+        checkout(http, f"tc-{n}", 1000 + n)
+
+    def count(size: int) -> object:
+        body = json.dumps({"page": {"size": size}})
+        return http.get("/payments", headers=auth(), params={"requestBody": body}).json()["page"]["totalCount"]
+
+    assert count(2) == 3
+    configure(http, total_count="returned")
+    assert count(2) == 2 and count(10) == 3

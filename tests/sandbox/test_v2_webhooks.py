@@ -26,6 +26,9 @@ def http(sandbox: RunningSandbox) -> Iterator[httpx.Client]:
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
     r = WebhookReceiver()
+    # Every checkout also sends Transaction.Ready (the window opened): the tests here are about the
+    # deliveries after it, except test_transaction_ready_is_sent_when_the_window_opens.
+    r.ignore_types = {"Transaction.Ready"}
     yield r
     r.close()
 
@@ -61,7 +64,9 @@ def test_retries_keep_the_id_and_re_sign(http: httpx.Client, receiver: WebhookRe
     assert first["headers"]["webhook-timestamp"] != second["headers"]["webhook-timestamp"]
     for attempt in (first, second):
         portone.webhook.verify(WEBHOOK_SECRET, attempt["raw"].decode(), attempt["headers"])
-    [delivery] = wait(lambda: [d for d in deliveries(http, "wh-retry") if d["state"] == "delivered"])
+    # Transaction.Ready (the window opened) is delivered too: this test follows the Paid one.
+    [delivery] = wait(lambda: [d for d in deliveries(http, "wh-retry")
+                               if d["state"] == "delivered" and d["type"] == "Transaction.Paid"])  # fmt: skip
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 200]
 
 
@@ -99,4 +104,28 @@ def test_notice_urls_secret_from_config_and_manual_send(http: httpx.Client, rece
     assert http.post("/sandbox/v2/webhooks/send", json={"payment_id": "none"}).status_code == 404
     no_url = checkout(http, "wh-nowhere", 1000)
     assert no_url["status"] == "PAID"
-    assert [d["state"] for d in deliveries(http, "wh-nowhere")] == ["no_url"]
+    assert [d["state"] for d in deliveries(http, "wh-nowhere")] == ["no_url", "no_url"]  # Ready, Paid
+
+
+@pytest.mark.parametrize(
+    ("outcome", "types"),
+    [
+        ("pay", ["Transaction.Ready", "Transaction.Paid"]),
+        ("abandon", ["Transaction.Ready"]),
+        ("close", ["Transaction.Ready", "Transaction.Failed"]),
+    ],
+)
+def test_transaction_ready_is_sent_when_the_window_opens(
+    http: httpx.Client, receiver: WebhookReceiver, outcome: str, types: list[str]
+) -> None:
+    """`Transaction.Ready`: 결제창이 열렸을 때 (opi/ko/integration/webhook/readme-v2.md)."""
+    receiver.ignore_types = set()
+    configure(http, webhook_url=receiver.url)
+    extra = {"card_number": None} if outcome != "pay" else {}
+    checkout(http, f"wh-open-{outcome}", 1000, outcome=outcome, **extra)
+    receiver.wait_for(len(types))
+    time.sleep(0.3)  # nothing more comes
+    got = sorted(json.loads(r["raw"])["type"] for r in receiver.received)
+    assert got == sorted(types)
+    for r in receiver.received:
+        portone.webhook.verify(WEBHOOK_SECRET, r["raw"].decode(), r["headers"])

@@ -163,3 +163,25 @@ def test_resync_resolves_with_its_own_note_when_the_rules_cannot_tell_yet(
     result = alert_desk.resync(runtime, actor=OPERATOR, alert_id=alert_id)
     assert (result.outcome, result.alert.status, result.alert.resolved_by) == ("resolved", "resolved", "kim")
     assert result.alert.resolution_note == alert_desk.AUTO_RESOLVE_NOTE
+
+
+def test_resync_resolves_a_stuck_ready_alert_on_a_card_window_left_open(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """A STUCK_READY alert raised on a card window left `ready` (no virtual account waits: see
+    sdk/ko/v1-sdk/javascript-sdk/payrt.md) is resolved by a re-sync: nothing is stuck."""
+    left = sandbox.checkout("abandoned_window_1", "50000", outcome="abandon", card_number=None)
+    imp_uid = str(left["imp_uid"])
+    verify_payment(runtime, imp_uid=imp_uid, source="complete")
+    with runtime.db.write() as session:
+        stuck = raise_alert(
+            session,
+            kind=AlertKind.STUCK_READY,
+            imp_uid=imp_uid,
+            merchant_uid="abandoned_window_1",
+            message="virtual account unpaid",
+            db_value="ready",
+            portone_value="ready",
+        ).id
+    result = alert_desk.resync(runtime, actor=OPERATOR, alert_id=stuck)
+    assert (result.outcome, result.alert.status) == ("resolved", "resolved")

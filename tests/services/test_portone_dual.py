@@ -98,3 +98,43 @@ def test_new_payments_are_prepared_on_the_chosen_side(
     assert to_v1.get_prepared("dual-prep-1").amount == Decimal("38.50")
     assert sandbox.calls()["counts"]["POST /payments/prepare"] >= 1  # (a stale V1 token is retried once)
     assert calls(sandbox.http)["counts"] == {"POST /payments/{paymentId}/pre-register": 1}  # V2 untouched
+
+
+def _walk(dual: DualGateway, **kwargs: object) -> tuple[list[str], int]:
+    """Every payment listed, following next_page from page 1; and the number of pages asked."""
+    ids: list[str] = []
+    page: int | None = 1
+    asked = 0
+    while page is not None:
+        asked += 1
+        assert asked < 50, "paging never ends"
+        got = dual.list_payments(page=page, **kwargs)  # type: ignore[arg-type]
+        ids += [p.imp_uid for p in got.payments]
+        page = got.next_page
+    return ids, asked
+
+
+@pytest.mark.parametrize("empty_first_page", ["ok", "out_of_range"])
+@pytest.mark.parametrize("total_count", ["total", "returned"])
+def test_paging_is_right_under_either_reading(
+    sandbox: SandboxControl, dual: DualGateway, empty_first_page: str, total_count: str
+) -> None:
+    """V1 may answer page 1 of an empty window with 400 (schema: a page past the data) and V2's
+    page.totalCount may count only this page's items (its title: 실제 반환된 객체 수): every payment is
+    listed once, in order, and an empty window is simply empty."""
+    sandbox.http.post("/sandbox/config", json={"empty_first_page": empty_first_page}).raise_for_status()
+    sandbox.http.post("/sandbox/v2/config", json={"total_count": total_count}).raise_for_status()
+    v1_ids = [_v1_paid(sandbox, f"dual-r1-{n}", 1000 + n) for n in range(3)]
+    v2_ids = [f"dual-r2-{n}" for n in range(7)]
+    for payment_id in v2_ids:
+        checkout(sandbox.http, payment_id, 2000)
+
+    for limit in (2, 3, 5, 10, 20):
+        ids, _ = _walk(dual, limit=limit, sorting="started")
+        assert ids == [*v1_ids, *v2_ids], limit
+    # Nothing of V1 in the window (V1's page 1 may be a 400), all of V2.
+    checkout(sandbox.http, "dual-r2-failed", 1000, card_number="4000-0000-0000-0002")
+    assert _walk(dual, status="failed", limit=2) == (["dual-r2-failed"], 1)
+    # Nothing at all.
+    empty = dual.list_payments(status="cancelled", limit=5)
+    assert (empty.payments, empty.next_page) == ((), None)

@@ -451,3 +451,76 @@ def test_a_listed_row_we_cannot_read_is_logged_and_the_run_judges_the_rest(
     # Nothing raised from a row read as 0; an unreadable payment's earlier alerts stay as they were.
     assert {a for a in found - scenario.expected if a[1] not in unreadable} == set()
     assert {a for a in scenario.expected if a[1] not in unreadable} <= found
+
+
+def test_abandoned_card_windows_are_neither_missing_nor_stuck_and_repair_leaves_paid_orders_paid(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """A card window opened and left stays `ready` at PortOne (sdk/ko/v1-sdk/javascript-sdk/payrt.md)
+    without a webhook: no money moved, no virtual account waits. Neither MISSING_IN_DB nor
+    STUCK_READY, and a repairing run leaves the order its other attempt paid, paid."""
+    now = int(time.time())
+    started = now - 5 * 86400
+    paid_order, left_order = "ab-paid-order", "ab-left-order"
+    add_order(runtime, paid_order, "KRW")
+    add_order(runtime, left_order, "KRW")
+    card_ready = {**_spec(paid_order, "KRW", started), "status": "ready", "pay_method": "card"}
+    card_ready.pop("paid_at")
+    lone_ready = {**card_ready, "merchant_uid": left_order}
+    ready_uid, paid_uid, lone_uid = _bulk(
+        sandbox, [card_ready, {**_spec(paid_order, "KRW", started + 60), "pay_method": "card"}, lone_ready]
+    )
+    verify_payment(runtime, imp_uid=paid_uid, source="complete")
+    add_delivery(runtime, paid_uid, datetime.fromtimestamp(started + 100, UTC))
+    since = datetime.fromtimestamp(started - 3600, UTC)
+
+    start_run(runtime, since=since, actor=OPERATOR, options=FAST)
+    assert open_alerts(runtime) == set()
+    start_run(runtime, since=since, actor=OPERATOR, repair=True, options=FAST)
+
+    assert open_alerts(runtime) == set()
+    with runtime.db.read() as session:
+        raised = session.scalars(select(Alert.kind).where(Alert.imp_uid.in_([ready_uid, lone_uid]))).all()
+    assert raised == []
+    with runtime.db.read() as session:
+        statuses = {uid: str(status) for uid, status in session.execute(select(Order.merchant_uid, Order.status))}
+    assert statuses == {paid_order: "paid", left_order: "pending"}
+
+
+@pytest.mark.parametrize("portone_version", ["v1", "v2"])
+@pytest.mark.parametrize(("empty_first_page", "total_count"), [("ok", "total"), ("out_of_range", "returned")])
+def test_a_run_lists_every_payment_under_either_paging_reading(
+    database_url: str, sandbox: SandboxControl, portone_version: str, empty_first_page: str, total_count: str
+) -> None:
+    """V1 may refuse page 1 of an empty window (400, a page past the data) and V2's page.totalCount
+    may count only the page's items ("실제 반환된 객체 수"): a run still lists and judges every payment."""
+    from tests.factories import make_runtime
+
+    sandbox.http.post("/sandbox/config", json={"empty_first_page": empty_first_page}).raise_for_status()
+    sandbox.http.post("/sandbox/v2/config", json={"total_count": total_count}).raise_for_status()
+    rt = make_runtime(
+        database_url=database_url,
+        portone_api_url=sandbox.url,
+        portone_api_version=portone_version,
+        reconcile_missing_grace_minutes=0,
+    )
+    try:
+        since = utcnow() - timedelta(minutes=1)
+        uids = []
+        for n in range(12):
+            merchant_uid = f"paging-{portone_version}-{n}"
+            add_order(rt, merchant_uid, "KRW")
+            paid = sandbox.checkout(merchant_uid, FEE["KRW"])
+            assert paid["success"], paid
+            uids.append(paid["imp_uid"])
+        time.sleep(1.1)  # the run's window ends at a whole second
+        run = start_run(rt, since=since, actor=OPERATOR, options=FAST)
+        assert run.status == "finished"
+        missing = {uid for kind, uid in open_alerts(rt) if kind == str(K.MISSING_IN_DB)}
+        assert missing == set(uids)
+        # A window with nothing in it: V1's page 1 may be a 400; the run finishes, finding nothing.
+        a_day_ago = utcnow() - timedelta(days=1)
+        empty = start_run(rt, since=a_day_ago - timedelta(days=1), until=a_day_ago, actor=OPERATOR, options=FAST)
+        assert (empty.status, empty.found_total) == ("finished", 0)
+    finally:
+        rt.close()

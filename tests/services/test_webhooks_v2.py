@@ -48,7 +48,8 @@ def _paid_order(rt: Runtime, sandbox: SandboxControl) -> tuple[str, str]:
     """An order of ours paid through V2 (USD 38.50); returns (paymentId, the Transaction.Paid body)."""
     order = create_order(rt, customer_email="kim@example.com", customer_name="Kim", currency="USD")
     checkout(sandbox.http, order.merchant_uid, order.amount, "USD")
-    [delivery] = deliveries(sandbox.http, order.merchant_uid)
+    # The checkout also sends Transaction.Ready (the window opened, webhook readme-v2.md): the Paid one.
+    [delivery] = [d for d in deliveries(sandbox.http, order.merchant_uid) if d["type"] == "Transaction.Paid"]
     return order.merchant_uid, delivery["body"]
 
 
