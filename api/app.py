@@ -11,6 +11,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -180,6 +181,20 @@ def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) ->
             status_code=201,
         )
 
+    @app.get("/api/orders/{merchant_uid}")
+    async def read_order(merchant_uid: str, runtime: RT) -> ExactJSONResponse:
+        """The customer app's read of its order after the payment window closes: no personal data."""
+        state = await _in_thread(orders.order_state, runtime, merchant_uid)
+        return ExactJSONResponse(
+            {
+                "merchant_uid": state.merchant_uid,
+                "status": state.status,
+                "amount": state.amount,
+                "currency": state.currency,
+                "paid_at": _aware(state.paid_at).isoformat() if state.paid_at else None,
+            }
+        )
+
     @app.post("/api/payments/complete", openapi_extra={"requestBody": _body_schema(CompleteRequest)})
     async def complete(request: Request, runtime: RT) -> ExactJSONResponse:
         body = _validated(CompleteRequest, await _json_body(request))
@@ -282,6 +297,11 @@ def _refund_response(result: refunds.RefundResult) -> ExactJSONResponse:
         return ExactJSONResponse(payload, status_code=202)
     code = 409 if result.status == RefundStatus.REJECTED else 502
     return error(code, "refund_" + str(result.status), result.error_message or "refund failed", **payload)
+
+
+def _aware(moment: datetime) -> datetime:
+    """Stored times are UTC; SQLite gives them back without their zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
