@@ -25,7 +25,7 @@ from api import webhooks_v2 as webhooks_v2_routes
 from api.bodies import read_capped
 from api.exports import include_export_routes
 from api.webhook_senders import refuse_unlisted_sender, sender_ip
-from services import jsonutil, orders, payments, refunds, webhooks, webhooks_v2
+from services import jsonutil, orders, payments, reconcile_schedule, refunds, webhooks, webhooks_v2
 from services.config import get_settings
 from services.errors import (
     Conflict,
@@ -131,7 +131,10 @@ def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) ->
         owned = runtime is None
         app.state.runtime = runtime or build_runtime()
         app.state.webhook_batcher = WebhookBatcher(app.state.runtime)
+        # Raises reconcile_stale when no scheduled reconciliation finishes in time (the scheduler died).
+        app.state.reconcile_watchdog = reconcile_schedule.Watchdog(app.state.runtime).start()
         yield
+        app.state.reconcile_watchdog.close()
         app.state.webhook_batcher.close()
         if owned:
             app.state.runtime.close()
@@ -152,12 +155,14 @@ def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) ->
         app.include_router(webhooks_v2_routes.router)
 
     @app.get("/healthz")
-    def healthz(runtime: RT) -> dict[str, Any]:
+    def healthz(request: Request, runtime: RT) -> dict[str, Any]:
         from sqlalchemy import text
 
         with runtime.db.read() as session:
             session.execute(text("select 1"))
-        return {"status": "ok", "mode": runtime.settings.portone_mode}
+        watchdog = getattr(request.app.state, "reconcile_watchdog", None)
+        schedule = reconcile_schedule.schedule_state(runtime, watching_since=watchdog.started if watchdog else None)
+        return {"status": "ok", "mode": runtime.settings.portone_mode, "reconcile": schedule.as_dict()}
 
     @app.post("/api/orders", status_code=201, openapi_extra={"requestBody": _body_schema(OrderRequest)})
     async def create_order(request: Request, runtime: RT) -> ExactJSONResponse:

@@ -26,6 +26,9 @@ class AlertKind(enum.StrEnum):
     WEBHOOK_UNVERIFIED = "webhook_unverified"  # a delivery that failed verification
     WEBHOOK_GAP = "webhook_gap"  # PortOne changed a payment and no webhook told us in time
     UNSUPPORTED_CURRENCY = "unsupported_currency"  # PortOne shows a payment in a currency we do not offer
+    # No scheduled reconciliation finished for RECONCILE_STALE_MINUTES: lost webhooks go unhealed
+    # (names no payment; services/reconcile_schedule.py raises and resolves it).
+    RECONCILE_STALE = "reconcile_stale"
 
 
 SEVERITY = {
@@ -42,6 +45,7 @@ SEVERITY = {
     AlertKind.WEBHOOK_UNVERIFIED: "medium",
     AlertKind.WEBHOOK_GAP: "medium",
     AlertKind.UNSUPPORTED_CURRENCY: "high",
+    AlertKind.RECONCILE_STALE: "high",
 }
 
 

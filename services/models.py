@@ -407,6 +407,18 @@ class ReconciliationRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class JobLock(Base):
+    """A job that must never run twice at once across processes (`reconcile`): taken with a
+    conditional UPDATE, held with a lease its holder renews (services/job_lock.py)."""
+
+    __tablename__ = "job_locks"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))  # host:pid:token of the process holding it
+    acquired_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+
+
 class ExportLinkGrant(Base):
     """One export link made in the dashboard: who made it, in which sign-in, for what, until when.
     The link's signed token names only `id`; a link is honoured once (`used_at` set by a conditional
