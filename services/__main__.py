@@ -98,6 +98,7 @@ def _scheduler(runtime: Runtime, args: argparse.Namespace) -> int:
     from services.reconcile_schedule import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per PortOne request
 
     def _interrupt(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)

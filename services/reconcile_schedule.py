@@ -51,7 +51,7 @@ class ScheduleState:
     last_finished_at: datetime | None  # when the newest scheduled run that finished did
     stale: bool  # no scheduled run finished for `stale_after`
     every: timedelta
-    window: timedelta
+    window: str  # RECONCILE_SCHEDULE_WINDOW as set: 2d, 12h, ...
     stale_after: timedelta
 
     def as_dict(self) -> dict[str, object]:
@@ -59,7 +59,7 @@ class ScheduleState:
         run = self.last_run
         return {
             "every_minutes": self.every.total_seconds() / 60,
-            "window": str(self.window),
+            "window": self.window,
             "last_run_at": run.started_at.isoformat() if run else None,
             "last_run_status": run.status if run else None,
             "last_run_finished_at": run.finished_at.isoformat() if run and run.finished_at else None,
@@ -97,7 +97,7 @@ def schedule_state(
         last_finished_at=last_finished_at,
         stale=since is not None and now - since > stale_after,
         every=timedelta(minutes=settings.reconcile_schedule_minutes),
-        window=settings.reconcile_schedule_window_delta,
+        window=settings.reconcile_schedule_window,
         stale_after=stale_after,
     )
 
