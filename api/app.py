@@ -11,6 +11,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -24,7 +25,7 @@ from api import webhooks_v2 as webhooks_v2_routes
 from api.bodies import read_capped
 from api.exports import include_export_routes
 from api.webhook_senders import refuse_unlisted_sender, sender_ip
-from services import jsonutil, orders, payments, refunds, webhooks, webhooks_v2
+from services import jsonutil, orders, payments, reconcile_schedule, refunds, webhooks, webhooks_v2
 from services.config import get_settings
 from services.errors import (
     Conflict,
@@ -144,7 +145,10 @@ def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) ->
         owned = runtime is None
         app.state.runtime = runtime or build_runtime()
         app.state.webhook_batcher = WebhookBatcher(app.state.runtime)
+        # Raises reconcile_stale when no scheduled reconciliation finishes in time (the scheduler died).
+        app.state.reconcile_watchdog = reconcile_schedule.Watchdog(app.state.runtime).start()
         yield
+        app.state.reconcile_watchdog.close()
         app.state.webhook_batcher.close()
         if owned:
             app.state.runtime.close()
@@ -165,12 +169,14 @@ def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) ->
         app.include_router(webhooks_v2_routes.router)
 
     @app.get("/healthz")
-    def healthz(runtime: RT) -> dict[str, Any]:
+    def healthz(request: Request, runtime: RT) -> dict[str, Any]:
         from sqlalchemy import text
 
         with runtime.db.read() as session:
             session.execute(text("select 1"))
-        return {"status": "ok", "mode": runtime.settings.portone_mode}
+        watchdog = getattr(request.app.state, "reconcile_watchdog", None)
+        schedule = reconcile_schedule.schedule_state(runtime, watching_since=watchdog.started if watchdog else None)
+        return {"status": "ok", "mode": runtime.settings.portone_mode, "reconcile": schedule.as_dict()}
 
     @app.post("/api/orders", status_code=201, openapi_extra={"requestBody": _body_schema(OrderRequest)})
     async def create_order(request: Request, runtime: RT) -> ExactJSONResponse:
@@ -192,6 +198,20 @@ def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) ->
                 "pg": created.pg,
             },
             status_code=201,
+        )
+
+    @app.get("/api/orders/{merchant_uid}")
+    async def read_order(merchant_uid: str, runtime: RT) -> ExactJSONResponse:
+        """The customer app's read of its order after the payment window closes: no personal data."""
+        state = await _in_thread(orders.order_state, runtime, merchant_uid)
+        return ExactJSONResponse(
+            {
+                "merchant_uid": state.merchant_uid,
+                "status": state.status,
+                "amount": state.amount,
+                "currency": state.currency,
+                "paid_at": _aware(state.paid_at).isoformat() if state.paid_at else None,
+            }
         )
 
     @app.post("/api/payments/complete", openapi_extra={"requestBody": _body_schema(CompleteRequest)})
@@ -299,6 +319,11 @@ def _refund_response(result: refunds.RefundResult) -> ExactJSONResponse:
         return ExactJSONResponse(payload, status_code=202)
     code = 409 if result.status == RefundStatus.REJECTED else 502
     return error(code, "refund_" + str(result.status), result.error_message or "refund failed", **payload)
+
+
+def _aware(moment: datetime) -> datetime:
+    """Stored times are UTC; SQLite gives them back without their zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -13,9 +13,10 @@ from dashboard.auth import gate
 from dashboard.format import KST, amounts_in, badge, kst, money, payment_state, plain, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import alert_desk, reconcile, reconcile_runs
+from services import alert_desk, reconcile, reconcile_runs, reconcile_schedule
 from services.access import Permission
 from services.errors import Conflict, GatewayError, InvalidRequest, PaymentsError
+from services.job_lock import JobBusy
 
 actor = gate(Permission.VIEW)
 rt = get_runtime()
@@ -209,6 +210,23 @@ def _detail(alert_id: int) -> None:
     _actions(alert)
 
 
+def _schedule() -> None:
+    """The scheduled reconciliation's last run (time and outcome), and a warning when it is stale."""
+    state = reconcile_schedule.schedule_state(rt)
+    every, window = state.every.total_seconds() / 60, plain(rt.settings.reconcile_schedule_window)
+    run = state.last_run
+    if run is None:
+        st.caption(t("reconcile.schedule_never", every=every, window=window))
+    else:
+        repaired = sum(c.repaired for c in run.counts.values())
+        outcome = t(
+            f"reconcile.outcome_{run.status}", checked=run.payments_checked, new=run.new_total, repaired=repaired
+        )
+        st.caption(t("reconcile.schedule_last", every=every, window=window, time=kst(run.started_at), outcome=outcome))
+    if state.stale:
+        st.warning(t("reconcile.schedule_stale", minutes=state.stale_after.total_seconds() / 60))
+
+
 def _reconciliation() -> None:
     """Run a reconciliation now (operators) and show the recent runs (everyone)."""
     with st.expander(t("reconcile.heading")):
@@ -225,6 +243,8 @@ def _reconciliation() -> None:
                 since = datetime.combine(since_day, datetime.min.time(), tzinfo=KST)
                 try:
                     run = reconcile.start_run(rt, since=since, actor=actor, progress=report)
+                except JobBusy as exc:  # the scheduled run (or another person's) holds the lock
+                    st.warning(t("reconcile.busy", message=plain(exc)))
                 except PaymentsError as exc:
                     st.warning(t("reconcile.failed", message=plain(exc)))
                 else:
@@ -263,6 +283,7 @@ def _reconciliation() -> None:
 
 st.title(t("alerts.title"))
 st.caption(t("alerts.intro"))
+_schedule()
 _flash()
 status, kind, severity = _filters()
 signature = (status, kind, severity)

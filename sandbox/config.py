@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_IMP_KEY = "sandbox-imp-key"
 DEFAULT_IMP_SECRET = "sandbox-imp-secret"
+# PortOne V1 redelivers a webhook at most 5 times, a minute apart, and only for merchants who asked
+# its support to (opi/ko/integration/webhook/readme-v1.md).
+V1_WEBHOOK_RETRIES = 5
+V1_WEBHOOK_RETRY_INTERVAL_MS = 60_000
 
 
 class SandboxConfig(BaseModel):
@@ -43,9 +47,10 @@ class SandboxConfig(BaseModel):
     # Webhooks
     webhook_url: str | None = None
     webhook_content_type: Literal["json", "form"] = "json"
-    webhook_retry_delays_ms: list[Annotated[int, Field(ge=0)]] = Field(
-        default_factory=lambda: [200, 1000, 3000], max_length=20
-    )
+    # PortOne V1 sends each webhook once; redelivery (after a network error or a 5xx, up to 5 times a
+    # minute apart) is switched on by PortOne's support on request (readme-v1.md). Tests shorten the minute.
+    webhook_retries: bool = False
+    webhook_retry_interval_ms: int = Field(V1_WEBHOOK_RETRY_INTERVAL_MS, ge=0)
     webhook_duplicates: int = Field(0, ge=0, le=100)
     webhook_drop_rate: float = Field(0.0, ge=0.0, le=1.0)
     webhook_hold: bool = False

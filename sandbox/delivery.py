@@ -1,5 +1,8 @@
 """What V1 and V2 webhook dispatchers share: attempts with retries as asyncio tasks on the server
-loop, each attempt recorded on its delivery, and cancellation at reset or shutdown."""
+loop, each attempt recorded on its delivery, and cancellation at reset or shutdown.
+
+Which failures are retried, and after how long, is each version's own (PortOne's documents differ):
+`retry_delays_ms` on the delivery, `_retryable` on the dispatcher."""
 
 from __future__ import annotations
 
@@ -36,12 +39,16 @@ class DeliveryLoop(Generic[D]):
     async def _post(self, client: httpx.AsyncClient, d: D, record: dict[str, Any]) -> httpx.Response:
         raise NotImplementedError
 
+    def _retryable(self, status_code: int | None) -> bool:
+        """Whether a failed attempt (None: no answer, a network error) is sent again."""
+        return True
+
     async def _deliver(self, d: D, first_attempt: int = 0) -> None:
         for attempt in range(first_attempt, 1 + len(d.retry_delays_ms)):
             if attempt > 0:
                 d.state = "retrying"
                 await asyncio.sleep(d.retry_delays_ms[attempt - 1] / 1000)
-            if await self._attempt(d, attempt):
+            if await self._attempt(d, attempt) or d.state == "failed":
                 return
 
     async def _attempt(self, d: D, attempt: int) -> bool:
@@ -64,7 +71,7 @@ class DeliveryLoop(Generic[D]):
         d.attempts.append(record)
         if ok:
             d.state = "delivered"
-        elif attempt >= len(d.retry_delays_ms):
+        elif attempt >= len(d.retry_delays_ms) or not self._retryable(record["status_code"]):
             d.state = "failed"
         return ok
 

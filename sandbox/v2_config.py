@@ -12,6 +12,10 @@ DEFAULT_V2_API_SECRET = "sandbox-v2-api-secret"
 DEFAULT_V2_STORE_ID = "store-00000000-0000-4000-8000-00000000c4e7"
 # base64 of b"chekar-sandbox-v2-webhook-secret": a public sandbox value, never a real secret.
 DEFAULT_V2_WEBHOOK_SECRET = "whsec_Y2hla2FyLXNhbmRib3gtdjItd2ViaG9vay1zZWNyZXQ="
+# PortOne V2 retries a failed webhook up to 5 times, waiting 1, 4, 16, 64 and 256 minutes
+# (opi/ko/integration/webhook/readme-v2.md, "웹훅 재전송 정책"; PortOne adds a random jitter of a
+# size it does not publish: the sandbox keeps the exact schedule).
+V2_WEBHOOK_RETRY_DELAYS_MS = [minutes * 60_000 for minutes in (1, 4, 16, 64, 256)]
 
 
 class V2Config(BaseModel):
@@ -36,8 +40,9 @@ class V2Config(BaseModel):
     # Webhooks (V2 sends them for API cancels too, unless the request says skipWebhook)
     webhook_url: str | None = None
     webhook_on_api_cancel: bool = True
+    # PortOne's schedule by default (readme-v2.md); tests shorten it.
     webhook_retry_delays_ms: list[Annotated[int, Field(ge=0)]] = Field(
-        default_factory=lambda: [200, 1000, 3000], max_length=20
+        default_factory=lambda: list(V2_WEBHOOK_RETRY_DELAYS_MS), max_length=20
     )
     webhook_timeout_seconds: float = Field(5.0, gt=0)
 

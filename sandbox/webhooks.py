@@ -2,10 +2,12 @@
 
 Deliveries run as asyncio tasks on the server's loop, so the API answer
 never waits for them and there are no extra threads: at shutdown the tasks
-are cancelled and the HTTP client closed. Each delivery is retried on a
-connection error or a non-2xx answer after ``webhook_retry_delays_ms``
-(PortOne retries 5xx/network errors up to 5 times a minute apart; the
-sandbox uses short, configurable delays instead).
+are cancelled and the HTTP client closed.
+
+Retries follow PortOne (opi/ko/integration/webhook/readme-v1.md, "웹훅 재 전송이 가능한가요?"):
+a webhook is sent once. Only a merchant who asked PortOne's support for redelivery gets retries
+(``webhook_retries``): at most 5, a minute apart (``webhook_retry_interval_ms``, shortened in
+tests), and only after a network error or a 5xx answer; any other answer ends the delivery.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Literal
 
 import httpx
 
-from sandbox.config import ConfigHolder
+from sandbox.config import V1_WEBHOOK_RETRIES, ConfigHolder
 from sandbox.delivery import DeliveryLoop
 
 FlushOrder = Literal["fifo", "reverse", "shuffle"]
@@ -97,7 +99,7 @@ class WebhookDispatcher(DeliveryLoop[Delivery]):
                     body=dict(body),
                     url=url,
                     content_type=cfg.webhook_content_type,
-                    retry_delays_ms=list(cfg.webhook_retry_delays_ms),
+                    retry_delays_ms=[cfg.webhook_retry_interval_ms] * V1_WEBHOOK_RETRIES if cfg.webhook_retries else [],
                     copy=copy,
                 )
                 self._deliveries.append(d)
@@ -138,8 +140,12 @@ class WebhookDispatcher(DeliveryLoop[Delivery]):
         # First attempts strictly sequential so the receiver sees this order;
         # retries of failed ones continue independently.
         for d in batch:
-            if not await self._attempt(d, 0):
+            if not await self._attempt(d, 0) and d.state != "failed":
                 self._spawn(self._deliver(d, first_attempt=1))
+
+    def _retryable(self, status_code: int | None) -> bool:
+        # readme-v1.md: redelivery only after a network error or a 5xx answer.
+        return status_code is None or status_code >= 500
 
     async def _post(self, client: httpx.AsyncClient, d: Delivery, record: dict[str, Any]) -> httpx.Response:
         timeout = self._holder.current.webhook_timeout_seconds

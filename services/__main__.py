@@ -1,4 +1,4 @@
-"""Command line for scripts: `python -m services migrate | seed-demo | users add|list | reconcile`."""
+"""Command line for scripts: `python -m services migrate | seed-demo | users add|list | reconcile | scheduler`."""
 
 from __future__ import annotations
 
@@ -91,6 +91,28 @@ def _reconcile(runtime: Runtime, args: argparse.Namespace) -> int:
     return run_cli(runtime, args)
 
 
+def _scheduler(runtime: Runtime, args: argparse.Namespace) -> int:
+    """Scheduled reconciliation until SIGTERM or Ctrl-C (services/reconcile_schedule.py)."""
+    import logging
+    import signal
+    import threading
+
+    from services.reconcile_schedule import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per PortOne request
+
+    def _interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        serve(runtime, stop=threading.Event(), max_runs=args.max_runs)
+    except KeyboardInterrupt:
+        print("scheduler stopped; a run it interrupted is stored as failed and the next one covers it", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services", description="Chekar payments operations")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     reconcile = commands.add_parser("reconcile", help="compare our records with PortOne over a time window")
     reconcile_arguments(reconcile)
     reconcile.set_defaults(func=_with_runtime(_reconcile))
+    scheduler = commands.add_parser(
+        "scheduler",
+        help="reconcile the last RECONCILE_SCHEDULE_WINDOW every RECONCILE_SCHEDULE_MINUTES, with repairs, until stopped",
+    )
+    scheduler.add_argument("--max-runs", type=int, default=0, help="stop after this many scheduled runs (0: never)")
+    scheduler.set_defaults(func=_with_runtime(_scheduler))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -29,6 +29,9 @@ class AlertKind(enum.StrEnum):
     # A forged virtual-account payment the guard cannot cancel by itself: PortOne pays it back only
     # into the customer's account (opi/ko/integration/cancel/v1/basic.md), which a person must get.
     FORGERY_REFUND_ACCOUNT_NEEDED = "forgery_refund_account_needed"
+    # No scheduled reconciliation finished for RECONCILE_STALE_MINUTES: lost webhooks go unhealed
+    # (names no payment; services/reconcile_schedule.py raises and resolves it).
+    RECONCILE_STALE = "reconcile_stale"
 
 
 SEVERITY = {
@@ -46,6 +49,7 @@ SEVERITY = {
     AlertKind.WEBHOOK_GAP: "medium",
     AlertKind.UNSUPPORTED_CURRENCY: "high",
     AlertKind.FORGERY_REFUND_ACCOUNT_NEEDED: "critical",
+    AlertKind.RECONCILE_STALE: "high",
 }
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
+from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -109,6 +111,12 @@ class Settings(BaseSettings):
     reconcile_missing_grace_minutes: float = Field(5.0, ge=0)  # a payment this fresh may be on its way to /complete
     reconcile_max_requests_per_second: float = Field(20.0, ge=0)  # 0 = unpaced
     reconcile_concurrency: int = Field(4, ge=1, le=32)
+    # Scheduled reconciliation (`python -m services scheduler`, started by `make run`): PortOne V1 sends
+    # each webhook once, so a run every this many minutes over this window (30s, 12h, 2d, 1w) re-syncs
+    # what a lost webhook left behind; no scheduled run finished for this long raises reconcile_stale.
+    reconcile_schedule_minutes: float = Field(10.0, gt=0)
+    reconcile_schedule_window: str = "2d"
+    reconcile_stale_minutes: float = Field(30.0, gt=0)
 
     @classmethod
     def settings_customise_sources(
@@ -121,6 +129,16 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = TomlConfigSettingsSource(settings_cls, toml_file=SECRETS_FILE)
         return (init_settings, env_settings, toml)
+
+    @field_validator("reconcile_schedule_window")
+    @classmethod
+    def _window_is_a_duration(cls, text: str) -> str:
+        parse_duration(text)
+        return text.strip()
+
+    @property
+    def reconcile_schedule_window_delta(self) -> timedelta:
+        return parse_duration(self.reconcile_schedule_window)
 
     @field_validator("fee_table")
     @classmethod
@@ -161,6 +179,18 @@ class Settings(BaseSettings):
     @property
     def is_live(self) -> bool:
         return self.portone_mode == "live"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30s`, `10m`, `12h`, `2d`, `1w`; ValueError otherwise (or for nothing at all)."""
+    match = _DURATION.match(text or "")
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration like 30s, 10m, 12h, 2d")
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
 def is_placeholder(secret: str) -> bool:

@@ -412,6 +412,18 @@ class ReconciliationRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class JobLock(Base):
+    """A job that must never run twice at once across processes (`reconcile`): taken with a
+    conditional UPDATE, held with a lease its holder renews (services/job_lock.py)."""
+
+    __tablename__ = "job_locks"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)  # "reconcile", "refund-desk:<user>"
+    holder: Mapped[str | None] = mapped_column(String(200))  # host:pid:token of the process holding it
+    acquired_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+
+
 class ExportLinkGrant(Base):
     """One export link made in the dashboard: who made it, in which sign-in, for what, until when.
     The link's signed token names only `id`; a link is honoured once (`used_at` set by a conditional
@@ -431,15 +443,3 @@ class ExportLinkGrant(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
-
-
-class Lease(Base):
-    """A named lease held by one process at a time (a conditional UPDATE takes it; it lapses at
-    `expires_at` if its holder died). Used where a decision must not run twice at once across
-    processes, e.g. one operator's maker–checker check and the refund it allows."""
-
-    __tablename__ = "leases"
-
-    name: Mapped[str] = mapped_column(String(120), primary_key=True)
-    owner: Mapped[str | None] = mapped_column(String(64))
-    expires_at: Mapped[datetime | None]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services import audit
 from services.errors import GatewayError, InvalidRequest, NotFound
-from services.models import Order, utcnow
+from services.models import Order, Payment, utcnow
 from services.runtime import Runtime
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
@@ -96,3 +97,27 @@ def get_order(rt: Runtime, merchant_uid: str) -> Order:
     if order is None:
         raise NotFound(f"no order {merchant_uid!r}")
     return order
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """What the customer's app may read of its order: no personal data."""
+
+    merchant_uid: str
+    status: str  # as services.models.OrderStatus has it
+    amount: Decimal
+    currency: str
+    paid_at: datetime | None  # when PortOne took the money (the latest payment of the order that did)
+
+
+def order_state(rt: Runtime, merchant_uid: str) -> OrderState:
+    """The order's status as we recorded it (by /complete, a webhook or a scheduled reconciliation).
+    Raises NotFound."""
+    with rt.db.read() as session:
+        order = session.scalar(select(Order).where(Order.merchant_uid == merchant_uid))
+        if order is None:
+            raise NotFound(f"no order {merchant_uid!r}")
+        paid_at = session.scalar(
+            select(func.max(Payment.paid_at)).where(Payment.order_id == order.id, Payment.paid_at.is_not(None))
+        )
+        return OrderState(order.merchant_uid, order.status, order.amount, order.currency, paid_at)

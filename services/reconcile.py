@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
-from services import audit
+from services import audit, job_lock
 from services.access import Actor, Permission, require
 from services.alerts import AlertKind
 from services.config import Settings
@@ -815,13 +815,39 @@ def start_run(
 ) -> RunSummary:
     """Reconcile [since, until] (default until: now) against PortOne, or resume an interrupted run.
 
-    Blocks until the run ends (the dashboard runs it in a thread and shows `progress`). Raises
-    InvalidRequest (bad window), Conflict (resuming a finished run), GatewayError (PortOne could not
-    be asked; the run is stored as failed and can be resumed).
+    Blocks until the run ends (the dashboard runs it in a thread and shows `progress`). One run at a
+    time across processes (scheduled, dashboard, command line): the `reconcile` job lock. Raises
+    JobBusy (a Conflict: another run is in progress), InvalidRequest (bad window), Conflict (resuming
+    a finished run), GatewayError (PortOne could not be asked; the run is stored as failed and can
+    be resumed).
     """
     require(actor, Permission.RUN_RECONCILIATION)
     if repair:
         require(actor, Permission.HANDLE_ALERTS)
+    with job_lock.held(rt, job_lock.RECONCILE):
+        return _run_locked(
+            rt,
+            since=since,
+            until=until,
+            actor=actor,
+            repair=repair,
+            progress=progress,
+            resume_run_id=resume_run_id,
+            options=options,
+        )
+
+
+def _run_locked(
+    rt: Runtime,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    actor: Actor,
+    repair: bool,
+    progress: ProgressCallback | None,
+    resume_run_id: int | None,
+    options: EngineOptions | None,
+) -> RunSummary:
     options = options or EngineOptions.from_settings(rt.settings)
     if resume_run_id is not None:
         run = get_run(rt, resume_run_id)

@@ -41,7 +41,7 @@ from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services import audit, leases, partial_refunds, refunds
+from services import audit, job_lock, partial_refunds, refunds
 from services.access import Actor, Permission, require
 from services.banks import RefundAccount
 from services.banks import refund_account as parse_refund_account
@@ -567,14 +567,13 @@ def request_refund(
     return _from_result(result)
 
 
-def operator_lease(rt: Runtime, actor: Actor) -> AbstractContextManager[leases.Held]:
-    """The lease under which one operator's maker–checker check and the refund it allows run."""
-    return leases.hold(
+def operator_lease(rt: Runtime, actor: Actor) -> AbstractContextManager[str]:
+    """The lock under which one operator's maker–checker check and the refund it allows run."""
+    return job_lock.held(
         rt,
         f"refund-desk:{actor.username}",
+        lease=timedelta(seconds=rt.settings.refund_lock_lease_seconds),
         wait_seconds=rt.settings.refund_lock_wait_seconds,
-        lease_seconds=rt.settings.refund_lock_lease_seconds,
-        busy="another refund of yours is being decided; try again in a moment",
     )
 
 
@@ -1067,8 +1066,8 @@ def submit_bulk(
     currency's batch total is above its threshold, file the whole batch for approval."""
     require(actor, Permission.REFUND)
     batch_id = _key(batch_id)
-    with operator_lease(rt, actor) as lease:  # the threshold decided and applied without a rival
-        return _submit_bulk(rt, actor, rows, default_reason, batch_id, on_progress, lease)
+    with operator_lease(rt, actor):  # the threshold decided and applied without a rival (renewed as it goes)
+        return _submit_bulk(rt, actor, rows, default_reason, batch_id, on_progress)
 
 
 def _submit_bulk(
@@ -1078,7 +1077,6 @@ def _submit_bulk(
     default_reason: str | None,
     batch_id: str,
     on_progress: Progress | None,
-    lease: leases.Held,
 ) -> list[BulkResultRow]:
     preview = preview_bulk(rt, actor=actor, rows=rows, default_reason=default_reason, batch_id=batch_id)
     earlier = _earlier_rows(rt, batch_id)  # a rerun: those rows replay whatever the preview says now
@@ -1118,7 +1116,6 @@ def _submit_bulk(
             results[row.line] = _bulk_result(row, outcome)
         else:
             results[row.line] = _send_row(rt, actor, row, imp_uid, key)
-        lease.renew()
         if on_progress is not None:
             on_progress(done, len(todo))
     return [results[row.line] for row in preview.rows]

@@ -218,10 +218,24 @@ def complete_browser_payment(rt: Runtime, *, actor: Actor, imp_uid: str, merchan
     return payments.complete(rt, imp_uid=imp_uid, merchant_uid=merchant_uid)
 
 
+# After the payment window closes the page reads its order until it is no longer pending: the
+# payment may be recorded by /complete, by PortOne's webhook, or by the scheduled reconciliation.
+ORDER_POLL_INTERVAL_MS = 2000
+ORDER_POLL_ATTEMPTS = 30
+
+
 def request_pay_script(
-    rt: Runtime, order: CreatedOrder, *, buyer_name: str = DEFAULT_BUYER_NAME, buyer_email: str = DEFAULT_BUYER_EMAIL
+    rt: Runtime,
+    order: CreatedOrder,
+    *,
+    buyer_name: str = DEFAULT_BUYER_NAME,
+    buyer_email: str = DEFAULT_BUYER_EMAIL,
+    poll_interval_ms: int = ORDER_POLL_INTERVAL_MS,
+    poll_attempts: int = ORDER_POLL_ATTEMPTS,
 ) -> str:
-    """The browser code that pays `order` (PortOne's JavaScript SDK V1), then reports to our API."""
+    """The browser code that pays `order` (PortOne's JavaScript SDK V1), reports to our API, then
+    polls `GET /api/orders/{merchant_uid}` and hands the order to the page's `showOrder(order)`
+    (null when it is still pending after the polls: the page asks the customer to check back)."""
     params: dict[str, Any] = {"pay_method": "card", "merchant_uid": order.merchant_uid, "name": order.name}
     if order.pg:
         params["pg"] = order.pg
@@ -229,15 +243,35 @@ def request_pay_script(
     body = json.dumps(params, ensure_ascii=False, indent=2)
     # The amount goes in as a JSON number written digit for digit (50000, 38.50), never a float.
     body = body[: body.rindex("}")].rstrip() + f',\n  "amount": {order.amount}\n}}'
-    complete_url = f"{rt.settings.api_public_url.rstrip('/')}/api/payments/complete"
+    api = rt.settings.api_public_url.rstrip("/")
+    complete_url = f"{api}/api/payments/complete"
+    order_url = f"{api}/api/orders/{quote(order.merchant_uid, safe='')}"
     return (
         "IMP.init(MERCHANT_CODE);  // PortOne console: 가맹점 식별코드 (imp...)\n"
-        f"IMP.request_pay({body}, function (rsp) {{\n"
-        "  if (!rsp.success) { alert(rsp.error_msg); return; }\n"
-        f'  fetch("{complete_url}", {{\n'
-        '    method: "POST",\n'
-        '    headers: {"Content-Type": "application/json"},\n'
-        "    body: JSON.stringify({imp_uid: rsp.imp_uid, merchant_uid: rsp.merchant_uid}),\n"
-        "  });\n"
+        "// After the window closes, the order is read until it is no longer pending: our API records the\n"
+        "// payment from /complete, PortOne's webhook or, if both were lost, the scheduled reconciliation.\n"
+        "async function readOrder() {\n"
+        f"  for (let i = 0; i < {int(poll_attempts)}; i++) {{\n"
+        "    try {\n"
+        f'      const answer = await fetch("{order_url}");\n'
+        "      if (answer.ok) {\n"
+        "        const order = await answer.json();\n"
+        '        if (order.status !== "pending") return order;\n'
+        "      }\n"
+        "    } catch (e) { /* the API is unreachable for now: ask again */ }\n"
+        f"    await new Promise((resolve) => setTimeout(resolve, {int(poll_interval_ms)}));\n"
+        "  }\n"
+        "  return null;  // still pending: the page asks the customer to check back\n"
+        "}\n"
+        f"IMP.request_pay({body}, async function (rsp) {{\n"
+        "  if (!rsp.success && !rsp.imp_uid) { alert(rsp.error_msg); return; }  // no payment was made\n"
+        "  try {\n"
+        f'    await fetch("{complete_url}", {{\n'
+        '      method: "POST",\n'
+        '      headers: {"Content-Type": "application/json"},\n'
+        "      body: JSON.stringify({imp_uid: rsp.imp_uid, merchant_uid: rsp.merchant_uid}),\n"
+        "    });\n"
+        "  } catch (e) { /* lost: the webhook or the reconciliation records it */ }\n"
+        "  showOrder(await readOrder());  // the page's own: {merchant_uid, status, amount, currency, paid_at}\n"
         "});"
     )

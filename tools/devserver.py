@@ -4,11 +4,13 @@
    PORTONE_MODE=sandbox, PORTONE_API_URL=http://127.0.0.1:<sandbox port>,
    SANDBOX_WEBHOOK_URL=http://127.0.0.1:<api port>/portone/webhook; DATABASE_URL is left to the app;
 2. ``python -m services migrate``;
-3. starts ``python -m sandbox``, ``python -m api`` and ``streamlit run app.py`` and waits until each answers;
+3. starts ``python -m sandbox``, ``python -m api``, ``streamlit run app.py`` and ``python -m services scheduler``
+   (the scheduled reconciliation that heals lost webhooks: RECONCILE_SCHEDULE_MINUTES, RECONCILE_SCHEDULE_WINDOW)
+   and waits until each answers (the scheduler has no port: running is answering);
 4. in sandbox mode, ``python -m services seed-demo`` (seeds once; later runs change nothing);
 5. prints the URLs (and what seed-demo printed, e.g. the admin login), then waits.
 
-Ctrl-C or SIGTERM stops all three. If one of them dies, the others are stopped and this exits non-zero,
+Ctrl-C or SIGTERM stops all four. If one of them dies, the others are stopped and this exits non-zero,
 naming it. Ports: --api-port/--sandbox-port/--dashboard-port, or API_PORT/SANDBOX_PORT/DASHBOARD_PORT.
 """
 
@@ -49,7 +51,7 @@ class Stop(Exception):
 class Child:
     name: str
     argv: list[str]
-    port: int
+    port: int | None  # None: no server (the scheduler)
     health_path: str
     process: subprocess.Popen[bytes] | None = None
     _pump: threading.Thread | None = field(default=None, repr=False)
@@ -78,6 +80,8 @@ class Child:
         return None if self.process is None else self.process.poll()
 
     def answers(self) -> bool:
+        if self.port is None:
+            return self.exit_code() is None
         try:
             with urllib.request.urlopen(self.url + self.health_path, timeout=2) as response:  # noqa: S310
                 return int(response.status) < 500
@@ -164,7 +168,7 @@ def wait_until_ready(children: list[Child], timeout: float) -> Child | None:
             if child.exit_code() is not None:
                 return child
             if child.answers():
-                say(f"{child.name} is up at {child.url}")
+                say(f"{child.name} is up at {child.url}" if child.port is not None else f"{child.name} is running")
                 pending.remove(child)
         if pending and time.monotonic() > deadline:
             names = ", ".join(f"{c.name} ({c.url}{c.health_path})" for c in pending)
@@ -199,6 +203,8 @@ def banner(children: list[Child], env: dict[str, str], seed_output: str) -> str:
         f"  API               {by_name['api'].url.replace(HOST, 'localhost')}   (docs: /docs)",
         f"  PortOne sandbox   {by_name['sandbox'].url.replace(HOST, 'localhost')}",
         f"  Database          {env.get('DATABASE_URL') or 'default (SQLite under data/)'}",
+        f"  Reconciliation    every {env.get('RECONCILE_SCHEDULE_MINUTES') or '10'} min over the last "
+        f"{env.get('RECONCILE_SCHEDULE_WINDOW') or '2d'} (python -m services scheduler)",
     ]
     if seed_output:
         lines += ["", "  Demo data (python -m services seed-demo):"]
@@ -222,8 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         Child("dashboard", [python, "-m", "streamlit", "run", "app.py", "--server.port", str(args.dashboard_port),
                             "--server.address", HOST, "--server.headless", "true",
                             "--browser.gatherUsageStats", "false"], args.dashboard_port, "/_stcore/health"),
+        Child("scheduler", [python, "-m", "services", "scheduler"], None, ""),
     ]  # fmt: skip
-    busy = [f"{c.name} port {c.port}" for c in children if port_in_use(c.port)]
+    busy = [f"{c.name} port {c.port}" for c in children if c.port is not None and port_in_use(c.port)]
     if busy:
         raise SystemExit(
             f"devserver: already in use: {', '.join(busy)}. Stop what uses it, or pick other ports "

@@ -1,7 +1,7 @@
 """refunds.refund_bank / refund_holder / refund_account_masked: a virtual-account refund's account
 
 Revision ID: 0009_vaccount
-Revises: 0008_leases
+Revises: 0008_scheduler_lock
 Create Date: 2026-12-07 18:00:00.000000
 
 PortOne pays a virtual-account refund into the customer's account, given with the cancel
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_vaccount"
-down_revision: str | None = "0008_leases"
+down_revision: str | None = "0008_scheduler_lock"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from services import orders
+from dashboard.format import kst
+from services import job_lock, orders, reconcile_schedule
 from services.models import ReconciliationRun
 from services.runtime import Runtime
 from tests.factories import SandboxControl
@@ -43,3 +44,26 @@ def test_viewer_sees_runs_but_cannot_start_one(open_app: Callable[..., AppTest])
     at.switch_page(PAGE).run()
     assert not at.exception
     assert not [b for b in at.button if b.key == "reconcile_run"]
+
+
+def test_the_page_shows_the_last_scheduled_run_and_waits_for_a_run_in_progress(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    at = open_app("operator")
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert any(c.value.startswith("정기 대조 (매 10분, 최근 2d): 아직 실행된 적이 없습니다") for c in at.caption), [
+        c.value for c in at.caption
+    ]
+    summary = reconcile_schedule.run_once(dashboard_runtime)
+    assert summary is not None
+    at.switch_page(PAGE).run()
+    [line] = [c.value for c in at.caption if c.value.startswith("정기 대조")]
+    assert f"마지막 실행 {kst(summary.started_at)} — 완료, {summary.payments_checked:,}건 확인" in line, line
+    # A run in progress (the scheduled one) holds the lock: "reconcile now" says so and starts nothing.
+    with job_lock.held(dashboard_runtime, job_lock.RECONCILE):
+        _button(at, "reconcile_run").click().run()  # type: ignore[attr-defined]
+    assert not at.exception, at.exception
+    assert any(w.value.startswith("다른 대조가 진행 중입니다") for w in at.warning), [w.value for w in at.warning]
+    with dashboard_runtime.db.read() as session:
+        assert len(session.scalars(select(ReconciliationRun)).all()) == 1

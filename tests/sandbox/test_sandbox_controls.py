@@ -22,7 +22,8 @@ def test_config_defaults_and_partial_update(client: Any) -> None:
     assert cfg["latency_ms"] == 0 and cfg["error_rate"] == 0 and cfg["fail_next"] == 0
     assert cfg["cancel_timeout_after_apply"] == 0 and cfg["cancel_hang_seconds"] == 10
     assert cfg["token_ttl_seconds"] == 1800
-    assert cfg["webhook_retry_delays_ms"] == [200, 1000, 3000]
+    # readme-v1.md: sent once; redelivery (5 times, a minute apart) only when PortOne switches it on
+    assert cfg["webhook_retries"] is False and cfg["webhook_retry_interval_ms"] == 60_000
     assert cfg["webhook_content_type"] == "json" and cfg["webhook_hold"] is False
     assert cfg["imp_secret"] == "***"
 

@@ -38,7 +38,7 @@ def test_failed_payment_sends_no_webhook(client: Any, receiver: Any) -> None:
 
 
 def test_notice_url_overrides_config(client: Any, receiver: Any) -> None:
-    client.config(webhook_url=_closed_port_url(), webhook_retry_delays_ms=[])
+    client.config(webhook_url=_closed_port_url())
     imp_uid = client.paid("order-w2", notice_url=receiver.url + "?from=notice")
     hook = receiver.wait_for(1)[0]
     assert hook["path"] == "/webhook?from=notice" and hook["body"]["imp_uid"] == imp_uid
@@ -52,22 +52,55 @@ def test_form_content_type(client: Any, receiver: Any) -> None:
     assert hook["body"] == {"imp_uid": imp_uid, "merchant_uid": "order-w3", "status": "paid"}
 
 
-def test_retry_on_non_2xx(client: Any, receiver: Any, wait: Any) -> None:
-    client.config(webhook_url=receiver.url, webhook_retry_delays_ms=[50, 50, 50])
-    receiver.responses = [500, 404]
+def test_a_webhook_is_sent_once_by_default(client: Any, receiver: Any, wait: Any) -> None:
+    """readme-v1.md: "웹훅은 기본적으로 1회 전송되도록 설정되어 있습니다" - no redelivery unless PortOne's
+    support switched it on, whatever the answer."""
+    cfg = client.http.get("/sandbox/config").json()
+    assert cfg["webhook_retries"] is False and cfg["webhook_retry_interval_ms"] == 60_000
+    client.config(webhook_url=receiver.url)
+    receiver.responses = [503]
+    client.paid("order-w-once")
+    [d] = wait(lambda: [d for d in client.deliveries() if d["state"] == "failed"])
+    time.sleep(1.5)  # longer than any retry delay the sandbox ever used by default
+    assert [h["answered"] for h in receiver.received] == [503]
+    assert [a["status_code"] for a in client.deliveries()[0]["attempts"]] == [503] and d["event"] == "checkout"
+    client.paid("order-w-once-closed", notice_url=_closed_port_url())
+    [closed] = wait(lambda: [d for d in client.deliveries() if d["merchant_uid"] == "order-w-once-closed"
+                             and d["state"] == "failed"])  # fmt: skip
+    time.sleep(1.5)
+    assert len(closed["attempts"]) == 1 and closed["attempts"][0]["status_code"] is None
+
+
+def test_retry_on_5xx_when_switched_on(client: Any, receiver: Any, wait: Any) -> None:
+    client.config(webhook_url=receiver.url, webhook_retries=True, webhook_retry_interval_ms=50)
+    receiver.responses = [500, 503]
     client.paid("order-w4")
     hooks = receiver.wait_for(3)
-    assert [h["answered"] for h in hooks] == [500, 404, 200]
+    assert [h["answered"] for h in hooks] == [500, 503, 200]
     [d] = wait(lambda: [d for d in client.deliveries() if d["state"] == "delivered"])
-    assert [a["status_code"] for a in d["attempts"]] == [500, 404, 200]
+    assert [a["status_code"] for a in d["attempts"]] == [500, 503, 200]
+
+
+def test_a_4xx_answer_is_never_redelivered(client: Any, receiver: Any, wait: Any) -> None:
+    """readme-v1.md: redelivery only for a network error or a 5xx answer."""
+    client.config(webhook_url=receiver.url, webhook_retries=True, webhook_retry_interval_ms=20)
+    receiver.responses = [404]
+    client.paid("order-w4xx")
+    [d] = wait(lambda: [d for d in client.deliveries() if d["state"] == "failed"])
+    time.sleep(0.5)
+    assert [h["answered"] for h in receiver.received] == [404]
+    assert [a["status_code"] for a in d["attempts"]] == [404]
 
 
 def test_connection_error_retried_then_failed(client: Any, wait: Any) -> None:
-    client.config(webhook_url=_closed_port_url(), webhook_retry_delays_ms=[20, 20])
+    # PortOne's redelivery: at most 5 more attempts, a minute apart (20 ms here).
+    client.config(webhook_url=_closed_port_url(), webhook_retries=True, webhook_retry_interval_ms=20)
     client.paid("order-w5")
     [d] = wait(lambda: [d for d in client.deliveries() if d["state"] == "failed"])
-    assert len(d["attempts"]) == 3
+    assert len(d["attempts"]) == 6
     assert all(a["status_code"] is None and a["error"] for a in d["attempts"])
+    gaps = [later["at"] - earlier["at"] for earlier, later in zip(d["attempts"], d["attempts"][1:], strict=False)]
+    assert all(gap >= 0.015 for gap in gaps), gaps
 
 
 def test_answer_never_waits_for_webhook(client: Any, receiver: Any) -> None:
@@ -149,7 +182,7 @@ def test_no_url_is_logged(client: Any) -> None:
 
 def test_shutdown_with_pending_deliveries_is_clean(receiver: Any) -> None:
     receiver.delay = 8.0
-    cfg = SandboxConfig(webhook_url=receiver.url, webhook_retry_delays_ms=[5000],
+    cfg = SandboxConfig(webhook_url=receiver.url, webhook_retries=True, webhook_retry_interval_ms=5000,
                         webhook_timeout_seconds=10)  # fmt: skip
     sb = run_sandbox_in_thread(cfg)
     with httpx.Client(base_url=sb.url, trust_env=False) as http:

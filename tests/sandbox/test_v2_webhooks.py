@@ -54,6 +54,12 @@ def test_paid_webhook_is_signed_per_standard_webhooks(http: httpx.Client, receiv
         portone.webhook.verify("whsec_" + "b3RoZXItc2VjcmV0", body.decode(), headers)
 
 
+def test_v2_retries_by_default_on_portones_schedule(http: httpx.Client) -> None:
+    """readme-v2.md "웹훅 재전송 정책": up to 5 retries, after 1, 4, 16, 64 and 256 minutes."""
+    delays = http.get("/sandbox/v2/config").json()["webhook_retry_delays_ms"]
+    assert delays == [60_000, 240_000, 960_000, 3_840_000, 15_360_000]
+
+
 def test_retries_keep_the_id_and_re_sign(http: httpx.Client, receiver: WebhookReceiver, wait: Any) -> None:
     configure(http, webhook_url=receiver.url, webhook_retry_delays_ms=[1100, 50])
     receiver.responses = [500]

@@ -36,6 +36,7 @@ SCHEMA = "schema"  # FastAPI's own: the OpenAPI document and its viewers (no dat
 ROUTES = {
     ("GET", "/healthz"): PUBLIC,
     ("POST", "/api/orders"): PUBLIC,
+    ("GET", "/api/orders/{merchant_uid}"): PUBLIC,  # the customer app reads its order; no personal data
     ("POST", "/api/payments/complete"): PUBLIC,
     ("POST", "/portone/webhook"): PUBLIC,
     ("POST", "/api/payments/{imp_uid}/refunds"): INTERNAL,
@@ -47,6 +48,7 @@ ROUTES = {
     ("GET", "/redoc"): SCHEMA,
 }
 CONCRETE = {
+    "/api/orders/{merchant_uid}": "/api/orders/chekar_20261207_000000000000",
     "/api/payments/{imp_uid}/refunds": "/api/payments/imp_000000000001/refunds",
     "/api/exports/{kind}.csv": "/api/exports/payments.csv",
 }
