@@ -32,6 +32,7 @@ class AlertKind(enum.StrEnum):
     # No scheduled reconciliation finished for RECONCILE_STALE_MINUTES: lost webhooks go unhealed
     # (names no payment; services/reconcile_schedule.py raises and resolves it).
     RECONCILE_STALE = "reconcile_stale"
+    ORDER_PAID_TWICE = "order_paid_twice"  # a second paid payment of one order (e.g. card, then the virtual account)
 
 
 SEVERITY = {
@@ -50,6 +51,7 @@ SEVERITY = {
     AlertKind.UNSUPPORTED_CURRENCY: "high",
     AlertKind.FORGERY_REFUND_ACCOUNT_NEEDED: "critical",
     AlertKind.RECONCILE_STALE: "high",
+    AlertKind.ORDER_PAID_TWICE: "high",
 }
 
 

@@ -26,6 +26,7 @@ in services.reconcile.
 | WEBHOOK_UNVERIFIED | the latest webhook delivery naming this payment was rejected, and no verified one came after it |
 | PAYMENT_WITHOUT_ORDER | PortOne has a payment whose merchant_uid is no order of ours |
 | UNSUPPORTED_CURRENCY | PortOne has a payment in a currency our fee table does not offer (recorded as given) |
+| ORDER_PAID_TWICE | an order of ours has another paid payment beside this one (judged when a payment is recorded: /complete, webhooks, repairs, re-sync) |
 """
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ from sqlalchemy.orm import Session
 
 from services.alerts import SEVERITY, AlertKind
 from services.config import DEFAULT_FEE_TABLE, Settings
-from services.models import Alert, AlertStatus, AuditEntry, RefundStatus, WebhookEvent, fit, utcnow
+from services.models import Alert, AlertStatus, AuditEntry, Payment, RefundStatus, WebhookEvent, fit, utcnow
 from services.money import InvalidAmount, label
 from services.portone.types import GatewayPayment, PortOneStatus
 
 if TYPE_CHECKING:
-    from services.models import Payment, Refund
+    from services.models import Refund
     from services.sync import Applied
 
 # Defaults of the thresholds (Settings.reconcile_*, where each is explained).
@@ -74,6 +75,7 @@ RULE_KINDS: tuple[AlertKind, ...] = (
     AlertKind.WEBHOOK_UNVERIFIED,
     AlertKind.PAYMENT_WITHOUT_ORDER,
     AlertKind.UNSUPPORTED_CURRENCY,
+    AlertKind.ORDER_PAID_TWICE,
 )
 ALL_KINDS = frozenset(RULE_KINDS)
 _UNSETTLED = (RefundStatus.PENDING, RefundStatus.UNKNOWN)
@@ -175,6 +177,9 @@ class Facts:
     refunds: Sequence[OurRefund] = ()
     deliveries: Sequence[Delivery] = ()
     scope: frozenset[AlertKind] = ALL_KINDS
+    # The order's other payments that are paid (not fully cancelled) as we recorded them; None: not
+    # looked up (the rule then says nothing either way).
+    other_paid: tuple[str, ...] | None = None
 
     @property
     def merchant_uid(self) -> str | None:
@@ -529,6 +534,20 @@ def _unsupported_currency(f: Facts, cfg: RuleConfig, now: datetime) -> Outcome |
     )
 
 
+def _order_paid_twice(f: Facts, cfg: RuleConfig, now: datetime) -> Outcome | None:
+    kind = AlertKind.ORDER_PAID_TWICE
+    if f.other_paid is None or f.portone is None or f.order is None:
+        return None
+    if f.portone.status != PortOneStatus.PAID or not f.other_paid:
+        return Agreement(kind, "no other paid payment of this order")
+    return Finding(
+        kind,
+        f"order {f.order.merchant_uid} is also paid by {', '.join(f.other_paid)}: the customer paid twice; "
+        "refund one of them in full",
+        portone_value=f"{_money(f.portone.amount, f.portone.currency)} {f.portone.status}",
+    )
+
+
 Rule = Callable[[Facts, RuleConfig, datetime], Outcome | None]
 RULES: tuple[tuple[AlertKind, Rule], ...] = (
     (AlertKind.MISSING_IN_DB, _missing_in_db),
@@ -543,6 +562,7 @@ RULES: tuple[tuple[AlertKind, Rule], ...] = (
     (AlertKind.WEBHOOK_UNVERIFIED, _webhook_unverified),
     (AlertKind.PAYMENT_WITHOUT_ORDER, _payment_without_order),
     (AlertKind.UNSUPPORTED_CURRENCY, _unsupported_currency),
+    (AlertKind.ORDER_PAID_TWICE, _order_paid_twice),
 )
 
 
@@ -841,6 +861,7 @@ def check_recorded_many(
     if not recorded:
         return
     deliveries_by_uid = load_deliveries(session, [fetched.imp_uid for fetched, _ in recorded])
+    paid_by_order = _paid_payments_by_order(session, {applied.payment.merchant_uid for _, applied in recorded})
     cfg = RuleConfig.from_settings(settings)
     now = utcnow()
     verdicts: list[Verdict] = []
@@ -866,10 +887,25 @@ def check_recorded_many(
             comparable=same,
             refunds=tuple(OurRefund.of(r) for r in payment.refunds),
             deliveries=tuple(deliveries),
+            other_paid=tuple(uid for uid in paid_by_order.get(payment.merchant_uid, ()) if uid != fetched.imp_uid),
         )
         verdicts.extend(evaluate(facts, cfg, now))
     actor, where = _attribution(f"real-time check on {source}")
     write_verdicts(session, verdicts, actor=actor, where=where)
+
+
+def _paid_payments_by_order(session: Session, merchant_uids: set[str]) -> dict[str, list[str]]:
+    """The imp_uids of each order's paid (not fully cancelled) payments, as we recorded them."""
+    found: dict[str, list[str]] = {}
+    for chunk in _chunks(sorted(uid for uid in merchant_uids if uid)):
+        rows = session.execute(
+            select(Payment.merchant_uid, Payment.imp_uid).where(
+                Payment.merchant_uid.in_(chunk), Payment.status == PortOneStatus.PAID
+            )
+        )
+        for merchant_uid, imp_uid in rows:
+            found.setdefault(merchant_uid, []).append(imp_uid)
+    return found
 
 
 def check_rejected_webhook(session: Session, event: WebhookEvent) -> None:

@@ -125,6 +125,7 @@ def _clean(**changes: object) -> Facts:
         portone=portone,
         portone_checked=True,
         deliveries=(Delivery(PAID_AT + timedelta(seconds=2), "processed"),),
+        other_paid=(),  # the order's only paid payment
     )
     for name, value in changes.items():
         setattr(base, name, value)
@@ -189,3 +190,10 @@ def test_a_difference_with_our_row_newer_than_portones_answer_is_left_undecided(
     ours = OurPayment("imp_1", "m1", "cancelled", Decimal(50000), Decimal(50000), "KRW", None)
     assert _found(_clean(ours=ours)) == {AlertKind.STATUS_MISMATCH, AlertKind.REFUND_TOTAL_MISMATCH}
     assert _found(_clean(ours=ours, comparable=False)) == set()
+
+
+def test_an_order_with_another_paid_payment_is_paid_twice() -> None:
+    verdicts = evaluate(_clean(other_paid=("imp_0",)), CFG, NOW)
+    [found] = [v for v in verdicts if isinstance(v.outcome, Finding)]
+    assert found.outcome.kind == AlertKind.ORDER_PAID_TWICE and "imp_0" in found.outcome.message
+    assert not [v for v in evaluate(_clean(other_paid=None), CFG, NOW) if v.outcome.kind == AlertKind.ORDER_PAID_TWICE]
