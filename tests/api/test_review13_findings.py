@@ -1,0 +1,53 @@
+"""Review 13 findings (failing tests, product code untouched)."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import select
+
+from services.models import Order
+from services.runtime import Runtime
+from tests.factories import SandboxControl, auth_headers, new_order, wait_for_webhooks
+
+
+def _order_status(runtime: Runtime, merchant_uid: str) -> str:
+    with runtime.db.read() as session:
+        order = session.scalar(select(Order).where(Order.merchant_uid == merchant_uid))
+        assert order is not None
+        return str(order.status)
+
+
+def test_refunding_the_duplicate_deposit_leaves_the_order_paid_by_card(
+    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """The customer had a virtual account issued, then paid by card (order paid), then deposited into
+    the virtual account anyway (a second, duplicate payment). Ops refund the duplicate deposit in full.
+    The card payment still stands: the order must stay paid, not become refunded."""
+    order = new_order(api)
+    merchant_uid = order["merchant_uid"]
+    issued = sandbox.checkout(merchant_uid, order["amount"], pay_method="vbank", card_number=None)
+    assert issued["status"] == "ready", issued
+    card = sandbox.checkout(merchant_uid, order["amount"])
+    assert card["success"] is True, card
+    done = api.post("/api/payments/complete", json={"imp_uid": card["imp_uid"], "merchant_uid": merchant_uid})
+    assert done.status_code == 200, done.text
+    assert _order_status(runtime, merchant_uid) == "paid"
+
+    vbank_uid = issued["imp_uid"]
+    sandbox.http.post(f"/sandbox/payments/{vbank_uid}/deposit").raise_for_status()
+    deposit = api.post("/api/payments/complete", json={"imp_uid": vbank_uid, "merchant_uid": merchant_uid})
+    assert deposit.status_code == 200, deposit.text
+
+    account = {"bank": "04", "holder": "김체카", "number": "123456-78-901234"}
+    refunded = api.post(
+        f"/api/payments/{vbank_uid}/refunds",
+        json={"reason": "중복 입금 환불", "refund_account": account},
+        headers=auth_headers("review13-duplicate-1"),
+    )
+    assert refunded.status_code == 201, refunded.text
+    wait_for_webhooks(runtime, vbank_uid, count=1)
+
+    assert sandbox.payment(card["imp_uid"])["status"] == "paid"
+    assert _order_status(runtime, merchant_uid) == "paid"  # the card payment still stands
+    read = api.get(f"/api/orders/{merchant_uid}")
+    assert read.status_code == 200 and read.json()["status"] == "paid", read.text
