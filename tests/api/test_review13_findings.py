@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
-from services.models import Order
+from services.models import Order, Refund, RefundStatus
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, new_order, wait_for_webhooks
 
@@ -51,3 +51,41 @@ def test_refunding_the_duplicate_deposit_leaves_the_order_paid_by_card(
     assert _order_status(runtime, merchant_uid) == "paid"  # the card payment still stands
     read = api.get(f"/api/orders/{merchant_uid}")
     assert read.status_code == 200 and read.json()["status"] == "paid", read.text
+
+
+def test_a_bank_the_payments_pg_cannot_refund_to_leaves_nothing_pending(
+    api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """A 키움페이 virtual-account payment refunded into 한국씨티은행 (a bank 키움페이 has no code for):
+    refused with a clear 400 before anything is sent, and nothing is left open. The operator then
+    picks another bank and the refund goes through at once, with no alert."""
+    order = new_order(api)
+    issued = sandbox.checkout(
+        order["merchant_uid"], order["amount"], pay_method="vbank", card_number=None, pg="kiwoompay"
+    )
+    imp_uid = issued["imp_uid"]
+    sandbox.http.post(f"/sandbox/payments/{imp_uid}/deposit").raise_for_status()
+    done = api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": order["merchant_uid"]})
+    assert done.status_code == 200, done.text
+
+    account = {"bank": "27", "holder": "김체카", "number": "123456-78-901234"}
+    refused = api.post(
+        f"/api/payments/{imp_uid}/refunds",
+        json={"reason": "환불", "refund_account": account},
+        headers=auth_headers("review13-kiwoom-1"),
+    )
+    assert refused.status_code == 400, refused.text
+    assert sandbox.calls()["cancels"] == []
+    with runtime.db.read() as session:
+        open_attempts = session.scalars(
+            select(Refund).where(Refund.status.in_([RefundStatus.PENDING, RefundStatus.UNKNOWN]))
+        ).all()
+    assert open_attempts == [], [(r.id, r.status, r.error_message) for r in open_attempts]
+
+    other = api.post(
+        f"/api/payments/{imp_uid}/refunds",
+        json={"reason": "환불", "refund_account": {**account, "bank": "04"}},
+        headers=auth_headers("review13-kiwoom-2"),
+    )
+    assert other.status_code == 201, other.text
+    assert other.json()["status"] == "succeeded"
