@@ -65,3 +65,23 @@ def test_a_resumed_virtual_account_approval_whose_refund_was_sent_is_not_recorde
     assert status == ApprovalStatus.APPROVED
     assert "not refunded" not in note, note
     assert outcome == Outcome.REFUNDED, outcome
+
+
+def test_an_account_number_typed_in_the_bank_column_is_not_echoed_in_bulk_results(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """A bulk CSV whose virtual-account row has its columns swapped (the account number under
+    환불은행): the row is skipped, and neither the preview nor the results (shown, and downloaded as
+    refund-results.csv) repeat the customer's account number whole."""
+    order = orders.create_order(runtime, customer_email="a@example.com", customer_name="김체카")
+    imp_uid = str(sandbox.checkout(order.merchant_uid, order.amount, pay_method="vbank", card_number=None)["imp_uid"])
+    sandbox.http.post(f"{sandbox._controls}/payments/{imp_uid}/deposit").raise_for_status()
+    payments.complete(runtime, imp_uid=imp_uid, merchant_uid=order.merchant_uid)
+    data = f"imp_uid,amount,환불은행,예금주,환불계좌\n{imp_uid},1000,110-222-333444,홍길동,88\n".encode()
+    rows = refund_desk.parse_bulk_csv(data)
+    preview = refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄")
+    assert preview.rows[0].check is not None  # skipped
+    results = refund_desk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id="r13-swap")
+    shown = [preview.rows[0].message or "", preview.rows[0].refund_account or "", results[0].message or ""]
+    assert all("333444" not in text for text in shown), shown
+    assert sandbox.calls()["cancels"] == []
