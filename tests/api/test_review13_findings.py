@@ -89,3 +89,15 @@ def test_a_bank_the_payments_pg_cannot_refund_to_leaves_nothing_pending(
     )
     assert other.status_code == 201, other.text
     assert other.json()["status"] == "succeeded"
+
+
+def test_the_order_read_writes_its_amount_as_the_other_routes_do(api: httpx.Client, sandbox: SandboxControl) -> None:
+    """POST /api/orders and /complete write a KRW amount as a whole number (50000); the customer
+    app's read of the same order writes it with two decimals (50000.00), which KRW does not have."""
+    order = new_order(api)
+    paid = sandbox.checkout(order["merchant_uid"], order["amount"])
+    done = api.post("/api/payments/complete", json={"imp_uid": paid["imp_uid"], "merchant_uid": order["merchant_uid"]})
+    assert done.status_code == 200 and f'"amount":{order["amount"]},' in done.text.replace(" ", ""), done.text
+    read = api.get(f"/api/orders/{order['merchant_uid']}")
+    assert read.status_code == 200, read.text
+    assert f'"amount":{order["amount"]},' in read.text.replace(" ", ""), read.text
