@@ -63,3 +63,35 @@ def test_the_next_virtual_account_request_does_not_inherit_the_account_typed_for
     assert not admin.exception, admin.exception
     to_second = [c for c in sandbox.calls()["cancels"] if c["imp_uid"] == second]
     assert all(c["refund_account"]["number"] != "11111111111111" for c in to_second), to_second
+
+
+def test_a_newly_loaded_virtual_account_payment_does_not_inherit_the_last_refund_account(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """The operator partly refunds one customer's virtual-account payment into the account they
+    typed, then loads another customer's virtual-account payment: its form must start empty, not
+    hold the first customer's account (two more clicks pay the second customer's refund into it)."""
+    first = _paid_virtual_account(dashboard_runtime, sandbox, "김첫째")
+    second = _paid_virtual_account(dashboard_runtime, sandbox, "이둘째")
+    at = open_app("operator")
+    at.switch_page("pages/refunds.py").run()
+    at.text_input(key="refunds.identifier").input(first)
+    at.button(key="refunds.load").click().run()
+    at.text_input(key="refunds.amount").input("10000")
+    at.text_area(key="refunds.reason").input("부분 환불")
+    at.selectbox(key="refunds.refund_bank").set_value("04")
+    at.text_input(key="refunds.refund_holder").input("김첫째")
+    at.text_input(key="refunds.refund_number").input("111111-11-111111")
+    at.button(key="refunds.start").click().run()
+    at.button(key="refunds.single.confirm").click().run()
+    assert not at.exception, at.exception
+    assert [c["imp_uid"] for c in sandbox.calls()["cancels"]] == [first]
+
+    at.text_input(key="refunds.identifier").input(second)
+    at.button(key="refunds.load").click().run()
+    assert not at.exception, at.exception
+    at.button(key="refunds.start").click().run()
+    at.button(key="refunds.single.confirm").click().run()
+    assert not at.exception, at.exception
+    to_second = [c for c in sandbox.calls()["cancels"] if c["imp_uid"] == second]
+    assert all(c["refund_account"]["number"] != "11111111111111" for c in to_second), to_second
