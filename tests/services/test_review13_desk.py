@@ -85,3 +85,19 @@ def test_an_account_number_typed_in_the_bank_column_is_not_echoed_in_bulk_result
     shown = [preview.rows[0].message or "", preview.rows[0].refund_account or "", results[0].message or ""]
     assert all("333444" not in text for text in shown), shown
     assert sandbox.calls()["cancels"] == []
+
+
+def test_a_bulk_csv_with_an_oversized_cell_is_refused_in_plain_words() -> None:
+    """A CSV with one cell over Python's csv field limit (128 KiB; e.g. a spreadsheet cell pasted
+    full, or an unclosed quote swallowing the rest of a large file) is refused as a bad file
+    (InvalidRequest, shown by the refunds page), not raised as csv.Error, which the page does not
+    catch (it catches PaymentsError only) and Streamlit shows as a stack trace."""
+    from services.errors import InvalidRequest
+
+    data = b'imp_uid,amount,reason\nimp_1,1000,"' + b"x" * 200_000 + b'"\n'
+    try:
+        refund_desk.parse_bulk_csv(data)
+    except InvalidRequest:
+        pass
+    except Exception as exc:  # noqa: BLE001 - what escapes is the finding
+        raise AssertionError(f"{type(exc).__module__}.{type(exc).__name__}: {exc}") from exc
