@@ -64,8 +64,23 @@ def bank_label(code: str) -> str:
     return f"{bank.name_ko} ({bank.code})"
 
 
-def account_inputs(prefix: str) -> dict[str, str]:
-    """Bank picker, holder and number of the customer's refund account (a virtual-account payment)."""
+ACCOUNT_FIELDS = ("refund_bank", "refund_holder", "refund_number")
+
+
+def forget_typed(prefix: str, subject: str, *names: str) -> None:
+    """What was typed under `prefix` belongs to one payment or request (`subject`): when another
+    is shown, those inputs start empty (one customer's account must never carry over to the next)."""
+    marker = f"{prefix}.typed_for"
+    if st.session_state.get(marker) != subject:
+        for name in names:
+            st.session_state.pop(f"{prefix}.{name}", None)
+        st.session_state[marker] = subject
+
+
+def account_inputs(prefix: str, subject: str) -> dict[str, str]:
+    """Bank picker, holder and number of the customer's refund account (a virtual-account payment),
+    empty for each new `subject` (the payment or request they are for)."""
+    forget_typed(prefix, subject, *ACCOUNT_FIELDS)
     cols = st.columns([2, 2, 3])
     labels = {bank.code: bank_label(bank.code) for bank in banks.BANKS}  # in this run's language
     code = cols[0].selectbox(
@@ -137,11 +152,12 @@ with single:
                 help=t("refunds.amount_help"),
                 disabled=bool(quote.full_only),
             )
+            forget_typed("refunds", f"{quote.imp_uid}:{quote.remaining}", "reason")
             reason = st.text_area(t("refunds.reason"), key="refunds.reason", max_chars=500)
             typed_account: dict[str, str] | None = None
             if quote.needs_refund_account:
                 st.info(t("refunds.vbank_explain"))
-                typed_account = account_inputs("refunds")
+                typed_account = account_inputs("refunds", f"{quote.imp_uid}:{quote.remaining}")
             if st.button(t("refunds.start"), key="refunds.start", type="primary"):
                 try:
                     amount = parse_typed_amount(amount_text, quote.currency)
@@ -423,7 +439,7 @@ with queue:
         if request is not None and request.needs_refund_account and not own:
             # Never stored in full: the approver enters the customer's account for the cancel itself.
             st.info(t("refunds.queue_vbank"))
-            approver_account = account_inputs("refunds.queue")
+            approver_account = account_inputs("refunds.queue", f"request-{request.id}")
         buttons = st.columns(3)
         try:
             if buttons[0].button(t("refunds.approve"), key="refunds.approve", type="primary", disabled=own) and request:
