@@ -228,6 +228,14 @@ def _claim_cancellation(refund: Refund, fetched: GatewayPayment, taken: set[str]
     return candidates[-1].cancellation_id
 
 
+def _unclaimed_requested(fetched: GatewayPayment, taken: set[str]) -> str | None:
+    """A cancellation PortOne shows REQUESTED that no other attempt of ours owns, if any."""
+    for cancellation_id, state in fetched.cancellation_states.items():
+        if state == CancellationState.REQUESTED and cancellation_id not in taken:
+            return cancellation_id
+    return None
+
+
 def _may_still_apply(refund: Refund, grace_seconds: float) -> bool:
     """PortOne may still be applying this attempt's cancel: it was sent less than the grace ago.
     (A cancel we stopped waiting for is not a cancel PortOne stopped working on.)"""
@@ -287,6 +295,17 @@ def _settle_from_portone(
         if alert_minutes is not None and _overdue(refund, alert_minutes):
             _alert_overdue(session, refund, alert_minutes)
         return
+    elif (requested := _unclaimed_requested(fetched, taken)) is not None:
+        # Our answer was lost, and PortOne shows a cancel of this payment still REQUESTED that no
+        # attempt of ours owns: ours, being applied by the PG. Wait for it by its id, never judge it
+        # unapplied (PortOne's remainder does not count it, so the checksum would not stop a second).
+        _mark(
+            refund,
+            RefundStatus.UNKNOWN,
+            error=f"PortOne shows cancellation {requested} REQUESTED (the PG is applying it); asked again later",
+            error_code=PENDING_AT_PORTONE,
+            cancellation_id=requested,
+        )
     elif fetched.cancel_amount == before and _may_still_apply(refund, grace_seconds):
         if refund.status == RefundStatus.UNKNOWN and refund.error_code == ANSWER_LOST:
             return  # already waiting
