@@ -766,6 +766,12 @@ def _send(
         raise
     except GatewayError as exc:  # any other answer to a cancel: it may have been applied
         return _settle_after_silence(rt, refund_id=refund_id, imp_uid=fetched.imp_uid, actor=actor, cause=exc)
+    except InvalidRequest as exc:  # the client refused to build the call (e.g. a bank the PG cannot take)
+        with rt.db.write() as session:
+            attempt = session.get_one(Refund, refund_id)
+            _mark(attempt, RefundStatus.FAILED, error=f"not sent: {exc}")
+            audit.record(session, actor=actor, action="refund.failed", target=fetched.imp_uid, refund_id=refund_id)
+        raise
     with rt.db.write() as session:
         attempt = session.get_one(Refund, refund_id)
         taken = {r.portone_cancellation_id for r in attempt.payment.refunds if r.portone_cancellation_id}
