@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from services import audit
 from services.errors import GatewayError, InvalidRequest, NotFound
 from services.models import Order, Payment, utcnow
+from services.money import normalize
 from services.runtime import Runtime
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
@@ -120,4 +121,6 @@ def order_state(rt: Runtime, merchant_uid: str) -> OrderState:
         paid_at = session.scalar(
             select(func.max(Payment.paid_at)).where(Payment.order_id == order.id, Payment.paid_at.is_not(None))
         )
-        return OrderState(order.merchant_uid, order.status, order.amount, order.currency, paid_at)
+        return OrderState(
+            order.merchant_uid, order.status, normalize(order.amount, order.currency), order.currency, paid_at
+        )
