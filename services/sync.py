@@ -99,6 +99,18 @@ _SETTLED_ORDER = frozenset(
 )
 
 
+def _paid_in_full_elsewhere(order: Order, payment: Payment) -> bool:
+    """Whether another payment of the order is paid, untouched by refunds and matching the order."""
+    return any(
+        other is not payment
+        and other.status == PortOneStatus.PAID
+        and other.cancel_amount == 0
+        and other.amount == order.amount
+        and other.currency == order.currency
+        for other in order.payments
+    )
+
+
 def next_order_status(current: str, proposed: OrderStatus) -> OrderStatus:
     """The order's status once one of its payments says `proposed`.
 
@@ -223,7 +235,12 @@ def apply_payment(session: Session, fetched: GatewayPayment, *, source: str, row
     payment.verified = matches
     _record_portone_cancellations(session, payment, fetched)
     if order is not None:
-        order.status = next_order_status(order.status, order_status_for(payment, matches))
+        proposed = order_status_for(payment, matches)
+        if proposed in (OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED) and _paid_in_full_elsewhere(
+            order, payment
+        ):
+            proposed = OrderStatus.PAID  # a duplicate payment refunded: the order is still paid by the other
+        order.status = next_order_status(order.status, proposed)
     if rows is None:
         session.flush()  # a batch flushes once, when the batch is done
     return Applied(payment=payment, order=order, matches_order=matches, changed=changed)
