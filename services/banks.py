@@ -76,7 +76,8 @@ def bank(code: str) -> Bank:
     text = (code or "").strip()
     found = BY_CODE.get(text) or BY_NAME.get(text) or BY_NAME.get(text.lower())
     if found is None:
-        raise InvalidRequest(f"unknown bank code {code!r}: use PortOne's bank codes (04 KB국민, 88 신한, ...)")
+        # The text is not echoed: an account number typed in the bank column is personal data.
+        raise InvalidRequest("unknown bank code: use PortOne's bank codes (04 KB국민, 88 신한, ...) or a bank's name")
     return found
 
 

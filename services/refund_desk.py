@@ -30,7 +30,7 @@ from __future__ import annotations
 import csv
 import enum
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -873,7 +873,13 @@ def parse_bulk_csv(data: bytes) -> list[BulkInputRow]:
             text = data.decode("cp949")
         except UnicodeDecodeError:
             raise InvalidRequest("the file is neither UTF-8 nor CP949 text") from None
-    reader = csv.reader(io.StringIO(text))
+    try:
+        return _bulk_rows(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:  # a cell over the csv module's limit, a quote never closed, NUL
+        raise InvalidRequest(f"the file is not a CSV we can read: {exc}") from None
+
+
+def _bulk_rows(reader: Iterator[list[str]]) -> list[BulkInputRow]:
     header = next(reader, None)
     if not header:
         raise InvalidRequest("the file is empty")
