@@ -777,7 +777,8 @@ def approve_request(
                 raise Conflict(_executing_message(request))
             return _request_outcome(session, request, replayed=True)
     try:
-        result = refunds.refund(
+        # A resumed approval whose refund was already sent answers with that refund, never a new one.
+        result = refunds.result_for_key(rt, key, actor=actor.username) or refunds.refund(
             rt,
             imp_uid=imp_uid,
             amount=amount,

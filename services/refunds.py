@@ -526,6 +526,22 @@ def _replay(session: Session, key: str, fingerprint: str, *, settled_only: bool 
     return _result(existing, existing.payment, replayed=True)
 
 
+def result_for_key(rt: Runtime, key: str, *, actor: str = "system") -> RefundResult | None:
+    """The outcome of the attempt made under `key`, settled as far as PortOne shows it, or None
+    when none was made. For a resumed approval: its refund was sent once already, whatever
+    account is typed this time."""
+    with rt.db.read() as session:
+        found = session.execute(
+            select(Refund.id, Payment.imp_uid).join(Payment).where(Refund.idempotency_key == key)
+        ).first()
+    if found is None:
+        return None
+    settle_with_lease(rt, imp_uid=found.imp_uid, actor=actor)
+    with rt.db.read() as session:
+        attempt = session.get_one(Refund, found.id)
+        return _result(attempt, attempt.payment, replayed=True)
+
+
 def refund(
     rt: Runtime,
     *,
