@@ -49,15 +49,25 @@ class JobBusy(Conflict):
         super().__init__(f"another {name} run is in progress ({holder or 'unknown holder'}{started}); try again later")
 
 
+def _where() -> str:
+    """This process's host and PID namespace: containers sharing a hostname (host networking,
+    replicas named alike) have PID namespaces of their own, where our PIDs mean nothing."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{socket.gethostname()}#{namespace}"
+
+
 def _identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    return f"{_where()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _gone(holder: str) -> bool:
-    """Whether `holder` was a process of this machine that no longer exists."""
-    host, _, rest = holder.partition(":")
+    """Whether `holder` was a process of this host and PID namespace that no longer exists."""
+    where, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if where != _where() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
