@@ -187,25 +187,7 @@ def perform_checkout(
         refusal = _pre_window_refusal(store, inp, enforce_prepare, allow_duplicate)
         if refusal is not None:
             return CheckoutOutcome(_refusal(inp, *refusal), None, None)
-        p = Payment(
-            seq=-1,
-            imp_uid=store.new_imp_uid(),
-            merchant_uid=inp.merchant_uid,
-            amount=inp.amount,
-            currency=inp.currency,
-            status="ready",
-            pay_method=inp.pay_method,
-            pg_provider=inp.pg_provider,
-            started_at=now,
-            updated_at=now,
-            name=inp.name,
-            buyer_name=inp.buyer_name,
-            buyer_email=inp.buyer_email,
-            buyer_tel=inp.buyer_tel,
-            notice_url=inp.notice_url,
-            user_agent=inp.user_agent,
-            escrow=inp.escrow,
-        )
+        p = _opened(store, inp, now)
         extra: dict[str, Any] = {}
         if inp.custom_data is not None:
             extra["custom_data"] = inp.custom_data
@@ -265,6 +247,29 @@ def perform_checkout(
         return CheckoutOutcome(callback, p.status, p)
 
 
+def _opened(store: PaymentStore, inp: CheckoutInput, now: int) -> Payment:
+    """The `ready` payment PortOne creates when the payment window opens (caller holds the lock)."""
+    return Payment(
+        seq=-1,
+        imp_uid=store.new_imp_uid(),
+        merchant_uid=inp.merchant_uid,
+        amount=inp.amount,
+        currency=inp.currency,
+        status="ready",
+        pay_method=inp.pay_method,
+        pg_provider=inp.pg_provider,
+        started_at=now,
+        updated_at=now,
+        name=inp.name,
+        buyer_name=inp.buyer_name,
+        buyer_email=inp.buyer_email,
+        buyer_tel=inp.buyer_tel,
+        notice_url=inp.notice_url,
+        user_agent=inp.user_agent,
+        escrow=inp.escrow,
+    )
+
+
 def _window_left(store: PaymentStore, inp: CheckoutInput, now: int, *, enforce_prepare: bool,
                  allow_duplicate: bool) -> CheckoutOutcome:  # fmt: skip
     """The window opened (a `ready` payment) and the customer left it (`abandon`: stays `ready`)
@@ -273,24 +278,7 @@ def _window_left(store: PaymentStore, inp: CheckoutInput, now: int, *, enforce_p
         refusal = _pre_window_refusal(store, inp, enforce_prepare, allow_duplicate)
         if refusal is not None:
             return CheckoutOutcome(_refusal(inp, *refusal), None, None)
-        p = Payment(
-            seq=-1,
-            imp_uid=store.new_imp_uid(),
-            merchant_uid=inp.merchant_uid,
-            amount=inp.amount,
-            currency=inp.currency,
-            status="ready",
-            pay_method=inp.pay_method,
-            pg_provider=inp.pg_provider,
-            started_at=now,
-            updated_at=now,
-            name=inp.name,
-            buyer_name=inp.buyer_name,
-            buyer_email=inp.buyer_email,
-            buyer_tel=inp.buyer_tel,
-            notice_url=inp.notice_url,
-            user_agent=inp.user_agent,
-        )
+        p = _opened(store, inp, now)
         if inp.custom_data is not None:
             p.extra = {"custom_data": inp.custom_data}
         if inp.outcome == "close":
