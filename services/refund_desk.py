@@ -634,14 +634,22 @@ def list_requests(
     ]
 
 
-def _reject(rt: Runtime, request_id: int, *, actor: Actor, note: str | None) -> bool:
-    """Reject a request still awaiting approval: False when it was claimed or decided first."""
+def _decide(
+    rt: Runtime,
+    request_id: int,
+    *,
+    where: Any,
+    values: dict[str, Any],
+    action: str,
+    actor: Actor,
+    note: str | None,
+    refund_id: int | None,
+) -> bool:
+    """Move the request by one conditional update and audit it: False when `where` no longer holds
+    (someone else claimed or decided it first)."""
     with rt.db.write() as session:
         result = session.execute(
-            update(RefundRequest)
-            .where(RefundRequest.id == request_id, RefundRequest.status == ApprovalStatus.AWAITING)
-            .values(status=ApprovalStatus.REJECTED, decided_by=actor.username, decided_at=utcnow(), decision_note=note)
-            .execution_options(synchronize_session=False)
+            update(RefundRequest).where(where).values(**values).execution_options(synchronize_session=False)
         )
         if cast(CursorResult[Any], result).rowcount != 1:
             return False
@@ -649,14 +657,33 @@ def _reject(rt: Runtime, request_id: int, *, actor: Actor, note: str | None) -> 
         audit.record(
             session,
             actor=actor.username,
-            action="refund.approval_rejected",
+            action=action,
             target=request.imp_uid,
             request_id=request_id,
             requested_by=request.requested_by,
-            refund_id=None,
+            refund_id=refund_id,
             note=note,
         )
         return True
+
+
+def _reject(rt: Runtime, request_id: int, *, actor: Actor, note: str | None) -> bool:
+    """Reject a request still awaiting approval: False when it was claimed or decided first."""
+    return _decide(
+        rt,
+        request_id,
+        where=(RefundRequest.id == request_id) & (RefundRequest.status == ApprovalStatus.AWAITING),
+        values={
+            "status": ApprovalStatus.REJECTED,
+            "decided_by": actor.username,
+            "decided_at": utcnow(),
+            "decision_note": note,
+        },
+        action="refund.approval_rejected",
+        actor=actor,
+        note=note,
+        refund_id=None,
+    )
 
 
 def _stale_after(rt: Runtime) -> timedelta:
@@ -714,27 +741,18 @@ def _release(rt: Runtime, request_id: int, *, actor: Actor, claimed_at: datetime
 def _finish(
     rt: Runtime, request_id: int, *, actor: Actor, claimed_at: datetime, note: str | None, refund_id: int
 ) -> None:
-    """executing -> approved, linked to the refund row that was sent (or refused)."""
-    with rt.db.write() as session:
-        result = session.execute(
-            update(RefundRequest)
-            .where(_mine(request_id, actor, claimed_at))
-            .values(status=ApprovalStatus.APPROVED, decision_note=note, refund_id=refund_id)
-            .execution_options(synchronize_session=False)
-        )
-        if cast(CursorResult[Any], result).rowcount != 1:
-            return  # resumed by another approver after this one was judged abandoned: theirs records it
-        request = session.get_one(RefundRequest, request_id)
-        audit.record(
-            session,
-            actor=actor.username,
-            action="refund.approved",
-            target=request.imp_uid,
-            request_id=request_id,
-            requested_by=request.requested_by,
-            refund_id=refund_id,
-            note=note,
-        )
+    """executing -> approved, linked to the refund row that was sent (or refused). Nothing when
+    another approver resumed it after this one was judged abandoned: theirs records it."""
+    _decide(
+        rt,
+        request_id,
+        where=_mine(request_id, actor, claimed_at),
+        values={"status": ApprovalStatus.APPROVED, "decision_note": note, "refund_id": refund_id},
+        action="refund.approved",
+        actor=actor,
+        note=note,
+        refund_id=refund_id,
+    )
 
 
 def _note(note: str | None, *, required: bool) -> str | None:
