@@ -861,7 +861,10 @@ def check_recorded_many(
     if not recorded:
         return
     deliveries_by_uid = load_deliveries(session, [fetched.imp_uid for fetched, _ in recorded])
-    paid_by_order = _paid_payments_by_order(session, {applied.payment.merchant_uid for _, applied in recorded})
+    # Only a paid payment can make its order paid twice; the others agree without a look-up.
+    paid_by_order = _paid_payments_by_order(
+        session, {applied.payment.merchant_uid for fetched, applied in recorded if fetched.status == PortOneStatus.PAID}
+    )
     cfg = RuleConfig.from_settings(settings)
     now = utcnow()
     verdicts: list[Verdict] = []
