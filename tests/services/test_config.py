@@ -107,14 +107,13 @@ def test_sandbox_mode_on_loopback_urls(monkeypatch: pytest.MonkeyPatch, url: str
     assert settings.portone_mode == "sandbox" and settings.portone_api_url == url.rstrip("/")
 
 
-def test_api_refuses_to_start_in_sandbox_mode_against_a_remote_portone(tmp_path: Path) -> None:
-    """`python -m api` with PORTONE_MODE unset and PortOne's real address: it exits before listening,
-    naming the variable to set (and printing no secret)."""
+def _refused(tmp_path: Path, args: list[str], **env_vars: str) -> tuple[int, str, str]:
+    """Run `python -m <args>` with no PortOne or secret settings but `env_vars`; it must exit non-zero
+    by itself (a server left running is the failure). Its (exit code, stdout, stderr)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTONE_", "INTERNAL_API", "EXPORT_LINK"))}
-    env.update(PORTONE_API_URL=PORTONE_V1_URL, DATABASE_URL=f"sqlite:///{tmp_path / 'refuse.db'}")
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "api", "--port", str(port)],
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'refuse.db'}", **env_vars)
+    process = subprocess.Popen(  # noqa: S603 - our own modules, fixed arguments
+        [sys.executable, "-m", *args],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -126,35 +125,26 @@ def test_api_refuses_to_start_in_sandbox_mode_against_a_remote_portone(tmp_path:
     except subprocess.TimeoutExpired:
         process.kill()
         out, err = process.communicate()
-        pytest.fail(f"the API started in sandbox mode against {PORTONE_V1_URL}: {out[-500:]}{err[-500:]}")
-    assert process.returncode != 0
+        pytest.fail(f"python -m {' '.join(args)} did not refuse: {out[-500:]}{err[-500:]}")
+    assert process.returncode != 0, (out, err)
+    assert "Traceback" not in err, err
+    return process.returncode, out, err
+
+
+def test_api_refuses_to_start_in_sandbox_mode_against_a_remote_portone(tmp_path: Path) -> None:
+    """`python -m api` with PORTONE_MODE unset and PortOne's real address: it exits before listening,
+    naming the variable to set (and printing no secret)."""
+    _, out, err = _refused(tmp_path, ["api", "--port", str(free_port())], PORTONE_API_URL=PORTONE_V1_URL)
     assert "PORTONE_MODE" in err and "PORTONE_API_URL" in err, err
-    assert "Traceback" not in err and SANDBOX_INTERNAL_TOKEN not in out + err, err
+    assert SANDBOX_INTERNAL_TOKEN not in out + err, err
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])  # noqa: S104 - the point of the test
 def test_api_in_sandbox_mode_refuses_to_listen_off_this_machine(tmp_path: Path, host: str) -> None:
     """Sandbox mode accepts the internal token published in this repository, so it listens on loopback
     only: `--host 0.0.0.0` would hand refunds to anyone who can reach the machine."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTONE_", "INTERNAL_API", "EXPORT_LINK"))}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'refuse.db'}")
-    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "api", "--host", host, "--port", str(free_port())],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-        pytest.fail(f"the API listened on {host} in sandbox mode: {out[-300:]}{err[-300:]}")
-    assert process.returncode != 0
+    _, _, err = _refused(tmp_path, ["api", "--host", host, "--port", str(free_port())])
     assert "--host" in err and "PORTONE_MODE" in err, err
-    assert "Traceback" not in err, err
 
 
 def test_live_v2_refuses_the_sandbox_webhook_secret(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,17 +164,9 @@ def test_live_v2_refuses_the_sandbox_webhook_secret(monkeypatch: pytest.MonkeyPa
 
 def test_the_command_line_refuses_a_configuration_in_plain_words_without_echoing_secrets(tmp_path: Path) -> None:
     token = "real-internal-api-token-5f0c2b9e7a"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTONE_", "INTERNAL_API", "EXPORT_LINK"))}
-    env.update(PORTONE_API_URL=PORTONE_V1_URL, INTERNAL_API_TOKEN=token, DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
-    done = subprocess.run(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "services", "users", "list"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    code, out, err = _refused(
+        tmp_path, ["services", "users", "list"], PORTONE_API_URL=PORTONE_V1_URL, INTERNAL_API_TOKEN=token
     )
-    assert done.returncode == 2
-    assert "PORTONE_MODE" in done.stderr and "Traceback" not in done.stderr, done.stderr
-    assert token[-10:] not in done.stdout + done.stderr
+    assert code == 2
+    assert "PORTONE_MODE" in err and "refusing to start" in err, err
+    assert token[-10:] not in out + err
