@@ -18,7 +18,14 @@ from urllib.parse import parse_qs
 from sqlalchemy import insert, update
 from sqlalchemy.exc import OperationalError
 
-from services.errors import GatewayError, GatewayNotFound, GatewayUnauthorized, GatewayUnavailable, PaymentsError
+from services.errors import (
+    GatewayError,
+    GatewayNotFound,
+    GatewayUnauthorized,
+    GatewayUnavailable,
+    PaymentsError,
+    UnreadableAnswer,
+)
 from services.models import WebhookEvent, utcnow
 from services.payments import Verification, record_many, verification_after_record
 from services.portone.types import storable_text
@@ -143,7 +150,10 @@ def _verify(rt: Runtime, pending: list[_Pending], imp_uids: list[str]) -> None:
     try:
         verdicts = _judge_together(rt, imp_uids)
     except _PORTONE_DOWN as exc:
-        verdicts = dict.fromkeys(imp_uids, (WebhookResult.ERROR, f"PortOne could not be asked: {exc}"))
+        if isinstance(exc, UnreadableAnswer) and len(imp_uids) > 1:  # one payment's answer, not PortOne down
+            verdicts = {imp_uid: _judge_alone(rt, imp_uid) for imp_uid in imp_uids}
+        else:
+            verdicts = dict.fromkeys(imp_uids, (WebhookResult.ERROR, f"PortOne could not be asked: {exc}"))
     except OperationalError:
         raise  # the database is unreachable or locked: every delivery is answered 503, one by one would only wait longer
     except Exception as exc:  # noqa: BLE001 - judged one by one below

@@ -195,3 +195,19 @@ def test_the_detail_page_and_overview_show_a_payment_in_an_unknown_currency(
     assert detail is not None
     figures = overview(runtime, actor=viewer)
     assert figures.open_alerts["high"] >= 2  # unsupported currency, payment without order
+
+
+def test_one_unreadable_row_in_a_batched_look_up_never_fails_its_batch_mates(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """PortOne's batched answer has one payment without its amount: that answer is unreadable, not
+    PortOne being down; each delivery is then judged on its own and the readable ones are recorded."""
+    ours = _ours_paid(runtime, sandbox, 3)
+    sandbox.configure(
+        garble_next=1, garble_only="GET /payments", garble_body="missing_fields", garble_fields=["response.0.amount"]
+    )
+    outcomes = webhooks.receive_many(runtime, [_delivery(hook) for hook in ours])
+    assert sandbox.configure()["garble_next"] == 0  # the batched look-up was garbled
+    assert [str(o.result) for o in outcomes] == ["processed"] * 3, [o.detail for o in outcomes]
+    for hook in ours:
+        assert _recorded(runtime, hook["imp_uid"]).status == "paid"
