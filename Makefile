@@ -80,7 +80,7 @@ format: venv
 	$(PY) -m ruff check --fix .
 
 migrate: venv
-	$(PY) -m services migrate
+	$(PY) -m cli migrate
 
 bench: venv
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -12,8 +12,8 @@ from dashboard.auth import current_actor
 from dashboard.chrome import render_sidebar
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import alert_desk
-from services.access import Permission
+from services.alerts import desk as alert_desk
+from services.auth.access import Permission
 
 st.set_page_config(page_title="Chekar Payments Ops", page_icon="🚗", layout="wide")
 

@@ -9,7 +9,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from api.app import create_app
-from services.config import get_settings, is_loopback_host
+from services.core.config import get_settings, is_loopback_host
 
 
 def main() -> None:

@@ -25,9 +25,9 @@ from api import webhooks_v2 as webhooks_v2_routes
 from api.bodies import read_capped
 from api.exports import include_export_routes
 from api.webhook_senders import refuse_unlisted_sender, sender_ip
-from services import jsonutil, orders, payments, reconcile_schedule, refunds, webhooks, webhooks_v2
-from services.config import get_settings
-from services.errors import (
+from services.core import jsonutil
+from services.core.config import get_settings
+from services.core.errors import (
     Conflict,
     ForgeryDetected,
     FullRefundOnly,
@@ -40,10 +40,16 @@ from services.errors import (
     RefundAccountRequired,
     RefundExceedsRemaining,
 )
-from services.models import RefundStatus
+from services.core.models import RefundStatus
+from services.payments import orders
+from services.payments import verification as payments
 from services.portone.types import PortOneStatus
+from services.reconciliation import schedule as reconcile_schedule
+from services.refunds import engine as refunds
 from services.runtime import Runtime, build_runtime
-from services.webhook_batcher import WebhookBatcher
+from services.webhooks import v1 as webhooks
+from services.webhooks import v2 as webhooks_v2
+from services.webhooks.batcher import WebhookBatcher
 
 log = logging.getLogger("chekar.api")
 MAX_JSON_BODY = 16 * 1024

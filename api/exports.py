@@ -1,7 +1,7 @@
 """Large CSV exports, streamed: `GET /api/exports/{kind}.csv?token=...`.
 
 The token is a short-lived, single-use signed link made by the dashboard for its signed-in user
-(services.export_links.issue_link); it names a grant recording the user, the sign-in, the export and
+(services.reporting.export_links.issue_link); it names a grant recording the user, the sign-in, the export and
 its filters. Every request re-checks the user (still there, still active, same role, still allowed)
 and uses the link up (a second opening, or one after the sign-in ended, is refused), then streams
 the file chunk by chunk from the database, so no process ever holds a whole export. Include with `include_export_routes(app)` (or `router`).
@@ -18,8 +18,8 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from services import export_links, exports
-from services.errors import Forbidden, InvalidRequest
+from services.core.errors import Forbidden, InvalidRequest
+from services.reporting import export_links, exports
 from services.runtime import Runtime
 
 router = APIRouter(tags=["exports"])

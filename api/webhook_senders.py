@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from services.config import Settings
+from services.core.config import Settings
 
 
 def sender_ip(request: Request) -> str | None:

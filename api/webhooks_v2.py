@@ -1,4 +1,4 @@
-"""`POST /portone/webhook/v2`: PortOne V2's signed webhooks (see services/webhooks_v2.py).
+"""`POST /portone/webhook/v2`: PortOne V2's signed webhooks (see services/webhooks/v2.py).
 
 Include with `app.include_router(api.webhooks_v2.router)`; the app's `state.runtime` serves it.
 Answers 200 when processed (or verified and ignored), 4xx with `{"error", "message", "event_id"}`
@@ -14,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.bodies import read_capped
 from api.webhook_senders import refuse_unlisted_sender, sender_ip
-from services import webhooks_v2
 from services.runtime import Runtime
-from services.webhooks_v2 import Rejection, V2WebhookResult
+from services.webhooks import v2 as webhooks_v2
+from services.webhooks.v2 import Rejection, V2WebhookResult
 
 router = APIRouter()
 

@@ -15,7 +15,7 @@ import httpx
 from iamport import Iamport
 
 from bench.stack import running_stack
-from services.config import SANDBOX_IMP_KEY, SANDBOX_IMP_SECRET
+from services.core.config import SANDBOX_IMP_KEY, SANDBOX_IMP_SECRET
 from services.portone.v1 import PortOneV1Client
 
 

@@ -1,4 +1,4 @@
-"""CSV export of payments at scale: our export (services/exports.py, masked and formula-safe, the
+"""CSV export of payments at scale: our export (services/reporting/exports.py, masked and formula-safe, the
 path the dashboard and the API's signed links use) beside `pandas.read_sql` + `to_csv` of the same
 rows and columns. Each side runs in its own fresh Python process, so its peak RSS is its own (VmHWM,
 imports included); time is measured inside the process from the request to the last byte written
@@ -44,11 +44,11 @@ def _rss_mb(field: str = "VmRSS") -> float:
 
 
 def _ours(database_url: str, start: date, end: date, out: Path) -> int:
-    from services import exports
-    from services.access import Actor
-    from services.config import Settings
-    from services.db import Database
-    from services.models import Role
+    from services.auth.access import Actor
+    from services.core.config import Settings
+    from services.core.db import Database
+    from services.core.models import Role
+    from services.reporting import exports
     from services.runtime import Runtime, make_gateway
 
     settings = Settings(database_url=database_url, portone_mode="sandbox")
@@ -71,7 +71,7 @@ def _fetch(database_url: str, start: date, end: date, out: Path) -> int:
     """The floor under ours: the export's own query, rows fetched through the driver and dropped."""
     from sqlalchemy import create_engine
 
-    from services import exports
+    from services.reporting import exports
 
     engine = create_engine(database_url)
     rows = 0
@@ -92,7 +92,8 @@ def _pandas(database_url: str, start: date, end: date, out: Path) -> int:
     import pandas as pd
     from sqlalchemy import create_engine, text
 
-    from services import exports, reports
+    from services.reporting import exports
+    from services.reporting import sales as reports
 
     query = exports._payments_query(exports.ExportFilters(start, end), "sqlite")
     columns = ", ".join(column.name for column in query.selected_columns)  # stored values (UTC times)
@@ -134,7 +135,7 @@ SIDES = {"ours": _ours, "pandas": _pandas, "fetch": _fetch}
 def side(name: str, database_url: str, start: date, end: date, out: Path) -> dict[str, Any]:
     """Run one side in this process; what the parent reads back. Imports come before the clock
     (the API process has them loaded already) but count in the peak RSS."""
-    import services.exports  # noqa: F401
+    import services.reporting.exports  # noqa: F401
     import services.runtime  # noqa: F401
 
     if name == "pandas":

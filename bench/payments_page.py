@@ -29,12 +29,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Index, func, insert, select, text
 
-from services.access import Actor
-from services.config import Settings
-from services.db import Database
-from services.migrate import upgrade
-from services.models import Payment, Role
-from services.payment_search import (
+from services.auth.access import Actor
+from services.core.config import Settings
+from services.core.db import Database
+from services.core.migrate import upgrade
+from services.core.models import Payment, Role
+from services.payments.search import (
     MAX_RANGE_DAYS,
     PaymentFilters,
     PaymentState,
@@ -372,8 +372,8 @@ def measure_apptest(database_url: str, query: str) -> list[Timing]:
     """pages/payments.py rendered through Streamlit's AppTest, signed in as an operator."""
     from streamlit.testing.v1 import AppTest
 
-    from services.models import User
-    from services.users import create_user
+    from services.auth.accounts import create_user
+    from services.core.models import User
 
     settings = Settings(database_url=database_url, portone_mode="sandbox")
     rt = Runtime(settings=settings, db=Database(database_url), gateway=make_gateway(settings))

@@ -7,7 +7,7 @@ database (bulk inserts: orders, payments, refund rows, webhook deliveries), with
 (80% KRW / 20% USD; paid, partially refunded, fully refunded, failed, young virtual accounts) and
 a few planted differences, then times on the same window:
 
-  (a) engine    services.reconcile.start_run (unpaced: --max-rps 0 unless given)
+  (a) engine    services.reconciliation.engine.start_run (unpaced: --max-rps 0 unless given)
   (b) naive     one GET /payments/{imp_uid} per payment and one query for our row, one at a time;
                 timed on a random sample and extrapolated linearly to N
   (c) download  paging through /payments/status/all with the same client and concurrency,
@@ -38,12 +38,12 @@ import httpx
 from sqlalchemy import insert, select
 
 from bench.stack import running_stack
-from services.access import SYSTEM
-from services.config import Settings
-from services.models import Order, Payment, Refund, WebhookEvent
+from services.auth.access import SYSTEM
+from services.core.config import Settings
+from services.core.models import Order, Payment, Refund, WebhookEvent
 from services.portone.types import PortOneGateway
-from services.reconcile import EngineOptions, start_run
-from services.reconcile_rules import RuleConfig
+from services.reconciliation.engine import EngineOptions, start_run
+from services.reconciliation.rules import RuleConfig
 from services.runtime import Runtime, build_runtime
 
 RESULTS = Path(__file__).resolve().parent / "results"

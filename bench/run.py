@@ -111,8 +111,8 @@ PAGE_WHY = {
 def _page_case(database: str) -> Callable[[Context], dict[str, Any]]:
     def run(ctx: Context) -> dict[str, Any]:
         from bench import payments_page
-        from services.config import Settings
-        from services.db import Database
+        from services.core.config import Settings
+        from services.core.db import Database
         from services.runtime import Runtime, make_gateway
 
         url = ctx.payments(database)
@@ -209,7 +209,7 @@ def _dashboard_summary(r: dict[str, Any]) -> tuple[str, str, str]:
 def _export_case(database: str) -> Callable[[Context], dict[str, Any]]:
     def run(ctx: Context) -> dict[str, Any]:
         from bench import export_csv
-        from services.payment_search import today_kst
+        from services.payments.search import today_kst
 
         url = ctx.payments(database)
         end = today_kst() + timedelta(days=1)
@@ -250,7 +250,7 @@ def _export_summary(r: dict[str, Any]) -> tuple[str, str, str]:
 def _export_details(r: dict[str, Any]) -> str:
     lines = ["| side | seconds | peak RSS MB | RSS after imports MB |", "|---|---:|---:|---:|"]
     for key, label in (
-        ("ours", "ours (services/exports.py)"),
+        ("ours", "ours (services/reporting/exports.py)"),
         ("fetch_only", "driver fetch only"),
         ("pandas", "pandas"),
     ):

@@ -57,14 +57,14 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from bench.stack import Stack, running_stack
-from services.access import Actor
-from services.config import Settings
-from services.db import Database
-from services.jsonutil import loads
-from services.models import Payment, Refund, RefundStatus, Role, WebhookEvent
-from services.overview import overview
-from services.payment_detail import payment_detail
-from services.payment_search import PaymentFilters, payment_totals, search_payments
+from services.auth.access import Actor
+from services.core.config import Settings
+from services.core.db import Database
+from services.core.jsonutil import loads
+from services.core.models import Payment, Refund, RefundStatus, Role, WebhookEvent
+from services.payments.detail import payment_detail
+from services.payments.search import PaymentFilters, payment_totals, search_payments
+from services.reporting.overview import overview
 from services.runtime import build_runtime
 
 RESULTS = Path(__file__).resolve().parent / "results"

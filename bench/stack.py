@@ -63,7 +63,7 @@ def running_stack(database_url: str, *, api: bool = True, log_dir: Path | None =
         "INTERNAL_API_TOKEN": "bench-internal-token",
     }
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": ROOT, "env": env}
-    subprocess.run([sys.executable, "-m", "services", "migrate"], check=True, **quiet)  # noqa: S603
+    subprocess.run([sys.executable, "-m", "cli", "migrate"], check=True, **quiet)  # noqa: S603
     processes: list[subprocess.Popen[bytes]] = []
     logs: list[IO[bytes]] = []
 

@@ -24,8 +24,8 @@ import httpx
 from sqlalchemy import func, insert, select
 
 from bench.stack import running_stack
-from services.db import Database
-from services.models import Order, Payment, WebhookEvent, utcnow
+from services.core.db import Database
+from services.core.models import Order, Payment, WebhookEvent, utcnow
 
 DUPLICATE_SHARE = 0.2
 SERIAL_SAMPLE = 600  # deliveries sent one at a time for the peer figure

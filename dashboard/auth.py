@@ -10,10 +10,11 @@ import streamlit as st
 from dashboard.format import plain
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import export_links, users
-from services.access import Actor, Permission
-from services.errors import Forbidden
-from services.sessions import SessionPolicy, SignIn, new_session_id
+from services.auth import accounts as users
+from services.auth.access import Actor, Permission
+from services.auth.sessions import SessionPolicy, SignIn, new_session_id
+from services.core.errors import Forbidden
+from services.reporting import export_links
 
 _USER = "auth_username"
 _SIGNED_IN = "auth_signed_in_at"

@@ -8,7 +8,7 @@ from dashboard.auth import sign_out
 from dashboard.format import plain
 from dashboard.i18n import LANGUAGES, current_language, t
 from dashboard.runtime import get_runtime
-from services.access import Actor
+from services.auth.access import Actor
 
 
 def render_sidebar(actor: Actor) -> None:

@@ -28,7 +28,7 @@ import streamlit as st
 
 from dashboard.format import STATUS_COLORS, kst, money, status_label
 from dashboard.i18n import t
-from services import exports
+from services.reporting import exports
 
 # -- confirm dialog and intents -----------------------------------------------------------------
 
@@ -231,7 +231,7 @@ def paged_table(
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
-    """CSV for Excel through the exports' one writer (services.exports): UTF-8 with a BOM, so Korean
+    """CSV for Excel through the exports' one writer (services.reporting.exports): UTF-8 with a BOM, so Korean
     text opens correctly, CRLF, and every text cell Excel would read as a formula neutralised."""
     header: list[exports.Cell] = [str(name) for name in frame.columns]
     rows = [header] + [[_cell(value) for value in row] for row in frame.itertuples(index=False, name=None)]

@@ -10,7 +10,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from dashboard.i18n import t
-from services.money import minor_unit_exponent
+from services.core.money import minor_unit_exponent
 
 KST = ZoneInfo("Asia/Seoul")
 SYMBOLS = {"KRW": "₩", "USD": "$", "EUR": "€", "JPY": "¥", "GBP": "£", "CNY": "CN¥"}

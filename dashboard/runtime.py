@@ -10,7 +10,7 @@ import os
 
 import streamlit as st
 
-from services.config import Settings
+from services.core.config import Settings
 from services.runtime import Runtime, build_runtime
 
 _KEYS = ("DATABASE_URL", "PORTONE_MODE", "PORTONE_API_URL")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from services.db import make_engine
-from services.models import Base
+from services.core.db import make_engine
+from services.core.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -16,7 +16,7 @@ def _database_url() -> str:
     url = config.attributes.get("database_url")
     if url:
         return str(url)
-    from services.config import get_settings
+    from services.core.config import get_settings
 
     return get_settings().database_url
 

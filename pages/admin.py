@@ -12,10 +12,13 @@ from dashboard.auth import gate
 from dashboard.format import kst, plain
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import audit_log, health, user_admin, users
-from services.access import Permission
-from services.errors import Conflict, Forbidden, InvalidRequest, NotFound, PaymentsError
-from services.models import Role, User
+from services.audit import reader as audit_log
+from services.auth import account_admin as user_admin
+from services.auth import accounts as users
+from services.auth.access import Permission
+from services.core.errors import Conflict, Forbidden, InvalidRequest, NotFound, PaymentsError
+from services.core.models import Role, User
+from services.system import health
 
 actor = gate(Permission.MANAGE_USERS)
 rt = get_runtime()

@@ -13,10 +13,13 @@ from dashboard.auth import gate
 from dashboard.format import KST, amounts_in, badge, kst, money, payment_state, plain, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import alert_desk, reconcile, reconcile_runs, reconcile_schedule
-from services.access import Permission
-from services.errors import Conflict, GatewayError, InvalidRequest, PaymentsError
-from services.job_lock import JobBusy
+from services.alerts import desk as alert_desk
+from services.auth.access import Permission
+from services.core.errors import Conflict, GatewayError, InvalidRequest, PaymentsError
+from services.core.job_lock import JobBusy
+from services.reconciliation import engine as reconcile
+from services.reconciliation import runs as reconcile_runs
+from services.reconciliation import schedule as reconcile_schedule
 
 actor = gate(Permission.VIEW)
 rt = get_runtime()

@@ -5,8 +5,8 @@ import streamlit as st
 from dashboard.auth import oidc_configured, sign_in
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import users
-from services.errors import Forbidden
+from services.auth import accounts as users
+from services.core.errors import Forbidden
 
 st.title(t("login.title"))
 message = st.session_state.pop("auth_message", None)

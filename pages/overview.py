@@ -11,8 +11,8 @@ from dashboard.auth import gate
 from dashboard.format import STATUS_COLORS, kst, money, plain, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import overview as figures
-from services.access import Actor, Permission
+from services.auth.access import Actor, Permission
+from services.reporting import overview as figures
 from services.runtime import Runtime
 
 actor = gate(Permission.VIEW)

@@ -15,9 +15,9 @@ from dashboard.auth import gate
 from dashboard.format import badge, kst, plain, status_label, web_url
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import payment_detail as details
-from services.access import Permission
-from services.errors import NotFound, PaymentsError
+from services.auth.access import Permission
+from services.core.errors import NotFound, PaymentsError
+from services.payments import detail as details
 
 actor = gate(Permission.VIEW)
 rt = get_runtime()

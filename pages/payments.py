@@ -14,11 +14,10 @@ from dashboard.auth import gate
 from dashboard.format import plain, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import payment_search as search
-from services import saved_views
-from services.access import Permission, sees_personal_data
-from services.errors import PaymentsError
-from services.payment_search import PaymentFilters, PaymentPage
+from services.auth.access import Permission, sees_personal_data
+from services.core.errors import PaymentsError
+from services.payments import saved_views, search
+from services.payments.search import PaymentFilters, PaymentPage
 
 actor = gate(Permission.VIEW)
 rt = get_runtime()

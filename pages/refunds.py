@@ -1,7 +1,7 @@
 """Refunds: one payment (from an imp_uid / merchant_uid, or the detail page), bulk refunds (rows
 picked on the payments page or a CSV), and the approvals queue (maker-checker).
 
-Every refund goes through services.refund_desk; each confirmed intent carries ONE idempotency
+Every refund goes through services.refunds.desk; each confirmed intent carries ONE idempotency
 key made when its dialog opens (dashboard.components), so double clicks and reruns never refund
 twice."""
 
@@ -18,11 +18,11 @@ from dashboard.auth import gate
 from dashboard.format import badge, kst, plain, status_label
 from dashboard.i18n import current_language, t
 from dashboard.runtime import get_runtime
-from services import banks
-from services import refund_desk as desk
-from services.access import Permission
-from services.errors import InvalidRequest, PartialRefundRefused, PaymentsError, RefundExceedsRemaining
-from services.money import InvalidAmount, minor_unit_exponent, parse_typed_amount
+from services.auth.access import Permission
+from services.core.errors import InvalidRequest, PartialRefundRefused, PaymentsError, RefundExceedsRemaining
+from services.core.money import InvalidAmount, minor_unit_exponent, parse_typed_amount
+from services.portone import banks
+from services.refunds import desk
 
 actor = gate(Permission.REFUND)
 rt = get_runtime()

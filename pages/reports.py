@@ -13,9 +13,10 @@ from dashboard.auth import current_sign_in, gate
 from dashboard.format import kst, money, plain, status_label
 from dashboard.i18n import current_language, t
 from dashboard.runtime import get_runtime
-from services import export_links, exports, reports
-from services.access import Actor, Permission
-from services.errors import Forbidden, InvalidRequest, PaymentsError
+from services.auth.access import Actor, Permission
+from services.core.errors import Forbidden, InvalidRequest, PaymentsError
+from services.reporting import export_links, exports
+from services.reporting import sales as reports
 from services.runtime import Runtime
 
 actor = gate(Permission.VIEW)

@@ -9,9 +9,8 @@ from dashboard.auth import gate
 from dashboard.format import badge, money, plain
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import test_payment as tp
-from services.access import Permission
-from services.errors import (
+from services.auth.access import Permission
+from services.core.errors import (
     Forbidden,
     ForgeryDetected,
     GatewayRejected,
@@ -21,6 +20,7 @@ from services.errors import (
     OutcomeUnknown,
     PaymentsError,
 )
+from services.payments import test_payment as tp
 
 actor = gate(Permission.TEST_PAYMENT)
 rt = get_runtime()

@@ -12,11 +12,11 @@ from dashboard.auth import gate
 from dashboard.format import kst, plain, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from services import webhook_log
-from services.access import Permission
-from services.errors import GatewayError, InvalidRequest, PaymentsError
+from services.auth.access import Permission
+from services.core.errors import GatewayError, InvalidRequest, PaymentsError
 from services.portone.types import PortOneStatus
-from services.reports import KST
+from services.reporting.sales import KST
+from services.webhooks import log as webhook_log
 
 actor = gate(Permission.VIEW)
 rt = get_runtime()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.config import Settings, get_settings
-from services.db import Database
+from services.core.config import Settings, get_settings
+from services.core.db import Database
 from services.portone.dual import DualGateway
 from services.portone.types import PortOneGateway
 from services.portone.v1 import PortOneV1Client

@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from services.config import Settings
-from services.migrate import upgrade
-from services.models import WebhookEvent
+from services.auth.sessions import SignIn, new_session_id
+from services.core.config import Settings
+from services.core.migrate import upgrade
+from services.core.models import WebhookEvent
 from services.runtime import Runtime, build_runtime
-from services.sessions import SignIn, new_session_id
 
 APPROVED_CARD = "4111-1111-1111-1111"
 DECLINED_CARD = "4000-0000-0000-0002"
@@ -119,7 +119,7 @@ class SandboxControl:
 
     def payment(self, imp_uid: str) -> dict[str, Any]:
         """PortOne's record, read through its public API like any client would (V1-shaped)."""
-        from services.jsonutil import loads
+        from services.core.jsonutil import loads
 
         if self.version == "v2":
             return self._v2_payment(imp_uid)
@@ -131,7 +131,7 @@ class SandboxControl:
         return dict(loads(response.content)["response"])
 
     def _v2_payment(self, payment_id: str) -> dict[str, Any]:
-        from services.money import from_minor_units
+        from services.core.money import from_minor_units
         from tests.v2_support import auth
 
         response = self.http.get(f"/payments/{payment_id}", headers=auth())
@@ -187,10 +187,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def reconcile_cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    """`python -m services reconcile *args --json --quiet` to its end in its own process: exit 0
+    """`python -m cli reconcile *args --json --quiet` to its end in its own process: exit 0
     and the one JSON summary line it prints, parsed."""
     done = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "services", "reconcile", *args, "--json", "--quiet"],
+        [sys.executable, "-m", "cli", "reconcile", *args, "--json", "--quiet"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -9,9 +9,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from bench import export_csv, payments_page
-from services.db import Database
-from services.models import Payment
-from services.payment_search import today_kst
+from services.core.db import Database
+from services.core.models import Payment
+from services.payments.search import today_kst
 
 
 def test_the_export_bench_runs_and_both_sides_export_the_same_rows(tmp_path: Path) -> None:

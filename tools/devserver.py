@@ -3,11 +3,11 @@
 1. sets sandbox-mode defaults (any of them already in the environment wins):
    PORTONE_MODE=sandbox, PORTONE_API_URL=http://127.0.0.1:<sandbox port>,
    SANDBOX_WEBHOOK_URL=http://127.0.0.1:<api port>/portone/webhook; DATABASE_URL is left to the app;
-2. ``python -m services migrate``;
-3. starts ``python -m sandbox``, ``python -m api``, ``streamlit run app.py`` and ``python -m services scheduler``
+2. ``python -m cli migrate``;
+3. starts ``python -m sandbox``, ``python -m api``, ``streamlit run app.py`` and ``python -m cli scheduler``
    (the scheduled reconciliation that heals lost webhooks: RECONCILE_SCHEDULE_MINUTES, RECONCILE_SCHEDULE_WINDOW)
    and waits until each answers (the scheduler has no port: running is answering);
-4. in sandbox mode, ``python -m services seed-demo`` (seeds once; later runs change nothing);
+4. in sandbox mode, ``python -m cli seed-demo`` (seeds once; later runs change nothing);
 5. prints the URLs (and what seed-demo printed, e.g. the admin login), then waits.
 
 Ctrl-C or SIGTERM stops all four. If one of them dies, the others are stopped and this exits non-zero,
@@ -204,10 +204,10 @@ def banner(children: list[Child], env: dict[str, str], seed_output: str) -> str:
         f"  PortOne sandbox   {by_name['sandbox'].url.replace(HOST, 'localhost')}",
         f"  Database          {env.get('DATABASE_URL') or 'default (SQLite under data/)'}",
         f"  Reconciliation    every {env.get('RECONCILE_SCHEDULE_MINUTES') or '10'} min over the last "
-        f"{env.get('RECONCILE_SCHEDULE_WINDOW') or '2d'} (python -m services scheduler)",
+        f"{env.get('RECONCILE_SCHEDULE_WINDOW') or '2d'} (python -m cli scheduler)",
     ]
     if seed_output:
-        lines += ["", "  Demo data (python -m services seed-demo):"]
+        lines += ["", "  Demo data (python -m cli seed-demo):"]
         lines += [f"    {line}" for line in seed_output.splitlines()]
     lines += ["", "  Ctrl-C stops everything.", "=" * 72, ""]
     return "\n".join(lines)
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Child("dashboard", [python, "-m", "streamlit", "run", "app.py", "--server.port", str(args.dashboard_port),
                             "--server.address", HOST, "--server.headless", "true",
                             "--browser.gatherUsageStats", "false"], args.dashboard_port, "/_stcore/health"),
-        Child("scheduler", [python, "-m", "services", "scheduler"], None, ""),
+        Child("scheduler", [python, "-m", "cli", "scheduler"], None, ""),
     ]  # fmt: skip
     busy = [f"{c.name} port {c.port}" for c in children if c.port is not None and port_in_use(c.port)]
     if busy:
@@ -240,14 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     try:
-        run_step("migrate", [python, "-m", "services", "migrate"], env)
+        run_step("migrate", [python, "-m", "cli", "migrate"], env)
         for child in children:
             say(f"starting {child.name}: {' '.join(child.argv[1:])}")
             child.start(env)
         dead = wait_until_ready(children, args.startup_timeout)
         seed_output = ""
         if dead is None and env["PORTONE_MODE"] == "sandbox":
-            seed_output = run_step("seed-demo", [python, "-m", "services", "seed-demo"], env, echo=False)
+            seed_output = run_step("seed-demo", [python, "-m", "cli", "seed-demo"], env, echo=False)
         if dead is None:
             print(banner(children, env, seed_output), flush=True)
         while dead is None:

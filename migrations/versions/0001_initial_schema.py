@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import services.models
+import services.core.models
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -31,8 +31,8 @@ def upgrade() -> None:
         sa.Column("portone_value", sa.Text(), nullable=True),
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("acknowledged_by", sa.String(length=100), nullable=True),
         sa.Column("resolved_by", sa.String(length=100), nullable=True),
         sa.Column("resolution_note", sa.Text(), nullable=True),
@@ -51,7 +51,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_log",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", services.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.String(length=100), nullable=False),
         sa.Column("action", sa.String(length=60), nullable=False),
         sa.Column("target", sa.String(length=100), nullable=True),
@@ -74,9 +74,9 @@ def upgrade() -> None:
         sa.Column("customer_name", sa.String(length=100), nullable=False),
         sa.Column("customer_phone", sa.String(length=40), nullable=True),
         sa.Column("status", sa.String(length=24), nullable=False),
-        sa.Column("prepared_at", services.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("prepared_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_orders")),
         sa.UniqueConstraint("merchant_uid", name=op.f("uq_orders_merchant_uid")),
     )
@@ -86,7 +86,7 @@ def upgrade() -> None:
         sa.Column("imp_uid", sa.String(length=64), nullable=False),
         sa.Column("source", sa.String(length=24), nullable=False),
         sa.Column("body", sa.JSON(), nullable=False),
-        sa.Column("fetched_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("fetched_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payment_snapshots")),
     )
     with op.batch_alter_table("payment_snapshots", schema=None) as batch_op:
@@ -95,7 +95,7 @@ def upgrade() -> None:
     op.create_table(
         "webhook_events",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("received_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("source_ip", sa.String(length=64), nullable=True),
         sa.Column("content_type", sa.String(length=100), nullable=True),
         sa.Column("body", sa.Text(), nullable=False),
@@ -105,7 +105,7 @@ def upgrade() -> None:
         sa.Column("verified", sa.Boolean(), nullable=False),
         sa.Column("result", sa.String(length=24), nullable=False),
         sa.Column("detail", sa.Text(), nullable=True),
-        sa.Column("processed_at", services.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("processed_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_events")),
     )
     with op.batch_alter_table("webhook_events", schema=None) as batch_op:
@@ -132,17 +132,17 @@ def upgrade() -> None:
         sa.Column("buyer_tel", sa.String(length=40), nullable=True),
         sa.Column("receipt_url", sa.String(length=500), nullable=True),
         sa.Column("fail_reason", sa.String(length=500), nullable=True),
-        sa.Column("started_at", services.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("paid_at", services.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("failed_at", services.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("cancelled_at", services.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("paid_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("failed_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("cancelled_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("verified", sa.Boolean(), nullable=False),
         sa.Column("raw", sa.JSON(), nullable=True),
-        sa.Column("synced_at", services.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("synced_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("refund_lock_owner", sa.String(length=64), nullable=True),
-        sa.Column("refund_lock_expires_at", services.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("refund_lock_expires_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["order_id"], ["orders.id"], name=op.f("fk_payments_order_id_orders")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payments")),
         sa.UniqueConstraint("imp_uid", name=op.f("uq_payments_imp_uid")),
@@ -171,8 +171,8 @@ def upgrade() -> None:
         sa.Column("error_code", sa.String(length=40), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("refunded_total", sa.Numeric(precision=20, scale=2), nullable=True),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("completed_at", services.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("completed_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["payment_id"], ["payments.id"], name=op.f("fk_refunds_payment_id_payments")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refunds")),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_refunds_idempotency_key")),

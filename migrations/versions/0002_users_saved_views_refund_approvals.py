@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import services.models
+import services.core.models
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -29,9 +29,9 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("failed_logins", sa.Integer(), nullable=False),
-        sa.Column("locked_until", services.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("last_login_at", services.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("locked_until", services.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_login_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
     )
@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("filters", sa.JSON(), nullable=False),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_saved_views_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_saved_views")),
     )
@@ -62,8 +62,8 @@ def upgrade() -> None:
         sa.Column("decision_note", sa.Text(), nullable=True),
         sa.Column("idempotency_key", sa.String(length=200), nullable=False),
         sa.Column("refund_id", sa.Integer(), nullable=True),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("decided_at", services.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("decided_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["refund_id"], ["refunds.id"], name=op.f("fk_refund_requests_refund_id_refunds")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refund_requests")),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_refund_requests_idempotency_key")),

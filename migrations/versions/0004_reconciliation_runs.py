@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import services.models
+import services.core.models
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -22,12 +22,12 @@ def upgrade() -> None:
     op.create_table(
         "reconciliation_runs",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("window_start", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("window_end", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("window_start", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("window_end", services.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("started_by", sa.String(length=100), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("started_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", services.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("checkpoint", sa.JSON(), nullable=True),
         sa.Column("payments_checked", sa.Integer(), nullable=False),
         sa.Column("counts", sa.JSON(), nullable=True),

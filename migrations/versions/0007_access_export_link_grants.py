@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import services.models
+import services.core.models
 
 revision: str = "0007_access"
 down_revision: str | None = "0006"
@@ -33,10 +33,10 @@ def upgrade() -> None:
         sa.Column("filters", sa.JSON(), nullable=False),
         sa.Column("masked", sa.Boolean(), nullable=False),
         sa.Column("language", sa.String(length=8), nullable=False),
-        sa.Column("issued_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("used_at", services.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("revoked_at", services.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("issued_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", services.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("used_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", services.core.models.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_export_link_grants")),
     )
     op.create_index(op.f("ix_export_link_grants_session_id"), "export_link_grants", ["session_id"], unique=False)

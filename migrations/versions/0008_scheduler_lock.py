@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import services.models
+import services.core.models
 
 revision: str = "0008_scheduler_lock"
 down_revision: str | None = "0007_access"
@@ -29,8 +29,8 @@ def upgrade() -> None:
         "job_locks",
         sa.Column("name", sa.String(length=120), nullable=False),
         sa.Column("holder", sa.String(length=200), nullable=True),
-        sa.Column("acquired_at", services.models.UTCDateTime(), nullable=True),
-        sa.Column("lease_until", services.models.UTCDateTime(), nullable=True),
+        sa.Column("acquired_at", services.core.models.UTCDateTime(), nullable=True),
+        sa.Column("lease_until", services.core.models.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_job_locks")),
     )
     op.bulk_insert(table, [{"name": "reconcile"}])

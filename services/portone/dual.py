@@ -20,8 +20,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from services.banks import RefundAccount
-from services.errors import GatewayNotFound, GatewayRejected
+from services.core.errors import GatewayNotFound, GatewayRejected
+from services.portone.banks import RefundAccount
 from services.portone.types import GatewayPayment, PaymentPage, PortOneGateway, Prepared
 
 V1_PREFIX = "imp_"

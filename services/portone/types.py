@@ -10,8 +10,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from services.banks import RefundAccount
-from services.errors import UnreadableAnswer
+from services.core.errors import UnreadableAnswer
+from services.portone.banks import RefundAccount
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -80,7 +80,7 @@ class GatewayPayment:
     failed_at: datetime | None = None
     cancelled_at: datetime | None = None
     # An escrow payment (V1 PaymentAnnotation `escrow`; V2 the payment's `escrow` object, present
-    # only for one): PortOne cancels it in full only (services.partial_refunds).
+    # only for one): PortOne cancels it in full only (services.refunds.full_only).
     escrow: bool = False
     cancellations: tuple[Cancellation, ...] = ()  # the cancellations that succeeded (money returned)
     # Every cancellation PortOne lists, by id, with its own status (V2 lists requested and failed

@@ -21,8 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
-from services.banks import RefundAccount, v1_bank_code
-from services.errors import (
+from services.core.errors import (
     GatewayError,
     GatewayNotFound,
     GatewayRejected,
@@ -32,7 +31,8 @@ from services.errors import (
     OutcomeUnknown,
     UnreadableAnswer,
 )
-from services.money import InvalidAmount, as_given, parse_decimal
+from services.core.money import InvalidAmount, as_given, parse_decimal
+from services.portone.banks import RefundAccount, v1_bank_code
 from services.portone.types import (
     Cancellation,
     GatewayPayment,

@@ -10,7 +10,7 @@ that takes an `imp_uid` takes a paymentId. (V2's `transactionId` names one attem
 `raw` only.)
 
 Amounts. V2 sends and takes integer minor units (KRW 50000 is 50000, USD 6.00 is 600); they are
-turned into exact Decimals in major units with `services.money` and back, nowhere else.
+turned into exact Decimals in major units with `services.core.money` and back, nowhere else.
 
 Statuses. READY, VIRTUAL_ACCOUNT_ISSUED and PAY_PENDING -> ready; PAID and PARTIAL_CANCELLED ->
 paid (a partly refunded V1 payment is also still "paid", with `cancel_amount` > 0); CANCELLED ->
@@ -53,9 +53,8 @@ from portone_server_sdk.errors import (
 )
 from portone_server_sdk.payment import CancelPaymentBodyRefundAccount, PaymentClient, PaymentFilterInput
 
-from services import jsonutil
-from services.banks import RefundAccount
-from services.errors import (
+from services.core import jsonutil
+from services.core.errors import (
     CancellationPending,
     GatewayError,
     GatewayNotFound,
@@ -67,7 +66,8 @@ from services.errors import (
     PgProviderFailure,
     UnreadableAnswer,
 )
-from services.money import InvalidAmount, as_given_minor_units, normalize, to_minor_units
+from services.core.money import InvalidAmount, as_given_minor_units, normalize, to_minor_units
+from services.portone.banks import RefundAccount
 from services.portone.types import (
     Cancellation,
     CancellationState,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services.models import Alert, AlertStatus, Order, Payment
+from services.core.models import Alert, AlertStatus, Order, Payment
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, new_order, wait_for_webhooks
 

@@ -16,14 +16,16 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.exports import include_export_routes
-from services import export_links, exports, reports, users
-from services.access import Actor
-from services.errors import Forbidden
-from services.models import AuditEntry, Role
+from services.auth import accounts as users
+from services.auth.access import Actor
+from services.core.errors import Forbidden
+from services.core.models import AuditEntry, Role
+from services.reporting import export_links, exports
+from services.reporting import sales as reports
 from services.runtime import Runtime
 from tests.factories import SandboxControl, make_runtime, sign_in_as
 from tests.servers import serve_in_thread
-from tests.services.test_reports import paid
+from tests.services.reporting.test_sales import paid
 
 ADMIN = Actor("boss", Role.ADMIN)
 

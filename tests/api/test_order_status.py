@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import httpx
 
-from services.orders import CreatedOrder
+from services.payments.orders import CreatedOrder
+from services.payments.test_payment import request_pay_script
 from services.runtime import Runtime
-from services.test_payment import request_pay_script
 from tests.factories import SandboxControl, new_order, wait_for_webhooks
 
 FIELDS = {"merchant_uid", "status", "amount", "currency", "paid_at"}

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services.models import Refund, RefundStatus
+from services.core.models import Refund, RefundStatus
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, new_order
 

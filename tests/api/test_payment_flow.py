@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services.models import Alert, Order, Payment, Refund, RefundStatus
+from services.core.models import Alert, Order, Payment, Refund, RefundStatus
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, new_order, wait_for_webhooks
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from services.models import Alert, Payment, Refund
+from services.core.models import Alert, Payment, Refund
 from services.runtime import Runtime
 from tests.factories import SandboxControl, new_order
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services import refunds
-from services.models import Alert, AuditEntry, Payment, Refund
+from services.core.models import Alert, AuditEntry, Payment, Refund
+from services.refunds import engine as refunds
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, make_runtime, new_order
 from tests.reliability.fault_support import assert_state_equals_portone
@@ -157,10 +157,10 @@ def test_a_requested_cancel_that_fails_ends_the_attempt_failed(
 def test_a_requested_cancel_unfinished_past_the_limit_alerts_ops_who_settle_it(
     api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
 ) -> None:
-    from services import alert_desk
-    from services.access import Actor
-    from services.errors import Forbidden, InvalidRequest
-    from services.models import Role
+    from services.alerts import desk as alert_desk
+    from services.auth.access import Actor
+    from services.core.errors import Forbidden, InvalidRequest
+    from services.core.models import Role
 
     payment_id = _paid(api, sandbox)
     _requested(api, sandbox, payment_id, "20000")
@@ -205,10 +205,11 @@ def test_overdue_requested_cancels_are_found_without_a_refund_and_close_when_por
     the PG finishes the cancel, re-syncing settles the attempt succeeded and resolves the alert."""
     from datetime import timedelta
 
-    from services import alert_desk, reconcile
-    from services.access import Actor
-    from services.models import Role, utcnow
-    from services.reconcile import EngineOptions
+    from services.alerts import desk as alert_desk
+    from services.auth.access import Actor
+    from services.core.models import Role, utcnow
+    from services.reconciliation import engine as reconcile
+    from services.reconciliation.engine import EngineOptions
 
     payment_id = _paid(api, sandbox)
     _requested(api, sandbox, payment_id, "20000")

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services import refunds
-from services.models import Refund
+from services.core.models import Refund
+from services.refunds import engine as refunds
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, make_runtime, new_order
 

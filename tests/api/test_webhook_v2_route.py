@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from api.webhooks_v2 import router
-from services.models import Payment, WebhookEvent
+from services.core.models import Payment, WebhookEvent
 from services.portone.v2 import PortOneV2Client
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, new_order, wait_for_webhooks
@@ -121,7 +121,7 @@ def test_a_webhook_answered_503_on_a_locked_database_is_processed_when_portone_r
     database_url: str, sandbox: SandboxControl, sandbox_server: str
 ) -> None:
     from tests.factories import make_runtime
-    from tests.services.test_webhooks_v2 import BUSY_TIMEOUT_SECONDS, _paid_order, _WriteLockOnPaymentRead
+    from tests.services.webhooks.test_v2 import BUSY_TIMEOUT_SECONDS, _paid_order, _WriteLockOnPaymentRead
 
     rt = make_runtime(
         database_url=database_url,

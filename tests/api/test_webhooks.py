@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services.models import Alert, Order, Payment, Refund, WebhookEvent
+from services.core.models import Alert, Order, Payment, Refund, WebhookEvent
 from services.runtime import Runtime
 from tests.factories import SandboxControl, new_order, wait_for_webhooks
 

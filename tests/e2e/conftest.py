@@ -125,9 +125,9 @@ def _wait_until_ready(servers: list[Server]) -> None:
 
 
 def _add_user_in_process(database_url: str, portone_api_url: str, username: str, password: str, *, role: str) -> None:
-    from services.config import Settings
+    from services.auth.accounts import create_user
+    from services.core.config import Settings
     from services.runtime import build_runtime
-    from services.users import create_user
 
     runtime = build_runtime(Settings(database_url=database_url, portone_api_url=portone_api_url))
     try:
@@ -165,13 +165,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ]  # fmt: skip
     try:
         servers[0].start(env)  # the sandbox needs no database: it boots while we migrate
-        _run([python, "-m", "services", "migrate"], env)
+        _run([python, "-m", "cli", "migrate"], env)
         for server in servers[1:]:
             server.start(env)
         # Users while the API and the dashboard boot: one through the command line (password on
         # standard input), one through services against the same database.
         username, password = OPERATOR
-        _run([python, "-m", "services", "users", "add", username, "--role", "operator"], env, stdin=password + "\n")
+        _run([python, "-m", "cli", "users", "add", username, "--role", "operator"], env, stdin=password + "\n")
         _add_user_in_process(database_url, sandbox_url, *ADMIN, role="admin")
         _wait_until_ready(servers)
         httpx.post(

@@ -11,8 +11,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from services.db import Database
-from services.models import Payment, WebhookEvent
+from services.core.db import Database
+from services.core.models import Payment, WebhookEvent
 from tests.e2e.conftest import ADMIN, OPERATOR, Stack, login, open_link, screenshot, wait_for_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from services.db import Database
-from services.models import Refund
+from services.core.db import Database
+from services.core.models import Refund
 from tests.e2e.conftest import OPERATOR, Stack, login, open_link, screenshot, wait_for_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from services.auth.accounts import create_user
 from services.runtime import Runtime
-from services.users import create_user
 from tests.factories import SandboxControl, make_runtime
 
 PASSWORDS = {"admin": "admin-password-1", "operator": "operator-password-1", "viewer": "viewer-password-1"}

@@ -11,10 +11,13 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from dashboard.format import plain
-from services import audit, audit_log, user_admin, users
-from services.access import Actor
-from services.errors import Forbidden
-from services.models import Role, User
+from services.audit import reader as audit_log
+from services.audit import trail as audit
+from services.auth import account_admin as user_admin
+from services.auth import accounts as users
+from services.auth.access import Actor
+from services.core.errors import Forbidden
+from services.core.models import Role, User
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 from tests.pages.conftest import APP_TIMEOUT

@@ -8,12 +8,12 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from dashboard.format import plain
-from services.alerts import AlertKind, raise_alert
-from services.models import Alert, Payment
-from services.payments import verify_payment
+from services.alerts.store import AlertKind, raise_alert
+from services.core.models import Alert, Payment
+from services.payments.verification import verify_payment
 from services.runtime import Runtime
 from tests.factories import SandboxControl
-from tests.services.test_reports import forgery, paid
+from tests.services.reporting.test_sales import forgery, paid
 
 
 def _alerts(open_app: Callable[..., AppTest], role: str, lang: str = "ko") -> AppTest:
@@ -154,8 +154,8 @@ def test_operator_marks_a_refund_overdue_at_portone_failed_with_a_note(
     engine records it): the sweep raises the alert; the operator marks the refund failed with a note."""
     from datetime import timedelta
 
-    from services import refunds
-    from services.models import Refund, utcnow
+    from services.core.models import Refund, utcnow
+    from services.refunds import engine as refunds
 
     imp_uid = paid(dashboard_runtime, sandbox)
     with dashboard_runtime.db.write() as session:

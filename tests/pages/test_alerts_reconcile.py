@@ -8,8 +8,10 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from dashboard.format import kst
-from services import job_lock, orders, reconcile_schedule
-from services.models import ReconciliationRun
+from services.core import job_lock
+from services.core.models import ReconciliationRun
+from services.payments import orders
+from services.reconciliation import schedule as reconcile_schedule
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 

@@ -11,10 +11,11 @@ from typing import Any
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from services import orders, payments
-from services.demo import seed_demo
-from services.models import Payment
+from services.core.models import Payment
+from services.payments import orders
+from services.payments import verification as payments
 from services.runtime import Runtime
+from services.system.demo import seed_demo
 from tests.factories import SandboxControl
 
 FOREIGN_CARD = "5555-5555-5555-4444"

@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from services import orders, payments
-from services.models import Refund
+from services.auth.accounts import create_user
+from services.core.models import Refund
+from services.payments import orders
+from services.payments import verification as payments
 from services.runtime import Runtime
-from services.users import create_user
 from tests.factories import SandboxControl, make_runtime
 from tests.pages.conftest import PASSWORDS
 

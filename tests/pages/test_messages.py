@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dashboard.i18n import LANGUAGES, catalog
-from services.alerts import AlertKind
-from services.refund_desk import Outcome
+from services.alerts.store import AlertKind
+from services.refunds.desk import Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 LITERAL_KEY = re.compile(r"""\bt\(\s*["']([a-z_]+\.[a-z0-9_.]*[a-z0-9])["']\s*[,)]""")  # whole keys, not prefixes

@@ -17,10 +17,11 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Block, Node
 
 from dashboard.format import plain, web_url
-from services import refund_desk, webhooks
-from services.access import Actor
-from services.models import Role
+from services.auth.access import Actor
+from services.core.models import Role
+from services.refunds import desk as refund_desk
 from services.runtime import Runtime
+from services.webhooks import v1 as webhooks
 from tests.factories import DECLINED_CARD, SandboxControl
 
 LINK = "[재인증](https://evil.example)"

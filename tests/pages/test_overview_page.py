@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 from streamlit.testing.v1 import AppTest
 
-from services import refunds, test_payment
-from services.access import Actor
-from services.models import Role
+from services.auth.access import Actor
+from services.core.models import Role
+from services.payments import test_payment
+from services.refunds import engine as refunds
 from services.runtime import Runtime
 
 OPERATOR = Actor("operator", Role.OPERATOR)

@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from services import orders, payments, user_admin, webhooks
-from services.access import Actor, Permission
-from services.models import Role
+from services.auth import account_admin as user_admin
+from services.auth.access import Actor, Permission
+from services.core.models import Role
+from services.payments import orders
+from services.payments import verification as payments
 from services.runtime import Runtime
+from services.webhooks import v1 as webhooks
 from tests.factories import SandboxControl
 
 ROOT = Path(__file__).resolve().parents[2]

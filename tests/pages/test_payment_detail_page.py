@@ -9,7 +9,8 @@ import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 from dashboard.format import plain
-from services import orders, payments
+from services.payments import orders
+from services.payments import verification as payments
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 

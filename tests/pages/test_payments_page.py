@@ -10,8 +10,9 @@ from decimal import Decimal
 from streamlit.testing.v1 import AppTest
 
 from dashboard.format import plain
-from services import orders, payments
-from services.models import Payment, utcnow
+from services.core.models import Payment, utcnow
+from services.payments import orders
+from services.payments import verification as payments
 from services.runtime import Runtime
 from tests.factories import DECLINED_CARD, SandboxControl
 
@@ -196,7 +197,7 @@ def test_english(open_app: Callable[..., AppTest], dashboard_runtime: Runtime, s
 
 
 def test_a_range_longer_than_the_limit_is_explained(open_app: Callable[..., AppTest]) -> None:
-    from services.payment_search import today_kst
+    from services.payments.search import today_kst
 
     at = _open(open_app, "viewer")
     today = today_kst()

@@ -10,8 +10,9 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from dashboard.format import plain
-from services import orders, payments
-from services.models import Refund, RefundRequest
+from services.core.models import Refund, RefundRequest
+from services.payments import orders
+from services.payments import verification as payments
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 
@@ -355,7 +356,7 @@ def test_the_approver_enters_the_account_of_a_virtual_account_refund(
 def test_the_payment_detail_shows_a_refund_account_masked(
     open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
 ) -> None:
-    from services import refunds
+    from services.refunds import engine as refunds
 
     order = orders.create_order(dashboard_runtime, customer_email="kim@example.com", customer_name="김체카")
     imp_uid = str(sandbox.checkout(order.merchant_uid, order.amount, pay_method="vbank", card_number=None)["imp_uid"])

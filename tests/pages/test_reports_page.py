@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from services import export_links, refunds
-from services.models import AuditEntry
+from services.core.models import AuditEntry
+from services.refunds import engine as refunds
+from services.reporting import export_links
 from services.runtime import Runtime
 from tests.factories import SandboxControl
-from tests.services.test_reports import forgery, paid
+from tests.services.reporting.test_sales import forgery, paid
 
 
 def _reports(open_app: Callable[..., AppTest], role: str, lang: str = "ko") -> AppTest:

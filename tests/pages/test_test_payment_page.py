@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from dashboard.format import plain
-from services.models import Order, Payment
+from services.core.models import Order, Payment
+from services.payments.test_payment import DECLINED_TEST_CARD
 from services.runtime import Runtime
-from services.test_payment import DECLINED_TEST_CARD
 from tests.factories import SandboxControl
 from tests.pages.conftest import APP_TIMEOUT
 

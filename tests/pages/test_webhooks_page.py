@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from services import webhooks
-from services.models import Payment, WebhookEvent
-from services.reports import KST
+from services.core.models import Payment, WebhookEvent
+from services.reporting.sales import KST
 from services.runtime import Runtime
+from services.webhooks import v1 as webhooks
 from tests.factories import SandboxControl
-from tests.services.test_reports import paid
+from tests.services.reporting.test_sales import paid
 
 
 def _webhooks(open_app: Callable[..., AppTest], role: str, lang: str = "ko") -> AppTest:

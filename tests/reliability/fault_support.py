@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from services.models import Order, Payment, RefundStatus
+from services.core.models import Order, Payment, RefundStatus
 from services.runtime import Runtime
 from tests.factories import SandboxControl, new_order
 
@@ -26,7 +26,7 @@ def _portone_token(sandbox: SandboxControl) -> str:
 
 
 def _portone_payment_of_order(sandbox: SandboxControl, token: str, merchant_uid: str) -> dict[str, Any] | None:
-    from services.jsonutil import loads
+    from services.core.jsonutil import loads
 
     answer = sandbox.http.get(f"/payments/find/{merchant_uid}", headers={"Authorization": f"Bearer {token}"})
     if answer.status_code == 404:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services import refund_desk
-from services.access import Actor
-from services.config import Settings
-from services.errors import PaymentsError
-from services.models import Role
+from services.auth.access import Actor
+from services.core.config import Settings
+from services.core.errors import PaymentsError
+from services.core.models import Role
+from services.refunds import desk as refund_desk
 from services.runtime import build_runtime
 from tests.factories import INTERNAL_TOKEN
 

@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from services import orders, payments, refund_desk, refunds
-from services.access import Actor
-from services.errors import PaymentsError
-from services.models import Payment, RefundStatus, Role
+from services.auth.access import Actor
+from services.core.errors import PaymentsError
+from services.core.models import Payment, RefundStatus, Role
+from services.payments import orders
+from services.payments import verification as payments
+from services.refunds import desk as refund_desk
+from services.refunds import engine as refunds
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 from tests.reliability.refund_operator import OperatorJob, run_operators

@@ -74,8 +74,8 @@ def _assert_no_internals(answer: httpx.Response) -> None:
 )
 def test_database_unreachable_answers_503(sandbox: SandboxControl) -> None:
     from api.app import create_app
-    from services.config import Settings
-    from services.db import Database
+    from services.core.config import Settings
+    from services.core.db import Database
     from services.runtime import make_gateway
     from tests.servers import free_port, serve_in_thread
 

@@ -1,5 +1,5 @@
 """Our API as a real process, SIGKILLed between PortOne's answer and our commit; recovery by one
-`python -m services reconcile --repair` run (a real process too), then our records equal PortOne's.
+`python -m cli reconcile --repair` run (a real process too), then our records equal PortOne's.
 
 PortOne here is the suite's sandbox; the API process reaches it over loopback HTTP and waits for it
 (PORTONE_TIMEOUT_SECONDS=60), so the kill lands while PortOne holds the answer back."""
@@ -22,7 +22,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services.models import Payment, Refund, utcnow
+from services.core.models import Payment, Refund, utcnow
 from services.runtime import Runtime
 from tests.factories import INTERNAL_TOKEN, SandboxControl, auth_headers, make_runtime, new_order, reconcile_cli
 from tests.reliability.fault_support import applied_cancels, assert_state_equals_portone, paid_rows
@@ -104,7 +104,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 
 def _reconcile(env: dict[str, str]) -> dict[str, object]:
-    """One `python -m services reconcile --repair` run over the last hour; its JSON summary."""
+    """One `python -m cli reconcile --repair` run over the last hour; its JSON summary."""
     summary = reconcile_cli(env, "--since", "1h", "--repair", "--max-rps", "0")
     assert summary["status"] == "finished", summary
     return summary

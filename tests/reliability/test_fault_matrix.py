@@ -4,8 +4,8 @@ records equal PortOne's (`assert_state_equals_portone`).
 Steps: /complete and the webhook re-fetch the payment; a refund sends a cancel; a reconciliation run
 reads PortOne's listing. The database's faults are in test_fault_database.py, killed processes in
 test_fault_kills.py. More rows live beside the code they exercise (marked `fault` in README's
-table): tests/services/test_refunds.py, tests/api/test_payment_flow.py (the cancel timing out after
-PortOne applied it), tests/api/test_v2_pending_cancel.py, tests/services/test_reconcile_cli.py.
+table): tests/services/refunds/test_engine.py, tests/api/test_payment_flow.py (the cancel timing out after
+PortOne applied it), tests/api/test_v2_pending_cancel.py, tests/cli/test_reconcile.py.
 
 Our PortOne timeout is 1 s here (10 s in production), so a hung PortOne costs seconds, not tens.
 """
@@ -19,7 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services.models import Refund
+from services.core.models import Refund
 from services.portone.v1 import READ_ATTEMPTS
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers
@@ -57,7 +57,7 @@ def _refund(api: httpx.Client, imp_uid: str, amount: str, key: str | None = None
 
 
 def _refund_statuses(runtime: Runtime, imp_uid: str) -> list[tuple[str, str]]:
-    from services.models import Payment
+    from services.core.models import Payment
 
     with runtime.db.read() as session:
         rows = session.scalars(select(Refund).join(Payment).where(Payment.imp_uid == imp_uid).order_by(Refund.id))
@@ -119,7 +119,7 @@ def test_portone_failing_during_webhook(api: httpx.Client, runtime: Runtime, san
     imp_uid, _merchant_uid = paid_at_portone(api, sandbox)
     # PortOne's redelivery, which its support switches on when asked (readme-v1.md: up to 5 times a
     # minute apart; 500 ms apart here); reads of the payment fail until told. Without it, the
-    # scheduled reconciliation heals a lost webhook (tests/services/test_reconcile_schedule.py).
+    # scheduled reconciliation heals a lost webhook (tests/services/reconciliation/test_schedule.py).
     sandbox.configure(webhook_retries=True, webhook_retry_interval_ms=500, error_rate=1.0, fail_only="GET /payments")
     sandbox.configure(webhook_url=_webhook_url(api))
     [sent] = sandbox.http.post("/sandbox/webhooks/send", json={"imp_uid": imp_uid}).json()["deliveries"]
@@ -183,7 +183,7 @@ def test_cancel_refused_by_a_fault_is_settled_failed_never_doubled(
 def test_cancel_timing_out_before_portone_applied_it(
     api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
 ) -> None:
-    from services import refunds
+    from services.refunds import engine as refunds
 
     # PortOne takes the cancel, then works on it past our timeout (and well inside the grace).
     imp_uid = _refund_answer_lost(api, sandbox, latency_ms=TOO_SLOW_MS, latency_only="POST /payments/cancel")
@@ -280,11 +280,11 @@ def test_cancel_applied_then_answered_unreadably_is_settled_never_failed(
 def test_reconciliation_with_portone_failing_then_resumed(
     runtime: Runtime, sandbox: SandboxControl, fault: str
 ) -> None:
-    from services.access import Actor
-    from services.errors import GatewayError
-    from services.models import ReconciliationRun, Role
-    from services.reconcile import EngineOptions, start_run
-    from tests.services.test_reconcile import open_alerts, plant
+    from services.auth.access import Actor
+    from services.core.errors import GatewayError
+    from services.core.models import ReconciliationRun, Role
+    from services.reconciliation.engine import EngineOptions, start_run
+    from tests.services.reconciliation.test_engine import open_alerts, plant
 
     scenario = plant(runtime, sandbox)
     before = open_alerts(runtime)
@@ -315,10 +315,10 @@ def test_reconciliation_with_portone_failing_then_resumed(
 )
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_reconciliation_with_transient_listing_failures(runtime: Runtime, sandbox: SandboxControl) -> None:
-    from services.access import Actor
-    from services.models import Role
-    from services.reconcile import EngineOptions, start_run
-    from tests.services.test_reconcile import open_alerts, plant
+    from services.auth.access import Actor
+    from services.core.models import Role
+    from services.reconciliation.engine import EngineOptions, start_run
+    from tests.services.reconciliation.test_engine import open_alerts, plant
 
     scenario = plant(runtime, sandbox)
     # Fewer failures than one read's attempts: wherever they land, every page is read in the end.

@@ -18,11 +18,12 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from api.app import create_app
-from services import export_links, exports, users
-from services.access import Actor
-from services.config import Settings
-from services.models import Role
-from services.payment_search import today_kst
+from services.auth import accounts as users
+from services.auth.access import Actor
+from services.core.config import Settings
+from services.core.models import Role
+from services.payments.search import today_kst
+from services.reporting import export_links, exports
 from services.runtime import Runtime
 from tests.factories import INTERNAL_TOKEN, sign_in_as
 from tests.v2_support import signed

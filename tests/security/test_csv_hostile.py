@@ -9,11 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services import exports, masking
-from services.access import Actor
-from services.models import Role
+from services.auth.access import Actor
+from services.core import masking
+from services.core.models import Role
+from services.reporting import exports
 from services.runtime import Runtime
-from tests.services.test_payment_search import DAY, _insert
+from tests.services.payments.test_search import DAY, _insert
 
 TRIGGERS = st.sampled_from(["=", "+", "-", "@", "\t", "\r", "\n", '"', ",", "'", "=cmd|' /C calc'!A0", "\x00"])
 CELL = st.one_of(st.text(max_size=20), st.builds(lambda a, b: a + b, TRIGGERS, st.text(max_size=10)))

@@ -15,11 +15,16 @@ import httpx
 import pytest
 from sqlalchemy import func, inspect, select
 
-from services import alert_desk, exports, masking, refund_desk, saved_views, users
-from services.access import Actor
-from services.errors import InvalidRequest, NotFound
-from services.models import Alert, Base, Order, Payment, Refund, Role, SavedView, User
-from services.payment_search import PaymentFilters, search_payments, today_kst
+from services.alerts import desk as alert_desk
+from services.auth import accounts as users
+from services.auth.access import Actor
+from services.core import masking
+from services.core.errors import InvalidRequest, NotFound
+from services.core.models import Alert, Base, Order, Payment, Refund, Role, SavedView, User
+from services.payments import saved_views
+from services.payments.search import PaymentFilters, search_payments, today_kst
+from services.refunds import desk as refund_desk
+from services.reporting import exports
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, new_order, wait_for_webhooks
 
@@ -43,7 +48,7 @@ def _email(payload: str) -> str:
 
 
 def _matching(text: str, buyers: dict[str, dict[str, str]]) -> set[str]:
-    """What the search box promises (services.payment_search): with an @ the e-mail by prefix,
+    """What the search box promises (services.payments.search): with an @ the e-mail by prefix,
     otherwise the name or the e-mail by prefix (no payload here looks like a phone number)."""
     found = set()
     for imp_uid, buyer in buyers.items():

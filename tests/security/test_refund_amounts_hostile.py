@@ -10,9 +10,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from services import orders, payments, refunds
-from services.errors import PaymentsError
-from services.models import Payment, RefundStatus
+from services.core.errors import PaymentsError
+from services.core.models import Payment, RefundStatus
+from services.payments import orders
+from services.payments import verification as payments
+from services.refunds import engine as refunds
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 

@@ -1,5 +1,5 @@
 """The payments search box with hostile and random text, on SQLite and PostgreSQL (hypothesis):
-never an error, and exactly the payments the search promises (services/payment_search.py:
+never an error, and exactly the payments the search promises (services/payments/search.py:
 imp_uid and merchant_uid whole; with an @ the e-mail by prefix; otherwise the name or the e-mail by
 prefix), whatever SQL or LIKE syntax the text or the stored names hold."""
 
@@ -12,13 +12,13 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from services import payment_search
-from services.access import Actor
-from services.errors import InvalidRequest
-from services.models import Payment, Role
-from services.payment_search import PaymentFilters, payment_totals, search_payments
+from services.auth.access import Actor
+from services.core.errors import InvalidRequest
+from services.core.models import Payment, Role
+from services.payments import search as payment_search
+from services.payments.search import PaymentFilters, payment_totals, search_payments
 from services.runtime import Runtime
-from tests.services.test_payment_search import DAY, _day, _ids, _insert
+from tests.services.payments.test_search import DAY, _day, _ids, _insert
 
 INJECTIONS = ["' OR 1=1 --", "'; DROP TABLE payments; --", "%", "_", "\\", "%%'", "\\%", '" OR ""="', "*", "[a-z]"]
 NAME = st.one_of(

@@ -17,10 +17,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services import export_links, exports, user_admin, users
-from services.access import Actor
-from services.models import Base, Role
-from services.payment_search import today_kst
+from services.auth import account_admin as user_admin
+from services.auth import accounts as users
+from services.auth.access import Actor
+from services.core.models import Base, Role
+from services.payments.search import today_kst
+from services.reporting import export_links, exports
 from services.runtime import Runtime
 from tests.factories import (
     APPROVED_CARD,

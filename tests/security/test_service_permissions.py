@@ -10,22 +10,20 @@ from typing import Any
 
 import pytest
 
-from services import (
-    alert_desk,
-    audit_log,
-    exports,
-    payment_search,
-    reconcile,
-    refund_desk,
-    test_payment,
-    user_admin,
-    webhook_log,
-)
-from services.access import Actor, Permission
-from services.errors import Forbidden
-from services.models import Role
-from services.payment_search import PaymentFilters
+from services.alerts import desk as alert_desk
+from services.audit import reader as audit_log
+from services.auth import account_admin as user_admin
+from services.auth.access import Actor, Permission
+from services.core.errors import Forbidden
+from services.core.models import Role
+from services.payments import search as payment_search
+from services.payments import test_payment
+from services.payments.search import PaymentFilters
+from services.reconciliation import engine as reconcile
+from services.refunds import desk as refund_desk
+from services.reporting import exports
 from services.runtime import Runtime
+from services.webhooks import log as webhook_log
 
 ROLES = (None, Role.VIEWER, Role.OPERATOR, Role.ADMIN)  # None: not signed in
 EXPECTED: dict[Permission, set[Role]] = {

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from api.app import create_app
-from services.config import SANDBOX_V2_WEBHOOK_SECRET, Settings
-from services.migrate import upgrade
+from services.core.config import SANDBOX_V2_WEBHOOK_SECRET, Settings
+from services.core.migrate import upgrade
 from services.runtime import Runtime, build_runtime
 from tests.factories import INTERNAL_TOKEN, SandboxControl, make_runtime
 from tests.security.test_api_access import _served

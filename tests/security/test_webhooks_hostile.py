@@ -1,6 +1,6 @@
 """Forged webhook deliveries at the size limit, with the wrong content type, and with bytes no
 database stores, on the V1 and V2 routes (the forged-content cases are in tests/api/test_webhooks.py
-and tests/services/test_webhooks_v2.py): a 4xx that says why, PortOne not asked, never a 5xx."""
+and tests/services/webhooks/test_v2.py): a 4xx that says why, PortOne not asked, never a 5xx."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services.models import WebhookEvent
+from services.core.models import WebhookEvent
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 from tests.v2_support import signed

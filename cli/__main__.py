@@ -1,0 +1,154 @@
+"""Command line for scripts: `python -m cli migrate | seed-demo | users add|list | reconcile | scheduler`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from pydantic import ValidationError
+
+from services.core.config import DATA_DIR, get_settings
+from services.core.errors import PaymentsError
+from services.runtime import Runtime, build_runtime
+
+ADMIN_PASSWORD_FILE = DATA_DIR / "admin-password.txt"
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from services.core.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    print("database migrated to head")
+    return 0
+
+
+def _with_runtime(func: object) -> object:
+    def run(args: argparse.Namespace) -> int:
+        runtime = build_runtime(get_settings())
+        try:
+            return int(func(runtime, args))  # type: ignore[operator]
+        except PaymentsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            runtime.close()
+
+    return run
+
+
+def _seed_demo(runtime: Runtime, _: argparse.Namespace) -> int:
+    from services.auth.accounts import ensure_first_admin
+    from services.system.demo import seed_demo
+
+    if runtime.settings.portone_mode != "sandbox":
+        print("seed-demo only runs in sandbox mode", file=sys.stderr)
+        return 2
+    password = ensure_first_admin(runtime, password_file=ADMIN_PASSWORD_FILE)
+    print(seed_demo(runtime))
+    if password:
+        print(f"dashboard login: admin / {password}  (also in {ADMIN_PASSWORD_FILE}, readable only by you)")
+    elif ADMIN_PASSWORD_FILE.exists():
+        print(f"dashboard login: admin / see {ADMIN_PASSWORD_FILE}")
+    return 0
+
+
+def _ensure_admin(runtime: Runtime, _: argparse.Namespace) -> int:
+    from services.auth.accounts import ensure_first_admin
+
+    password = ensure_first_admin(runtime, password_file=ADMIN_PASSWORD_FILE)
+    if password:
+        print(f"first admin created: admin / {password}  (also in {ADMIN_PASSWORD_FILE})")
+    return 0
+
+
+def _users_add(runtime: Runtime, args: argparse.Namespace) -> int:
+    from services.auth.accounts import create_user
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    create_user(
+        runtime, username=args.name, password=password, role=args.role, display_name=args.display_name, actor=None
+    )
+    print(f"user {args.name} created with role {args.role}")
+    return 0
+
+
+def _users_list(runtime: Runtime, _: argparse.Namespace) -> int:
+    from services.auth.accounts import list_users
+
+    for user in list_users(runtime, actor=None):
+        state = "active" if user.active else "disabled"
+        print(f"{user.username}\t{user.role}\t{state}")
+    return 0
+
+
+def _reconcile(runtime: Runtime, args: argparse.Namespace) -> int:
+    from cli.reconcile import run_cli
+
+    return run_cli(runtime, args)
+
+
+def _scheduler(runtime: Runtime, args: argparse.Namespace) -> int:
+    """Scheduled reconciliation until SIGTERM or Ctrl-C (services/reconciliation/schedule.py)."""
+    import logging
+    import signal
+    import threading
+
+    from services.reconciliation.schedule import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per PortOne request
+
+    def _interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        serve(runtime, stop=threading.Event(), max_runs=args.max_runs)
+    except KeyboardInterrupt:
+        print("scheduler stopped; a run it interrupted is stored as failed and the next one covers it", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cli", description="Chekar payments operations")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="upgrade the database to the newest schema").set_defaults(func=_migrate)
+    commands.add_parser("seed-demo", help="seed demo data once (sandbox mode only)").set_defaults(
+        func=_with_runtime(_seed_demo)
+    )
+    commands.add_parser("ensure-admin", help="create the first admin if there is no user").set_defaults(
+        func=_with_runtime(_ensure_admin)
+    )
+    users = commands.add_parser("users", help="dashboard accounts").add_subparsers(dest="users_command", required=True)
+    add = users.add_parser("add", help="add a user; the password is read from standard input")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=["viewer", "operator", "admin"])
+    add.add_argument("--display-name", default=None)
+    add.set_defaults(func=_with_runtime(_users_add))
+    users.add_parser("list", help="list users").set_defaults(func=_with_runtime(_users_list))
+    from cli.reconcile import add_arguments as reconcile_arguments
+
+    reconcile = commands.add_parser("reconcile", help="compare our records with PortOne over a time window")
+    reconcile_arguments(reconcile)
+    reconcile.set_defaults(func=_with_runtime(_reconcile))
+    scheduler = commands.add_parser(
+        "scheduler",
+        help="reconcile the last RECONCILE_SCHEDULE_WINDOW every RECONCILE_SCHEDULE_MINUTES, with repairs, until stopped",
+    )
+    scheduler.add_argument("--max-runs", type=int, default=0, help="stop after this many scheduled runs (0: never)")
+    scheduler.set_defaults(func=_with_runtime(_scheduler))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:  # settings refused: say which, never echo a value
+        reasons = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+        print(f"python -m cli: refusing to start: {reasons}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

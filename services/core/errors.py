@@ -1,0 +1,163 @@
+"""Domain errors raised by `services/`; `api/` and `pages/` translate them.
+
+PaymentsError
+├── NotFound                 unknown order, payment or refund
+├── InvalidRequest           bad input (amount, currency, idempotency key reuse)
+│   └── RefundAccountRequired a virtual-account refund without the customer's account
+├── Forbidden                the actor's role may not do this
+├── Conflict                 the state forbids it (not paid, refund exceeds remainder, busy)
+│   ├── RefundExceedsRemaining
+│   ├── NotRefundable        PortOne shows the payment cancelled (nothing left) or never paid
+│   └── FullRefundOnly       PortOne's record says it cancels this payment only in full (escrow, phone)
+├── ForgeryDetected          PortOne's amount or currency differs from our order
+└── GatewayError(retryable, http_status, portone_code)
+    ├── GatewayNotFound      PortOne does not know the payment
+    ├── GatewayUnauthorized  PortOne refused our credentials
+    ├── GatewayRejected      PortOne answered with a refusal (code != 0)
+    │   └── PartialRefundRefused  ... of a partial refund: the payment may be refundable in full only
+    ├── GatewayUnavailable   unreachable, 5xx, or a timeout before anything was sent
+    │   └── UnreadableAnswer an answer without what a payment is read from (never guessed)
+    └── OutcomeUnknown       the request may have been applied: ask PortOne, never resend
+        └── PgProviderFailure  V2 answered PG_PROVIDER (502): the PG reported an error, applied or not
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+class PaymentsError(Exception):
+    """Base of every error the payments services raise on purpose."""
+
+
+class NotFound(PaymentsError):
+    pass
+
+
+class InvalidRequest(PaymentsError):
+    pass
+
+
+class RefundAccountRequired(InvalidRequest):
+    """PortOne pays a virtual-account refund into an account the customer names
+    (opi/ko/integration/cancel/v1/basic.md): without one, nothing is sent."""
+
+
+class Forbidden(PaymentsError):
+    pass
+
+
+class Conflict(PaymentsError):
+    pass
+
+
+class RefundExceedsRemaining(Conflict):
+    def __init__(self, requested: Decimal, remaining: Decimal, currency: str) -> None:
+        super().__init__(f"refund of {requested} {currency} exceeds the refundable remainder {remaining} {currency}")
+        self.requested = requested
+        self.remaining = remaining
+        self.currency = currency
+
+
+class NotRefundable(Conflict):
+    def __init__(self, message: str, *, portone_status: str) -> None:
+        super().__init__(message)
+        self.portone_status = portone_status
+
+    @property
+    def nothing_left(self) -> bool:
+        """Fully cancelled already (perhaps in PortOne's console), as opposed to never paid."""
+        return self.portone_status == "cancelled"
+
+
+class FullRefundOnly(Conflict):
+    """A partial refund of a payment PortOne cancels only in full (services.refunds.full_only);
+    `reason` names why ("escrow", "phone")."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ForgeryDetected(PaymentsError):
+    pass
+
+
+class GatewayError(PaymentsError):
+    retryable = False
+
+    def __init__(self, message: str, *, http_status: int | None = None, portone_code: int | str | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.portone_code = portone_code
+
+
+class GatewayNotFound(GatewayError):
+    pass
+
+
+class GatewayUnauthorized(GatewayError):
+    pass
+
+
+class GatewayRejected(GatewayError):
+    pass
+
+
+class PartialRefundRefused(GatewayRejected):
+    """PortOne refused a partial refund. Some payments (a foreign-issued card, card points combined
+    with the card) are refunded in full only and nothing in PortOne's record says so: the operator
+    is advised to refund the whole remainder. `portone_message`: PortOne's own words."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        portone_message: str,
+        http_status: int | None = None,
+        portone_code: int | str | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, portone_code=portone_code)
+        self.portone_message = portone_message
+
+
+class GatewayUnavailable(GatewayError):
+    retryable = True
+
+
+class UnreadableAnswer(GatewayUnavailable):
+    """PortOne's answer lacks what a payment is read from (amount, currency, status, id) or holds it
+    in a form we cannot read. Never guessed (a missing amount read as 0 would judge a real payment
+    forged and cancel it): a read counts as PortOne unavailable and is retried; a write's answer is
+    an unknown outcome, settled by reading."""
+
+
+class OutcomeUnknown(GatewayError):
+    """A write (cancel) whose answer never came: it may have been applied."""
+
+
+class CancellationPending(OutcomeUnknown):
+    """PortOne accepted the cancel as REQUESTED (V2, an asynchronous PG cancel): it will succeed or
+    fail later, and until it shows as SUCCEEDED the payment read back does not count it.
+    `cancellation_id` names it, to find its status (REQUESTED, SUCCEEDED, FAILED) later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cancellation_id: str | None = None,
+        http_status: int | None = None,
+        portone_code: int | str | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status, portone_code=portone_code)
+        self.cancellation_id = cancellation_id
+
+
+class PgProviderFailure(OutcomeUnknown):
+    """PortOne V2 answered a write with PgProviderError (HTTP 502, type PG_PROVIDER): the PG reported
+    an error, which does not say the request was not applied; settled by reading back.
+    `pg_message`: the PG's own words (pgMessage)."""
+
+    def __init__(self, message: str, *, pg_message: str | None, http_status: int | None = None) -> None:
+        super().__init__(message, http_status=http_status, portone_code="PG_PROVIDER")
+        self.pg_message = pg_message
