@@ -1,1 +1,1 @@
-"""system"""
+"""The process around the product: health checks and the demo data of make run."""
