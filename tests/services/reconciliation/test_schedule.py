@@ -32,7 +32,7 @@ from services.runtime import Runtime
 from tests.factories import INTERNAL_TOKEN, SandboxControl, make_runtime
 from tests.servers import free_port, serve_in_thread
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EVERY_SECONDS = 3.0  # the schedule's interval here (10 minutes by default)
 OPERATOR = Actor("operator", Role.OPERATOR)
 
