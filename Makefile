@@ -1,7 +1,7 @@
 # Chekar Payments Ops: developer commands.
 #   make run    everything up locally (SQLite + PortOne sandbox + demo data); prints the URLs
 #   make test   the whole test suite (needs Debian's `postgresql` package for the PostgreSQL tests)
-#   make lint   ruff check, ruff format --check, mypy services api
+#   make lint   ruff check, ruff format --check, mypy services api, import contracts (lint-imports)
 # Ports: make run API_PORT=8001 SANDBOX_PORT=8091 DASHBOARD_PORT=8502
 # Tests: make test PYTEST_ARGS="-k refund -x"
 
@@ -28,7 +28,8 @@ SOAK_DB ?= sqlite
 help:
 	@echo "make run       start sandbox :$(SANDBOX_PORT), API :$(API_PORT), dashboard :$(DASHBOARD_PORT) (demo data)"
 	@echo "make test      run the test suite (PYTEST_ARGS=... to pass options)"
-	@echo "make lint      ruff check, ruff format --check, mypy services api"
+	@echo "make lint      ruff check, ruff format --check, mypy services api, and the import contracts"
+	@echo "               of pyproject.toml's [tool.importlinter] (who may import whom: lint-imports)"
 	@echo "make format    ruff format and safe ruff fixes"
 	@echo "make bench     every benchmark at full size beside its peer; table in bench/results/latest.md and README"
 	@echo "               (BENCH_ARGS=\"--only export\" for some cases; about 15 minutes in all)"
@@ -67,12 +68,14 @@ audit: venv
 reliability-table: venv
 	$(PY) tools/reliability_table.py --readme
 
-# All three checks run; the target fails if any of them did.
+# All four checks run; the target fails if any of them did. lint-imports runs without its cache
+# (the graph takes well under a second to build) so it leaves no .import_linter_cache behind.
 lint: venv
 	@status=0; \
 	echo "+ ruff check ."; $(PY) -m ruff check . || status=1; \
 	echo "+ ruff format --check ."; $(PY) -m ruff format --check . || status=1; \
 	echo "+ mypy services api"; $(PY) -m mypy services api || status=1; \
+	echo "+ lint-imports --no-cache"; $(VENV)/bin/lint-imports --no-cache --no-logo || status=1; \
 	exit $$status
 
 format: venv

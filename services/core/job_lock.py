@@ -22,14 +22,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from services.core.errors import Conflict
 from services.core.models import JobLock, utcnow
-from services.runtime import Runtime
+
+if TYPE_CHECKING:
+    from services.runtime import Runtime
 
 log = logging.getLogger("chekar.job_lock")
 

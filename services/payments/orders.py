@@ -92,14 +92,6 @@ def create_order(
     return CreatedOrder(merchant_uid=merchant_uid, amount=amount, currency=currency, name=rt.settings.order_name, pg=pg)
 
 
-def get_order(rt: Runtime, merchant_uid: str) -> Order:
-    with rt.db.read() as session:
-        order = session.scalar(select(Order).where(Order.merchant_uid == merchant_uid))
-    if order is None:
-        raise NotFound(f"no order {merchant_uid!r}")
-    return order
-
-
 @dataclass(frozen=True)
 class OrderState:
     """What the customer's app may read of its order: no personal data."""

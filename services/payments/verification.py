@@ -25,7 +25,7 @@ from services.core.errors import (
     NotRefundable,
     RefundAccountRequired,
 )
-from services.core.models import Order, Payment, RefundStatus
+from services.core.models import Order, RefundStatus
 from services.payments.sync import Applied, apply_payment, load_for_apply
 from services.portone.types import GatewayPayment, PortOneStatus
 from services.reconciliation.rules import check_recorded, check_recorded_many
@@ -220,11 +220,3 @@ def complete(rt: Runtime, *, imp_uid: str, merchant_uid: str) -> Verification:
     if result.forgery:
         raise ForgeryDetected(f"payment {imp_uid} does not match order {merchant_uid}; it was cancelled")
     return result
-
-
-def get_payment_record(rt: Runtime, imp_uid: str) -> Payment:
-    with rt.db.read() as session:
-        payment = session.scalar(select(Payment).where(Payment.imp_uid == imp_uid))
-    if payment is None:
-        raise NotFound(f"no payment {imp_uid!r}")
-    return payment

@@ -72,7 +72,7 @@ def test_one_operator_refunding_two_payments_at_once_does_not_bypass_the_second_
 
 
 def _order_status(rt: Runtime, merchant_uid: str) -> str:
-    return str(orders.get_order(rt, merchant_uid).status)
+    return str(orders.order_state(rt, merchant_uid).status)
 
 
 def _vbank_then_card(rt: Runtime, sandbox: SandboxControl) -> tuple[str, str, str]:
