@@ -54,26 +54,20 @@ from services.core.models import Alert, AlertStatus, Order, Payment, Refund, Web
 from services.payments.sync import apply_payment, lock_payment
 from services.payments.verification import verify_payment
 from services.portone.types import GatewayPayment, PaymentPage, PortOneStatus
-from services.reconciliation.rules import (
+from services.reconciliation.alert_writer import attributed_to, write_verdicts
+from services.reconciliation.facts import (
     RULE_KINDS,
-    Delivery,
     DeliveryResult,
     Facts,
     Finding,
+    OurDelivery,
     OurOrder,
     OurPayment,
     OurRefund,
-    RuleConfig,
     Verdict,
-    attributed_to,
-    check_recorded,
-    evaluate,
-    is_difference,
-    load_deliveries,
-    quick_agreement,
-    status_time,
-    write_verdicts,
 )
+from services.reconciliation.realtime import check_recorded, load_deliveries
+from services.reconciliation.rules import RuleConfig, evaluate, is_difference, quick_agreement, status_time
 from services.reconciliation.runs import (
     FAILED,
     FINISHED,
@@ -243,7 +237,7 @@ class _Ours:
         self.order = order
         self.newer = newer  # synced from PortOne after the answer we compare it with
         self.refunds: list[OurRefund] = []
-        self.deliveries: list[Delivery] = []
+        self.deliveries: list[OurDelivery] = []
 
 
 def _raw(column: Any) -> Any:
@@ -340,11 +334,11 @@ def _load_ours(session: Session, condition: ColumnElement[bool], newer_than: dat
         else:
             moment = _moment(received_at)
             if moment is not None:
-                found[delivered_uid].deliveries.append(Delivery(moment, result, detail))
+                found[delivered_uid].deliveries.append(OurDelivery(moment, result, detail))
     for delivered_uid, received_at in latest.items():
         moment = _moment(received_at)
         if moment is not None:
-            found[delivered_uid].deliveries.append(Delivery(moment, DeliveryResult.PROCESSED))
+            found[delivered_uid].deliveries.append(OurDelivery(moment, DeliveryResult.PROCESSED))
     return found
 
 
@@ -553,7 +547,7 @@ class _Engine:
         ours: _Ours | None,
         fresh: bool,
         orders: dict[str, OurOrder],
-        deliveries: dict[str, list[Delivery]],
+        deliveries: dict[str, list[OurDelivery]],
     ) -> Facts:
         if ours is None:
             return Facts(
@@ -690,10 +684,10 @@ class _Engine:
             ).all()
             named = sorted(uid for uid in rejected if uid is not None and uid not in judged)
             deliveries = load_deliveries(session, named)
-            deliveries_none: list[Delivery] = []
+            deliveries_none: list[OurDelivery] = []
             if None in rejected:
                 deliveries_none = [
-                    Delivery(at, DeliveryResult.REJECTED, detail)
+                    OurDelivery(at, DeliveryResult.REJECTED, detail)
                     for at, detail in session.execute(
                         select(WebhookEvent.received_at, WebhookEvent.detail).where(
                             WebhookEvent.imp_uid.is_(None),
