@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from services.auth.access import Actor
 from services.core.errors import PaymentsError
 from services.core.models import Role, utcnow
-from services.reconciliation.engine import EngineOptions, Progress, start_run
+from services.reconciliation.engine import EngineOptions, RunProgress, start_run
 from services.reconciliation.runs import RunSummary
 from services.runtime import Runtime
 
@@ -63,7 +63,7 @@ class ProgressBar:
         self._last_draw = 0.0
         self._open = False
 
-    def __call__(self, progress: Progress) -> None:
+    def __call__(self, progress: RunProgress) -> None:
         percent = int(progress.fraction * 100)
         now = time.monotonic()
         finished = progress.phase == "finished"

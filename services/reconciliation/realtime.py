@@ -19,26 +19,11 @@ from services.core.sequences import SQL_IN_CHUNK, chunked
 from services.portone.types import GatewayPayment, PortOneStatus
 from services.reconciliation.alert_writer import current_attribution, write_verdicts
 from services.reconciliation.facts import DeliveryResult, Facts, OurDelivery, OurOrder, OurPayment, OurRefund, Verdict
+from services.reconciliation.our_side import load_deliveries
 from services.reconciliation.rules import RuleConfig, evaluate
 
 if TYPE_CHECKING:
     from services.payments.sync import Applied
-
-
-def load_deliveries(session: Session, imp_uids: Sequence[str]) -> dict[str, list[OurDelivery]]:
-    """The verified and rejected webhook deliveries naming these payments."""
-    found: dict[str, list[OurDelivery]] = {}
-    for chunk in chunked(list(imp_uids), SQL_IN_CHUNK):
-        rows = session.execute(
-            select(WebhookEvent.imp_uid, WebhookEvent.received_at, WebhookEvent.result, WebhookEvent.detail).where(
-                WebhookEvent.imp_uid.in_(chunk),
-                WebhookEvent.result.in_([DeliveryResult.PROCESSED, DeliveryResult.REJECTED]),
-            )
-        )
-        for imp_uid, received_at, outcome, text in rows:
-            if imp_uid is not None:
-                found.setdefault(imp_uid, []).append(OurDelivery(received_at, outcome, text))
-    return found
 
 
 def check_recorded(
