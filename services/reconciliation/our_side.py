@@ -41,12 +41,14 @@ def _raw(column: Any) -> Any:
 
 
 def _db_decimal(value: Any) -> Decimal:
+    """A money column's raw driver value (Decimal, int, float or text) as an exact Decimal."""
     if isinstance(value, Decimal):
         return value
     return Decimal(value) if isinstance(value, int) else Decimal(str(value))
 
 
 def _db_moment(value: Any) -> datetime | None:
+    """A timestamp column's raw driver value (datetime or SQLite's text) as an aware UTC datetime."""
     if value is None:
         return None
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
@@ -155,7 +157,7 @@ def load_orders(session: Session, merchant_uids: Sequence[str]) -> dict[str, Our
     return found
 
 
-NONE_OPEN: frozenset[str] = frozenset()
+NONE_OPEN: frozenset[str] = frozenset()  # a payment with no open alert: its agreements resolve nothing
 
 
 def load_open_kinds(session: Session) -> dict[str | None, set[str]]:
