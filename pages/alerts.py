@@ -240,7 +240,7 @@ def _reconciliation() -> None:
             if st.button(t("reconcile.run"), key="reconcile_run"):
                 bar = st.progress(0.0)
 
-                def report(step: reconcile.Progress) -> None:
+                def report(step: reconcile.RunProgress) -> None:
                     bar.progress(min(step.fraction, 1.0), text=t("reconcile.running", checked=step.payments_checked))
 
                 since = datetime.combine(since_day, datetime.min.time(), tzinfo=KST)

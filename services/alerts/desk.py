@@ -35,7 +35,7 @@ from services.core.models import (
 )
 from services.payments.verification import Verification, verify_payment
 from services.portone.types import PortOneStatus
-from services.reconciliation.rules import attributed_to
+from services.reconciliation.alert_writer import attributed_to
 from services.refunds import engine as refunds
 from services.reporting.sales import minor_sum
 from services.runtime import Runtime

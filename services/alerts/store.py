@@ -67,10 +67,11 @@ def raise_alert(
 ) -> Alert:
     """Open an alert, or refresh the one already open for this (kind, payment).
 
-    Written by the one alert writer, `services.reconciliation.rules.write_verdicts` (which also
+    Written by the one alert writer, `services.reconciliation.alert_writer.write_verdicts` (which also
     handles two PostgreSQL transactions opening the same alert at once).
     """
-    from services.reconciliation.rules import Finding, Verdict, write_verdicts  # it builds on this module
+    from services.reconciliation.alert_writer import write_verdicts  # it builds on this module
+    from services.reconciliation.facts import Finding, Verdict
 
     finding = Finding(
         kind,

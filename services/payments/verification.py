@@ -28,7 +28,7 @@ from services.core.errors import (
 from services.core.models import Order, RefundStatus
 from services.payments.sync import Applied, apply_payment, load_for_apply
 from services.portone.types import GatewayPayment, PortOneStatus
-from services.reconciliation.rules import check_recorded, check_recorded_many
+from services.reconciliation.realtime import check_recorded, check_recorded_many
 from services.refunds.engine import refund
 from services.runtime import Runtime
 

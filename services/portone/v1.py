@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -32,6 +32,7 @@ from services.core.errors import (
     UnreadableAnswer,
 )
 from services.core.money import InvalidAmount, as_given, parse_decimal
+from services.core.sequences import chunked
 from services.portone.banks import RefundAccount, v1_bank_code
 from services.portone.types import (
     Cancellation,
@@ -186,11 +187,6 @@ def _registered(merchant_uid: str, amount: Decimal) -> Callable[[Any], Prepared]
         return prepared
 
     return read
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class PortOneV1Client:
@@ -356,7 +352,7 @@ class PortOneV1Client:
     def get_payments(self, imp_uids: Sequence[str]) -> list[GatewayPayment]:
         """Batched look-up; imp_uids unknown to PortOne are simply absent from the result."""
         found: list[GatewayPayment] = []
-        for chunk in _chunks(list(dict.fromkeys(imp_uids)), BATCH_SIZE):
+        for chunk in chunked(list(dict.fromkeys(imp_uids)), BATCH_SIZE):
             try:
                 rows = self._read("/payments", params=[("imp_uid[]", uid) for uid in chunk], accept_207=True)
             except GatewayNotFound:

@@ -152,7 +152,7 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _money(units: object, currency: str, what: str) -> Decimal:
+def _from_minor_units(units: object, currency: str, what: str) -> Decimal:
     """V2 integer minor units -> exact Decimal major units (any currency: see `as_given_minor_units`)."""
     if type(units) is not int:  # a missing amount is unreadable, never 0
         raise UnreadableAnswer(f"PortOne sent {what} {units!r}, not an integer amount in minor units")
@@ -184,7 +184,7 @@ def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
     cancellations = tuple(
         Cancellation(
             cancellation_id=str(entry.get("id") or ""),
-            amount=_money(entry.get("totalAmount"), currency, "a cancellation amount"),
+            amount=_from_minor_units(entry.get("totalAmount"), currency, "a cancellation amount"),
             cancelled_at=_moment(entry.get("cancelledAt")) or _moment(entry.get("requestedAt")),
             reason=_text(entry.get("reason")),
             pg_tid=_text(entry.get("pgCancellationId")),
@@ -203,8 +203,8 @@ def parse_payment(data: Mapping[str, Any]) -> GatewayPayment:
         imp_uid=payment_id,
         merchant_uid=payment_id,
         status=STATUS_MAP.get(str(data.get("status")), PortOneStatus.UNKNOWN),
-        amount=_money(amount.get("total"), currency, "amount.total"),
-        cancel_amount=_money(amount.get("cancelled"), currency, "amount.cancelled"),
+        amount=_from_minor_units(amount.get("total"), currency, "amount.total"),
+        cancel_amount=_from_minor_units(amount.get("cancelled"), currency, "amount.cancelled"),
         currency=currency,
         name=_text(data.get("orderName")),
         pg_provider=provider.lower() if provider else None,

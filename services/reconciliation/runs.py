@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from services.auth.access import Actor, Permission, require
 from services.core.errors import NotFound
 from services.core.models import ReconciliationRun, utcnow
-from services.reconciliation.rules import WriteResult
+from services.reconciliation.alert_writer import WriteResult
 from services.runtime import Runtime
 
 RUNNING = "running"

@@ -5,7 +5,7 @@ its support switches it on), so a webhook lost while our API was down, or answer
 sent again. `python -m cli scheduler` (started by `make run`; run it beside the API in
 production) reconciles the last RECONCILE_SCHEDULE_WINDOW every RECONCILE_SCHEDULE_MINUTES with
 automatic repairs: a payment PortOne took that we never recorded is recorded, a status or refund
-total a lost webhook would have changed is re-synced from PortOne (see services.reconciliation.engine.repair;
+total a lost webhook would have changed is re-synced from PortOne (see services.reconciliation.repair.repair;
 money never moves, except the existing forgery policy).
 
 - One run at a time across processes: start_run holds the `reconcile` job lock

@@ -29,7 +29,7 @@ from services.core.errors import (
 from services.core.models import WebhookEvent, utcnow
 from services.payments.verification import Verification, record_many, verification_after_record
 from services.portone.types import storable_text
-from services.reconciliation.rules import check_rejected_webhook
+from services.reconciliation.realtime import check_rejected_webhook
 from services.runtime import Runtime
 
 _MAX_FIELD = 64

@@ -37,7 +37,7 @@ from services.core.errors import GatewayError, NotFound, PaymentsError
 from services.core.models import WebhookEvent, utcnow
 from services.payments.verification import verify_payment
 from services.portone.types import storable_text
-from services.reconciliation.rules import check_rejected_webhook
+from services.reconciliation.realtime import check_rejected_webhook
 from services.runtime import Runtime
 
 # The sandbox's public webhook secret (sandbox/v2_config.py), used in sandbox mode only.

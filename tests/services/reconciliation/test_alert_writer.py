@@ -1,4 +1,4 @@
-"""Every alert is written by one writer (services.reconciliation.rules.write_verdicts), which handles
+"""Every alert is written by one writer (services.reconciliation.alert_writer.write_verdicts), which handles
 PostgreSQL's race of two transactions opening the same alert; `raise_alert` (refunds, the alert
 desk) goes through it too."""
 

@@ -29,7 +29,8 @@ from services.core.models import (
     utcnow,
 )
 from services.payments.verification import verify_payment
-from services.reconciliation.engine import EngineOptions, Progress, repair, start_run
+from services.reconciliation.engine import EngineOptions, RunProgress, start_run
+from services.reconciliation.repair import repair
 from services.reconciliation.runs import list_runs
 from services.refunds.engine import refund
 from services.runtime import Runtime
@@ -314,7 +315,7 @@ def test_a_run_finds_every_planted_difference_once_repairs_what_is_safe_and_then
 ) -> None:
     scenario = plant(runtime, sandbox)
     assert len({kind for kind, _ in scenario.expected}) == 10  # every kind a run raises
-    seen: list[Progress] = []
+    seen: list[RunProgress] = []
 
     first = start_run(runtime, since=scenario.since, actor=OPERATOR, progress=seen.append, options=FAST)
 

@@ -12,19 +12,8 @@ from hypothesis import strategies as st
 
 from services.alerts.store import AlertKind
 from services.portone.types import Cancellation, GatewayPayment, PortOneStatus
-from services.reconciliation.rules import (
-    RULES,
-    Agreement,
-    Delivery,
-    Facts,
-    Finding,
-    OurOrder,
-    OurPayment,
-    OurRefund,
-    RuleConfig,
-    evaluate,
-    quick_agreement,
-)
+from services.reconciliation.facts import Agreement, Facts, Finding, OurDelivery, OurOrder, OurPayment, OurRefund
+from services.reconciliation.rules import RULES, RuleConfig, evaluate, quick_agreement
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 CFG = RuleConfig()
@@ -83,7 +72,7 @@ def facts(draw: st.DrawFn) -> Facts:
         for i in range(_near(draw, 0, st.integers(1, 2)))  # type: ignore[arg-type]
     )
     deliveries = tuple(
-        Delivery(moment, draw(st.sampled_from(["processed", "rejected"])))
+        OurDelivery(moment, draw(st.sampled_from(["processed", "rejected"])))
         for moment in draw(st.lists(MOMENTS.filter(lambda m: m is not None), max_size=2))
     )
     return Facts(
@@ -124,7 +113,7 @@ def _clean(**changes: object) -> Facts:
         order=OurOrder("m1", Decimal(50000), "KRW"),
         portone=portone,
         portone_checked=True,
-        deliveries=(Delivery(PAID_AT + timedelta(seconds=2), "processed"),),
+        deliveries=(OurDelivery(PAID_AT + timedelta(seconds=2), "processed"),),
         other_paid=(),  # the order's only paid payment
     )
     for name, value in changes.items():
@@ -171,7 +160,7 @@ def test_a_webhook_gap_waits_for_the_delay_and_a_late_verified_delivery_closes_i
     assert portone is not None
     recent = replace(portone, paid_at=NOW - timedelta(minutes=3))
     assert _found(_clean(portone=recent, deliveries=())) == set()  # within the delay: undecided
-    late = (Delivery(PAID_AT + timedelta(hours=3), "processed"),)
+    late = (OurDelivery(PAID_AT + timedelta(hours=3), "processed"),)
     assert _found(_clean(deliveries=late)) == set()
 
 
