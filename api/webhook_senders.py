@@ -8,20 +8,17 @@ X-Forwarded-For address only for connections from its trusted proxies (`--forwar
 from __future__ import annotations
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 
-from services.core.config import Settings
+from api.deps import RuntimeDep
+from services.core.errors import Forbidden
 
 
 def sender_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def refuse_unlisted_sender(request: Request, settings: Settings) -> JSONResponse | None:
-    """A 403 answer when an allow-list is set and the sender is not on it; None to go on."""
-    allowed = settings.webhook_allowed_ips
+def require_listed_sender(request: Request, runtime: RuntimeDep) -> None:
+    """Dependency: Forbidden (403) when an allow-list is set and the sender is not on it."""
+    allowed = runtime.settings.webhook_allowed_ips
     if allowed and sender_ip(request) not in allowed:
-        return JSONResponse(
-            {"error": "forbidden", "message": "webhooks are accepted only from PortOne's addresses"}, status_code=403
-        )
-    return None
+        raise Forbidden("webhooks are accepted only from PortOne's addresses")

@@ -1,5 +1,10 @@
 """Domain errors raised by `services/`; `api/` and `pages/` translate them.
 
+Each class carries how the payment API answers it: `code` (the JSON body's `error`) and
+`api_status` (the HTTP status), inherited by its subclasses; `api_message()` and `api_details()`
+give the body's `message` and any further fields. api/errors.py renders every PaymentsError from
+these alone. (`api_status`, not `http_status`: a GatewayError's `http_status` is PortOne's answer.)
+
 PaymentsError
 ├── NotFound                 unknown order, payment or refund
 ├── InvalidRequest           bad input (amount, currency, idempotency key reuse)
@@ -24,39 +29,62 @@ PaymentsError
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 
 class PaymentsError(Exception):
     """Base of every error the payments services raise on purpose."""
 
+    code: ClassVar[str] = "payments_error"
+    api_status: ClassVar[int] = 400
+
+    def api_message(self) -> str:
+        return str(self)
+
+    def api_details(self) -> dict[str, object]:
+        """Fields the API's error body carries after `error` and `message`."""
+        return {}
+
 
 class NotFound(PaymentsError):
-    pass
+    code = "not_found"
+    api_status = 404
 
 
 class InvalidRequest(PaymentsError):
-    pass
+    code = "invalid_request"
+    api_status = 400
 
 
 class RefundAccountRequired(InvalidRequest):
     """PortOne pays a virtual-account refund into an account the customer names
     (opi/ko/integration/cancel/v1/basic.md): without one, nothing is sent."""
 
+    code = "refund_account_required"
+    api_status = 422
+
 
 class Forbidden(PaymentsError):
-    pass
+    code = "forbidden"
+    api_status = 403
 
 
 class Conflict(PaymentsError):
-    pass
+    code = "conflict"
+    api_status = 409
 
 
 class RefundExceedsRemaining(Conflict):
+    code = "exceeds_remaining"
+
     def __init__(self, requested: Decimal, remaining: Decimal, currency: str) -> None:
         super().__init__(f"refund of {requested} {currency} exceeds the refundable remainder {remaining} {currency}")
         self.requested = requested
         self.remaining = remaining
         self.currency = currency
+
+    def api_details(self) -> dict[str, object]:
+        return {"remaining": self.remaining, "currency": self.currency}
 
 
 class NotRefundable(Conflict):
@@ -74,16 +102,24 @@ class FullRefundOnly(Conflict):
     """A partial refund of a payment PortOne cancels only in full (services.refunds.full_only);
     `reason` names why ("escrow", "phone")."""
 
+    code = "full_refund_only"
+
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
 
+    def api_details(self) -> dict[str, object]:
+        return {"reason": self.reason}
+
 
 class ForgeryDetected(PaymentsError):
-    pass
+    code = "forgery"
+    api_status = 400
 
 
 class GatewayError(PaymentsError):
+    code = "portone_error"
+    api_status = 502
     retryable = False
 
     def __init__(self, message: str, *, http_status: int | None = None, portone_code: int | str | None = None) -> None:
@@ -101,7 +137,13 @@ class GatewayUnauthorized(GatewayError):
 
 
 class GatewayRejected(GatewayError):
-    pass
+    code = "portone_rejected"
+
+    def api_message(self) -> str:
+        return f"PortOne refused: {self}"
+
+    def api_details(self) -> dict[str, object]:
+        return {"portone_code": self.portone_code}
 
 
 class PartialRefundRefused(GatewayRejected):
@@ -122,7 +164,12 @@ class PartialRefundRefused(GatewayRejected):
 
 
 class GatewayUnavailable(GatewayError):
+    code = "portone_unavailable"
+    api_status = 503
     retryable = True
+
+    def api_message(self) -> str:
+        return f"PortOne could not be reached; nothing was changed. {self}"
 
 
 class UnreadableAnswer(GatewayUnavailable):

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from api.app import create_app
-from api.exports import include_export_routes
+from api.routes.exports import include_export_routes
 from services.auth import accounts as users
 from services.auth.access import Actor
 from services.core.errors import Forbidden

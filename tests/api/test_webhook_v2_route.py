@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.webhooks_v2 import router
+from api.routes.webhooks import v2_router as router
 from services.core.models import Payment, WebhookEvent
 from services.portone.v2 import PortOneV2Client
 from services.runtime import Runtime

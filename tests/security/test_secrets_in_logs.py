@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from api.exports import REDACT_LINK_TOKENS
+from api.access_log import REDACT_LINK_TOKENS
 from services.auth import accounts as users
 from services.core.config import SANDBOX_V2_WEBHOOK_SECRET
 from services.runtime import Runtime
