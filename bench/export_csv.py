@@ -60,7 +60,7 @@ def _ours(database_url: str, start: date, end: date, out: Path) -> int:
             filters=exports.ExportFilters(start=start, end=end),
         )
         with out.open("wb") as file:
-            for chunk in exports.stream(rt, request, via="bench"):  # what api/exports.py sends, chunk by chunk
+            for chunk in exports.stream(rt, request, via="bench"):  # what api/routes/exports.py sends, chunk by chunk
                 file.write(chunk.encode("utf-8"))
     finally:
         rt.close()
