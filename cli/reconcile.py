@@ -18,16 +18,15 @@ import sys
 import time
 from datetime import datetime, timedelta
 from typing import TextIO
-from zoneinfo import ZoneInfo
 
 from services.auth.access import Actor
 from services.core.errors import PaymentsError
+from services.core.kst import KST
 from services.core.models import Role, utcnow
 from services.reconciliation.engine import EngineOptions, Progress, start_run
 from services.reconciliation.runs import RunSummary
 from services.runtime import Runtime
 
-KST = ZoneInfo("Asia/Seoul")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MIN_INTERVAL_SECONDS = 1.0

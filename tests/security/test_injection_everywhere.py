@@ -20,9 +20,10 @@ from services.auth import accounts as users
 from services.auth.access import Actor
 from services.core import masking
 from services.core.errors import InvalidRequest, NotFound
+from services.core.kst import kst_today
 from services.core.models import Alert, Base, Order, Payment, Refund, Role, SavedView, User
 from services.payments import saved_views
-from services.payments.search import PaymentFilters, search_payments, today_kst
+from services.payments.search import PaymentFilters, search_payments
 from services.refunds import desk as refund_desk
 from services.reporting import exports
 from services.runtime import Runtime
@@ -59,7 +60,7 @@ def _matching(text: str, buyers: dict[str, dict[str, str]]) -> set[str]:
 
 
 def _export(runtime: Runtime, actor: Actor, kind: str, *, whole: bool) -> list[dict[str, str]]:
-    day = today_kst()
+    day = kst_today()
     request = exports.prepare(
         actor=actor,
         kind=kind,

@@ -20,8 +20,8 @@ from sqlalchemy import select
 from services.auth import account_admin as user_admin
 from services.auth import accounts as users
 from services.auth.access import Actor
+from services.core.kst import kst_today
 from services.core.models import Base, Role
-from services.payments.search import today_kst
 from services.reporting import export_links, exports
 from services.runtime import Runtime
 from tests.factories import (
@@ -80,7 +80,7 @@ def _users(runtime: Runtime) -> None:
 
 
 def _link(runtime: Runtime) -> export_links.ExportLink:
-    day = today_kst()
+    day = kst_today()
     filters = exports.ExportFilters(start=day - timedelta(days=1), end=day)
     return export_links.issue_link(
         runtime,
@@ -127,7 +127,7 @@ def test_no_secret_or_card_number_in_logs_exports_or_rows(
     link = _link(runtime)
     streamed = api.get(f"/api/exports/payments.csv?token={link.token}")
     assert streamed.status_code == 200 and imp_uid in streamed.text
-    day = today_kst()
+    day = kst_today()
     filters = exports.ExportFilters(start=day - timedelta(days=1), end=day)
     csvs = [streamed.text]
     for kind in exports.ExportKind:
@@ -230,7 +230,7 @@ def test_a_refund_account_number_is_never_logged_exported_or_stored(
     )
     assert refund.status_code == 201, refund.text
     assert [c["refund_account"]["number"] for c in sandbox.calls()["cancels"]] == ["110987654321"]
-    day = today_kst()
+    day = kst_today()
     filters = exports.ExportFilters(start=day - timedelta(days=1), end=day)
     csvs = [
         exports.export_bytes(
