@@ -133,7 +133,7 @@ def test_no_secret_or_card_number_in_logs_exports_or_rows(
     for kind in exports.ExportKind:
         whole = kind in (exports.ExportKind.PAYMENTS, exports.ExportKind.REFUNDS)
         request = exports.prepare(actor=ADMIN, kind=kind, filters=filters, include_personal_data=whole)
-        csvs.append(exports.export_bytes(runtime, request).decode("utf-8-sig"))
+        csvs.append(exports.build_file(runtime, request).data.decode("utf-8-sig"))
     assert "411111******1111" in csvs[1]  # PortOne's masked number is what is kept and shown
 
     # The test's own HTTP clients log their requests from the main thread (a browser opens the
@@ -233,9 +233,9 @@ def test_a_refund_account_number_is_never_logged_exported_or_stored(
     day = kst_today()
     filters = exports.ExportFilters(start=day - timedelta(days=1), end=day)
     csvs = [
-        exports.export_bytes(
+        exports.build_file(
             runtime, exports.prepare(actor=ADMIN, kind=kind, filters=filters, include_personal_data=True)
-        ).decode("utf-8-sig")
+        ).data.decode("utf-8-sig")
         for kind in exports.ExportKind
     ]
     records = [r for r in every_record.records if not (r.threadName == "MainThread" and r.name.startswith("http"))]
