@@ -180,13 +180,9 @@ def payment_cells(masked: bool) -> RowCells:
     return cells
 
 
-def _refund_time() -> Any:
-    return func.coalesce(Refund.completed_at, Refund.created_at)
-
-
 def refunds_query(filters: ExportFilters, dialect: str) -> AnySelect:
     first, after = reports.kst_bounds(filters.start, filters.end)
-    refunded_at = _refund_time()
+    refunded_at = reports.refund_time()
     stmt = (
         select(
             Refund.id,

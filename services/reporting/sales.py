@@ -116,6 +116,12 @@ def kst_period(column: Any, granularity: Granularity, *, sqlite: bool) -> Column
     return func.to_char(func.timezone(literal_column("'Asia/Seoul'"), column), pg_fmt, type_=String)
 
 
+def refund_time() -> Any:
+    """When a refund counts: when it went through, or when it was requested while unsettled (the
+    sales report and the refunds export place a refund on the same day)."""
+    return func.coalesce(Refund.completed_at, Refund.created_at)
+
+
 def summary(
     rt: Runtime,
     *,
@@ -144,8 +150,8 @@ def summary(
             .where(Payment.paid_at >= first, Payment.paid_at < after, Payment.verified.is_(True))
             .group_by(paid_period, Payment.currency, Payment.pg_provider, Payment.pay_method)
         )
-        refund_time = func.coalesce(Refund.completed_at, Refund.created_at)
-        refund_period = kst_period(refund_time, granularity, sqlite=sqlite).label("period")
+        refunded_at = refund_time()
+        refund_period = kst_period(refunded_at, granularity, sqlite=sqlite).label("period")
         refunded = (
             select(
                 refund_period,
@@ -158,8 +164,8 @@ def summary(
             .join(Payment, Refund.payment_id == Payment.id)
             .where(
                 Refund.status == RefundStatus.SUCCEEDED,
-                refund_time >= first,
-                refund_time < after,
+                refunded_at >= first,
+                refunded_at < after,
                 Payment.verified.is_(True),
             )
             .group_by(refund_period, Payment.currency, Payment.pg_provider, Payment.pay_method)
