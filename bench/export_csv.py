@@ -71,13 +71,13 @@ def _fetch(database_url: str, start: date, end: date, out: Path) -> int:
     """The floor under ours: the export's own query, rows fetched through the driver and dropped."""
     from sqlalchemy import create_engine
 
-    from services.reporting import exports
+    from services.reporting import export_queries, exports
 
     engine = create_engine(database_url)
     rows = 0
     try:
         with engine.connect() as connection:
-            query = exports._payments_query(exports.ExportFilters(start, end), engine.dialect.name)
+            query = export_queries.payments_query(exports.ExportFilters(start, end), engine.dialect.name)
             for part in connection.execution_options(yield_per=exports.DEFAULT_CHUNK_ROWS).execute(query).partitions():
                 rows += len(part)
     finally:
@@ -92,10 +92,10 @@ def _pandas(database_url: str, start: date, end: date, out: Path) -> int:
     import pandas as pd
     from sqlalchemy import create_engine, text
 
-    from services.reporting import exports
+    from services.reporting import export_queries, exports
     from services.reporting import sales as reports
 
-    query = exports._payments_query(exports.ExportFilters(start, end), "sqlite")
+    query = export_queries.payments_query(exports.ExportFilters(start, end), "sqlite")
     columns = ", ".join(column.name for column in query.selected_columns)  # stored values (UTC times)
     sql = f"SELECT {columns} FROM payments WHERE paid_at >= :start AND paid_at < :end ORDER BY paid_at, id"  # noqa: S608
     first, after = reports.kst_bounds(start, end)

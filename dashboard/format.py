@@ -7,12 +7,11 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from dashboard.i18n import t
+from services.core.kst import KST
 from services.core.money import minor_unit_exponent
 
-KST = ZoneInfo("Asia/Seoul")
 SYMBOLS = {"KRW": "₩", "USD": "$", "EUR": "€", "JPY": "¥", "GBP": "£", "CNY": "CN¥"}
 STATUS_COLORS = {
     "paid": "green",

@@ -14,8 +14,8 @@ from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services.auth.access import Permission
 from services.core.errors import GatewayError, InvalidRequest, PaymentsError
+from services.core.kst import KST
 from services.portone.types import PortOneStatus
-from services.reporting.sales import KST
 from services.webhooks import log as webhook_log
 
 actor = gate(Permission.VIEW)

@@ -33,11 +33,11 @@ from services.core.models import (
     alert_is_open,
     utcnow,
 )
+from services.core.sql import minor_sum
 from services.payments.verification import Verification, verify_payment
 from services.portone.types import PortOneStatus
 from services.reconciliation.alert_writer import attributed_to
 from services.refunds import engine as refunds
-from services.reporting.sales import minor_sum
 from services.runtime import Runtime
 
 SEVERITIES = ("critical", "high", "medium", "low")

@@ -14,8 +14,8 @@ from sqlalchemy import Select, select
 
 from services.auth.access import Actor, Permission, require
 from services.core.errors import InvalidRequest
+from services.core.kst import kst_midnight
 from services.core.models import AuditEntry
-from services.reporting.overview import kst_midnight
 from services.runtime import Runtime
 
 MAX_PAGE_SIZE = 500

@@ -17,35 +17,23 @@ key, `received_at`), so they stay fast at a million payments.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, ColumnExpressionArgument, Date, cast, func, select
 from sqlalchemy.orm import Session
 
 from services.auth.access import Actor, Permission, require
 from services.core import money
+from services.core.kst import KST as KST  # re-exported: pages/overview.py reads `figures.KST`
+from services.core.kst import kst_midnight, kst_today
 from services.core.models import Alert, Payment, Refund, RefundStatus, WebhookEvent, alert_is_open
 from services.runtime import Runtime
 
-KST = ZoneInfo("Asia/Seoul")
 SEVERITIES = ("critical", "high", "medium", "low")
 PERIODS = ("today", "week", "month")
 CHART_DAYS = 30
-
-
-@dataclass(frozen=True)
-class CurrencyTotals:
-    currency: str
-    paid_count: int
-    paid_amount: Decimal
-    refunded_amount: Decimal
-
-    @property
-    def net_amount(self) -> Decimal:
-        return self.paid_amount - self.refunded_amount
 
 
 @dataclass(frozen=True)
@@ -108,14 +96,9 @@ class Overview:
         return tuple(sorted(seen))
 
 
-def kst_midnight(day: date) -> datetime:
-    """The UTC instant at which `day` begins in Seoul."""
-    return datetime.combine(day, time(0), tzinfo=KST).astimezone(UTC)
-
-
 def period_bounds(now: datetime) -> dict[str, tuple[datetime, datetime]]:
     """UTC [start, end) of today, the last 7 days and this month, in KST calendar days."""
-    today = now.astimezone(KST).date()
+    today = kst_today(now)
     end = kst_midnight(today + timedelta(days=1))
     return {
         "today": (kst_midnight(today), end),
@@ -203,7 +186,7 @@ def overview(rt: Runtime, *, actor: Actor, now: datetime | None = None) -> Overv
     require(actor, Permission.VIEW)
     now = now or datetime.now(UTC)
     bounds = period_bounds(now)
-    today = now.astimezone(KST).date()
+    today = kst_today(now)
     chart_start = today - timedelta(days=CHART_DAYS - 1)
     with rt.db.read() as session:
         periods = tuple(_period(session, key, *bounds[key]) for key in PERIODS)
@@ -219,20 +202,3 @@ def overview(rt: Runtime, *, actor: Actor, now: datetime | None = None) -> Overv
             chart_end=today,
             has_payments=has_payments,
         )
-
-
-def totals_by_currency(rt: Runtime) -> list[CurrencyTotals]:
-    """All-time verified totals per currency."""
-    with rt.db.read() as session:
-        rows = session.execute(
-            select(Payment.currency, func.count(), func.sum(Payment.amount), func.sum(Payment.cancel_amount))
-            .where(Payment.paid_at.is_not(None), Payment.verified.is_(True))
-            .group_by(Payment.currency)
-            .order_by(Payment.currency)
-        ).all()
-    return [CurrencyTotals(cur, int(n), _amount(paid, cur), _amount(refunded, cur)) for cur, n, paid, refunded in rows]
-
-
-def open_alert_count(rt: Runtime) -> int:
-    with rt.db.read() as session:
-        return int(session.scalar(select(func.count()).select_from(Alert).where(alert_is_open())) or 0)

@@ -19,20 +19,21 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, ColumnElement, String, cast, func, literal_column, select
+from sqlalchemy import ColumnElement, String, func, literal_column, select
 
 from services.auth.access import Actor, Permission, require
 from services.core.errors import InvalidRequest
+from services.core.kst import KST as KST  # re-exported: pages/reports.py and tests read `reports.KST`
+from services.core.kst import kst_day_bounds
 from services.core.models import Payment, Refund, RefundStatus
 from services.core.money import normalize
+from services.core.sql import from_hundredths, minor_sum
 from services.runtime import Runtime
 
-KST = ZoneInfo("Asia/Seoul")
 MAX_RANGE_DAYS = 3 * 366
 UNKNOWN = ""  # PG or pay method PortOne did not report
 
@@ -76,14 +77,13 @@ class Totals:
 
 
 def kst_bounds(start: date, end: date) -> tuple[datetime, datetime]:
-    """UTC instants of the start of KST day `start` and the end (exclusive) of KST day `end`."""
+    """A report's KST days `start`..`end` as a half-open UTC interval (`kst.kst_day_bounds`), once
+    the range is checked: not reversed, at most `MAX_RANGE_DAYS` long."""
     if end < start:
         raise InvalidRequest("the end date is before the start date")
     if (end - start).days > MAX_RANGE_DAYS:
         raise InvalidRequest(f"choose a range of at most {MAX_RANGE_DAYS} days")
-    first = datetime.combine(start, time(0), KST).astimezone(UTC)
-    after = datetime.combine(end + timedelta(days=1), time(0), KST).astimezone(UTC)
-    return first, after
+    return kst_day_bounds(start, end)
 
 
 def month_bounds(first_month: date, last_month: date) -> tuple[date, date]:
@@ -116,17 +116,10 @@ def kst_period(column: Any, granularity: Granularity, *, sqlite: bool) -> Column
     return func.to_char(func.timezone(literal_column("'Asia/Seoul'"), column), pg_fmt, type_=String)
 
 
-def minor_sum(column: Any) -> ColumnElement[int]:
-    """SUM of an amount in hundredths as an exact integer (every currency here has <= 2 decimals)."""
-    return cast(func.coalesce(func.sum(func.round(column * 100)), 0), BigInteger)
-
-
-def from_hundredths(value: object, currency: str) -> Decimal:
-    hundredths = Decimal(int(value))  # type: ignore[call-overload]
-    try:
-        return normalize(hundredths.scaleb(-2), currency)
-    except ValueError:  # a currency we do not know the precision of: keep two decimals
-        return hundredths.scaleb(-2)
+def refund_time() -> Any:
+    """When a refund counts: when it went through, or when it was requested while unsettled (the
+    sales report and the refunds export place a refund on the same day)."""
+    return func.coalesce(Refund.completed_at, Refund.created_at)
 
 
 def summary(
@@ -157,8 +150,8 @@ def summary(
             .where(Payment.paid_at >= first, Payment.paid_at < after, Payment.verified.is_(True))
             .group_by(paid_period, Payment.currency, Payment.pg_provider, Payment.pay_method)
         )
-        refund_time = func.coalesce(Refund.completed_at, Refund.created_at)
-        refund_period = kst_period(refund_time, granularity, sqlite=sqlite).label("period")
+        refunded_at = refund_time()
+        refund_period = kst_period(refunded_at, granularity, sqlite=sqlite).label("period")
         refunded = (
             select(
                 refund_period,
@@ -171,8 +164,8 @@ def summary(
             .join(Payment, Refund.payment_id == Payment.id)
             .where(
                 Refund.status == RefundStatus.SUCCEEDED,
-                refund_time >= first,
-                refund_time < after,
+                refunded_at >= first,
+                refunded_at < after,
                 Payment.verified.is_(True),
             )
             .group_by(refund_period, Payment.currency, Payment.pg_provider, Payment.pay_method)

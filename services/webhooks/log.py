@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from services.audit import trail as audit
 from services.auth.access import Actor, Permission, require
 from services.core.errors import InvalidRequest, NotFound
+from services.core.kst import kst_day_bounds as kst_bounds
 from services.core.models import WebhookEvent
-from services.reporting.sales import kst_bounds
 from services.runtime import Runtime
 from services.webhooks import v1 as webhooks
 

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from services.core.kst import KST
 from services.core.models import Payment, WebhookEvent
-from services.reporting.sales import KST
 from services.runtime import Runtime
 from services.webhooks import v1 as webhooks
 from tests.factories import SandboxControl

@@ -20,11 +20,12 @@ from services.auth import accounts as users
 from services.auth.access import Actor
 from services.core import masking
 from services.core.errors import InvalidRequest, NotFound
+from services.core.kst import kst_today
 from services.core.models import Alert, Base, Order, Payment, Refund, Role, SavedView, User
 from services.payments import saved_views
-from services.payments.search import PaymentFilters, search_payments, today_kst
+from services.payments.search import PaymentFilters, search_payments
 from services.refunds import desk as refund_desk
-from services.reporting import exports
+from services.reporting import export_writer, exports
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, new_order, wait_for_webhooks
 
@@ -59,7 +60,7 @@ def _matching(text: str, buyers: dict[str, dict[str, str]]) -> set[str]:
 
 
 def _export(runtime: Runtime, actor: Actor, kind: str, *, whole: bool) -> list[dict[str, str]]:
-    day = today_kst()
+    day = kst_today()
     request = exports.prepare(
         actor=actor,
         kind=kind,
@@ -67,11 +68,11 @@ def _export(runtime: Runtime, actor: Actor, kind: str, *, whole: bool) -> list[d
         include_personal_data=whole,
         language="en",
     )
-    text = exports.export_bytes(runtime, request).decode("utf-8-sig")
+    text = exports.build_file(runtime, request).data.decode("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     for row in rows:
         for cell in row.values():
-            assert not cell.startswith(exports.FORMULA_TRIGGERS), (kind, cell)
+            assert not cell.startswith(export_writer.FORMULA_TRIGGERS), (kind, cell)
     return rows
 
 
@@ -164,7 +165,7 @@ def test_injection_in_every_text_field(api: httpx.Client, runtime: Runtime, sand
         assert session.scalar(select(func.count()).select_from(User)) == 3 + len(PAYLOADS)
 
     # Out through the CSVs: the admin's whole, the viewer's masked; every cell neutralised.
-    neutral = exports.neutralise
+    neutral = export_writer.neutralise
     admin_payments = {row["imp_uid"]: row for row in _export(runtime, ADMIN, "payments", whole=True)}
     viewer_payments = {row["imp_uid"]: row for row in _export(runtime, VIEWER, "payments", whole=False)}
     admin_refunds = _export(runtime, ADMIN, "refunds", whole=True)

@@ -20,8 +20,8 @@ from sqlalchemy import select
 from services.auth import account_admin as user_admin
 from services.auth import accounts as users
 from services.auth.access import Actor
+from services.core.kst import kst_today
 from services.core.models import Base, Role
-from services.payments.search import today_kst
 from services.reporting import export_links, exports
 from services.runtime import Runtime
 from tests.factories import (
@@ -80,7 +80,7 @@ def _users(runtime: Runtime) -> None:
 
 
 def _link(runtime: Runtime) -> export_links.ExportLink:
-    day = today_kst()
+    day = kst_today()
     filters = exports.ExportFilters(start=day - timedelta(days=1), end=day)
     return export_links.issue_link(
         runtime,
@@ -127,13 +127,13 @@ def test_no_secret_or_card_number_in_logs_exports_or_rows(
     link = _link(runtime)
     streamed = api.get(f"/api/exports/payments.csv?token={link.token}")
     assert streamed.status_code == 200 and imp_uid in streamed.text
-    day = today_kst()
+    day = kst_today()
     filters = exports.ExportFilters(start=day - timedelta(days=1), end=day)
     csvs = [streamed.text]
     for kind in exports.ExportKind:
         whole = kind in (exports.ExportKind.PAYMENTS, exports.ExportKind.REFUNDS)
         request = exports.prepare(actor=ADMIN, kind=kind, filters=filters, include_personal_data=whole)
-        csvs.append(exports.export_bytes(runtime, request).decode("utf-8-sig"))
+        csvs.append(exports.build_file(runtime, request).data.decode("utf-8-sig"))
     assert "411111******1111" in csvs[1]  # PortOne's masked number is what is kept and shown
 
     # The test's own HTTP clients log their requests from the main thread (a browser opens the
@@ -230,12 +230,12 @@ def test_a_refund_account_number_is_never_logged_exported_or_stored(
     )
     assert refund.status_code == 201, refund.text
     assert [c["refund_account"]["number"] for c in sandbox.calls()["cancels"]] == ["110987654321"]
-    day = today_kst()
+    day = kst_today()
     filters = exports.ExportFilters(start=day - timedelta(days=1), end=day)
     csvs = [
-        exports.export_bytes(
+        exports.build_file(
             runtime, exports.prepare(actor=ADMIN, kind=kind, filters=filters, include_personal_data=True)
-        ).decode("utf-8-sig")
+        ).data.decode("utf-8-sig")
         for kind in exports.ExportKind
     ]
     records = [r for r in every_record.records if not (r.threadName == "MainThread" and r.name.startswith("http"))]

@@ -130,7 +130,7 @@ def test_screens_and_exports_mask_alike(runtime: Runtime) -> None:
     page = search_payments(runtime, actor=VIEWER, filters=PaymentFilters(date_from=DAY, date_to=DAY), limit=500)
     on_page = {row.imp_uid: (row.buyer_tel or "", row.buyer_email or "") for row in page.rows}
     request = exports.prepare(actor=VIEWER, kind="payments", filters=exports.ExportFilters(start=DAY, end=DAY))
-    text = exports.export_bytes(runtime, request).decode("utf-8-sig")
+    text = exports.build_file(runtime, request).data.decode("utf-8-sig")
     in_csv = {
         row["포트원 결제번호"]: (row["구매자 전화번호"].removeprefix("'"), row["구매자 이메일"].removeprefix("'"))
         for row in csv.DictReader(io.StringIO(text, newline=""))

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from services.auth import accounts as users
 from services.auth.access import Actor
 from services.core.errors import Forbidden
+from services.core.kst import KST
 from services.core.models import AuditEntry, Payment, Role
 from services.payments.sync import apply_payment
 from services.refunds import engine as refunds
-from services.reporting import export_links, exports
-from services.reporting import sales as reports
+from services.reporting import export_links, export_writer, exports
 from services.runtime import Runtime
 from tests.factories import SandboxControl, sign_in_as
 from tests.services.reporting.test_sales import forgery, paid, paid_in_the_past, today_kst
@@ -67,19 +67,19 @@ def today_filters(**extra: object) -> exports.ExportFilters:
     ],
 )
 def test_text_cells_are_neutralised(text: str, written: str) -> None:
-    assert exports.render(text) == written
+    assert export_writer.render(text) == written
 
 
 def test_typed_cells_are_plain_numbers() -> None:
-    assert exports.render(exports.Money(Decimal("-7500"), "KRW")) == "-7500"
-    assert exports.render(exports.Money(Decimal("-2.5"), "USD")) == "-2.50"
-    assert exports.render(exports.Money(Decimal("38.5"), "USD")) == "38.50"
-    assert exports.render(exports.Money(Decimal("50000.00"), "KRW")) == "50000"
-    assert exports.render(Decimal("-3")) == "-3"
-    assert exports.render(-4) == "-4"
-    assert exports.render(True) == "Y" and exports.render(None) == ""
-    assert exports.render(datetime(2025, 3, 31, 15, 30, tzinfo=UTC)) == "2025-04-01 00:30:00"
-    line = exports.csv_text([[exports.Money(Decimal("-1"), "KRW"), "-1"]])
+    assert export_writer.render(export_writer.Money(Decimal("-7500"), "KRW")) == "-7500"
+    assert export_writer.render(export_writer.Money(Decimal("-2.5"), "USD")) == "-2.50"
+    assert export_writer.render(export_writer.Money(Decimal("38.5"), "USD")) == "38.50"
+    assert export_writer.render(export_writer.Money(Decimal("50000.00"), "KRW")) == "50000"
+    assert export_writer.render(Decimal("-3")) == "-3"
+    assert export_writer.render(-4) == "-4"
+    assert export_writer.render(True) == "Y" and export_writer.render(None) == ""
+    assert export_writer.render(datetime(2025, 3, 31, 15, 30, tzinfo=UTC)) == "2025-04-01 00:30:00"
+    line = export_writer.csv_text([[export_writer.Money(Decimal("-1"), "KRW"), "-1"]])
     assert line == "-1,'-1\r\n"
 
 
@@ -93,11 +93,11 @@ def test_the_fast_row_writer_writes_what_the_careful_one_does() -> None:
     rng = random.Random(6)
     text_cells = (0, 2, 3)
     rows = [[rng.choice(TRICKY_CELLS) for _ in range(4)] + ["-1.50"] for _ in range(3000)]
-    careful = exports.csv_lines(
-        [[exports.neutralise(cell) if i in text_cells else cell for i, cell in enumerate(row)] for row in rows]
+    careful = export_writer.csv_lines(
+        [[export_writer.neutralise(cell) if i in text_cells else cell for i, cell in enumerate(row)] for row in rows]
     )
-    assert exports.csv_chunk([list(row) for row in rows], text_cells) == careful
-    assert exports.csv_chunk([["=x", "-1"]], (0,)) == "'=x,-1\r\n"  # money keeps its sign
+    assert export_writer.csv_chunk([list(row) for row in rows], text_cells) == careful
+    assert export_writer.csv_chunk([["=x", "-1"]], (0,)) == "'=x,-1\r\n"  # money keeps its sign
 
 
 def test_times_are_kst_to_the_second_and_money_exact_on_both_databases(runtime: Runtime) -> None:
@@ -113,8 +113,8 @@ def test_times_are_kst_to_the_second_and_money_exact_on_both_databases(runtime: 
     request = exports.prepare(
         actor=ADMIN, kind="payments", filters=exports.ExportFilters(date(2025, 4, 1), date(2025, 4, 1))
     )
-    [row] = parse(exports.export_bytes(runtime, request))
-    assert row["결제시각 (KST UTC+09:00)"] == exports.render(paid_at) == "2025-04-01 00:30:59"
+    [row] = parse(exports.build_file(runtime, request).data)
+    assert row["결제시각 (KST UTC+09:00)"] == export_writer.render(paid_at) == "2025-04-01 00:30:59"
     assert row["취소시각 (KST UTC+09:00)"] == "2026-01-01 00:00:00"
     assert (row["결제금액"], row["환불금액"], row["잔액"]) == ("0.29", "0.10", "0.19")
     assert row["구매자명"] == "'=" + "*" * 11 + ")"  # masked, then neutralised
@@ -140,7 +140,7 @@ def _seed(runtime: Runtime, sandbox: SandboxControl) -> dict[str, str]:
 def test_payments_export_masked_for_a_viewer_unmasked_for_an_admin(runtime: Runtime, sandbox: SandboxControl) -> None:
     ids = _seed(runtime, sandbox)
     masked = exports.prepare(actor=VIEWER, kind="payments", filters=today_filters())
-    data = exports.export_bytes(runtime, masked)
+    data = exports.build_file(runtime, masked).data
     rows = {r["포트원 결제번호"]: r for r in parse(data)}
     header = data[3:].decode().splitlines()[0]
     assert header.startswith("포트원 결제번호,주문번호,상태,결제시각 (KST UTC+09:00),")
@@ -161,7 +161,7 @@ def test_payments_export_masked_for_a_viewer_unmasked_for_an_admin(runtime: Runt
     full = exports.prepare(
         actor=ADMIN, kind="payments", filters=today_filters(), include_personal_data=True, language="en"
     )
-    rows = {r["imp_uid"]: r for r in parse(exports.export_bytes(runtime, full))}
+    rows = {r["imp_uid"]: r for r in parse(exports.build_file(runtime, full).data)}
     assert rows[ids["krw"]]["buyer_name"] == "'" + EVIL_NAME
     assert rows[ids["krw"]]["buyer_email"] == "hong.gildong@example.com"
     assert rows[ids["krw"]]["buyer_phone"] == "010-1234-5678"
@@ -183,7 +183,7 @@ def test_payments_export_masked_for_a_viewer_unmasked_for_an_admin(runtime: Runt
 def test_refunds_and_alerts_exports(runtime: Runtime, sandbox: SandboxControl) -> None:
     ids = _seed(runtime, sandbox)
     request = exports.prepare(actor=OPERATOR, kind="refunds", filters=today_filters(status="succeeded"))
-    rows = parse(exports.export_bytes(runtime, request))
+    rows = parse(exports.build_file(runtime, request).data)
     ours = [r for r in rows if r["경로"] != "forgery"]
     assert [(r["사유"], r["환불금액"], r["통화"]) for r in ours] == [
         ("'+1", "1000", "KRW"),
@@ -196,7 +196,7 @@ def test_refunds_and_alerts_exports(runtime: Runtime, sandbox: SandboxControl) -
     assert exports.estimate_rows(runtime, request) == len(rows) == 4
 
     alerts = exports.prepare(actor=VIEWER, kind="alerts", filters=today_filters(alert_kind="amount_mismatch"))
-    [alert] = parse(exports.export_bytes(runtime, alerts))
+    [alert] = parse(exports.build_file(runtime, alerts).data)
     assert (alert["종류"], alert["심각도"], alert["상태"]) == ("amount_mismatch", "critical", "open")
     assert (alert["우리 기록"], alert["포트원 기록"]) == ("50000 KRW", "100 KRW")
 
@@ -210,14 +210,16 @@ def test_summary_export_keeps_a_negative_net_a_number(runtime: Runtime, sandbox:
     )
     filters = exports.ExportFilters(start=date(2025, 4, 1), end=date(2025, 4, 2))
     request = exports.prepare(actor=VIEWER, kind="summary", filters=filters, language="en")
-    rows = parse(exports.export_bytes(runtime, request))
+    rows = parse(exports.build_file(runtime, request).data)
     assert [(r["period_kst"], r["gross"], r["refunds"], r["net"]) for r in rows] == [
         ("2025-04-01", "50000", "0", "50000"),
         ("2025-04-02", "0", "7500", "-7500"),
     ]
     month = exports.ExportFilters(start=date(2025, 3, 1), end=date(2025, 5, 31), granularity="month")
     request = exports.prepare(actor=VIEWER, kind="summary", filters=month, language="en")
-    assert [(r["period_kst"], r["refund_count"], r["net"]) for r in parse(exports.export_bytes(runtime, request))] == [
+    assert [
+        (r["period_kst"], r["refund_count"], r["net"]) for r in parse(exports.build_file(runtime, request).data)
+    ] == [
         ("2025-04", "1", "42500"),
         ("2025-05", "1", "-2500"),
     ]
@@ -249,7 +251,7 @@ def test_chunked_stream_equals_one_chunk_and_abandoning_is_audited(runtime: Runt
                 apply_payment(session, payment, source="sync")
         page = fetched.next_page
 
-    first = datetime.fromtimestamp(start, UTC).astimezone(reports.KST).date()
+    first = datetime.fromtimestamp(start, UTC).astimezone(KST).date()
     filters = exports.ExportFilters(start=first, end=first + timedelta(days=1))
     request = exports.prepare(actor=ADMIN, kind="payments", filters=filters, include_personal_data=True)
     assert exports.estimate_rows(runtime, request) == count

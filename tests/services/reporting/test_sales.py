@@ -13,6 +13,7 @@ import pytest
 
 from services.auth.access import Actor
 from services.core.errors import Forbidden, ForgeryDetected, InvalidRequest
+from services.core.kst import kst_today
 from services.core.models import Role
 from services.payments import orders
 from services.payments import verification as payments
@@ -66,7 +67,7 @@ def forgery(runtime: Runtime, sandbox: SandboxControl) -> str:
 
 
 def today_kst() -> date:
-    return datetime.now(reports.KST).date()
+    return kst_today()
 
 
 def test_today_sums_exact_per_currency_with_partial_refunds(runtime: Runtime, sandbox: SandboxControl) -> None:
