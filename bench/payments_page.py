@@ -32,16 +32,15 @@ from sqlalchemy import Connection, Index, func, insert, select, text
 from services.auth.access import Actor
 from services.core.config import Settings
 from services.core.db import Database
+from services.core.kst import kst_day_bounds, kst_today
 from services.core.migrate import upgrade
 from services.core.models import Payment, Role
 from services.payments.search import (
     MAX_RANGE_DAYS,
     PaymentFilters,
     PaymentState,
-    kst_day_bounds,
     payment_totals,
     search_payments,
-    today_kst,
 )
 from services.runtime import Runtime, make_gateway
 
@@ -282,7 +281,7 @@ def _scenarios(rt: Runtime, today: date) -> dict[str, PaymentFilters]:
 
 def measure_services(rt: Runtime, runs: int) -> list[Timing]:
     actor = Actor("bench", Role.OPERATOR)
-    today = today_kst()
+    today = kst_today()
     timings = []
     for name, filters in _scenarios(rt, today).items():
 
@@ -324,7 +323,7 @@ def naive_first_page(connection: Any, start: datetime, end: datetime) -> tuple[A
 def measure_naive(database_url: str, runs: int) -> Timing:
     """The naive page's query side, timed like ours."""
     db = Database(database_url)
-    start, end = kst_day_bounds(today_kst() - timedelta(days=6), today_kst())
+    start, end = kst_day_bounds(kst_today() - timedelta(days=6), kst_today())
 
     def call() -> int:
         with db.engine.connect() as connection:
@@ -341,10 +340,10 @@ NAIVE = "naive: whole table into pandas + filter"
 NAIVE_PAGE = """
 import streamlit as st
 from sqlalchemy import create_engine
-from bench.payments_page import naive_first_page, kst_day_bounds, today_kst, timedelta
+from bench.payments_page import naive_first_page, kst_day_bounds, kst_today, timedelta
 
 engine = create_engine({url!r})
-start, end = kst_day_bounds(today_kst() - timedelta(days=6), today_kst())
+start, end = kst_day_bounds(kst_today() - timedelta(days=6), kst_today())
 with engine.connect() as connection:
     page, totals = naive_first_page(connection, start, end)
 engine.dispose()

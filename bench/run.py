@@ -209,10 +209,10 @@ def _dashboard_summary(r: dict[str, Any]) -> tuple[str, str, str]:
 def _export_case(database: str) -> Callable[[Context], dict[str, Any]]:
     def run(ctx: Context) -> dict[str, Any]:
         from bench import export_csv
-        from services.payments.search import today_kst
+        from services.core.kst import kst_today
 
         url = ctx.payments(database)
-        end = today_kst() + timedelta(days=1)
+        end = kst_today() + timedelta(days=1)
         # The driver-only floor explains a miss at full size; smoke runs skip its process.
         result = export_csv.run(url, end - timedelta(days=DAYS + 2), end, floor=not ctx.smoke)
         result["table_rows"] = ctx.rows

@@ -28,7 +28,7 @@ import streamlit as st
 
 from dashboard.format import STATUS_COLORS, kst, money, status_label
 from dashboard.i18n import t
-from services.reporting import exports
+from services.reporting.export_writer import BOM, Cell, csv_text
 
 # -- confirm dialog and intents -----------------------------------------------------------------
 
@@ -233,12 +233,12 @@ def paged_table(
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """CSV for Excel through the exports' one writer (services.reporting.exports): UTF-8 with a BOM, so Korean
     text opens correctly, CRLF, and every text cell Excel would read as a formula neutralised."""
-    header: list[exports.Cell] = [str(name) for name in frame.columns]
+    header: list[Cell] = [str(name) for name in frame.columns]
     rows = [header] + [[_cell(value) for value in row] for row in frame.itertuples(index=False, name=None)]
-    return (exports.BOM + exports.csv_text(rows)).encode("utf-8")
+    return (BOM + csv_text(rows)).encode("utf-8")
 
 
-def _cell(value: object) -> exports.Cell:
+def _cell(value: object) -> Cell:
     """A table value as an export cell: numbers stay typed, anything else is text (neutralised)."""
     if value is None or (isinstance(value, float) and value != value):  # NaN: an empty cell
         return None

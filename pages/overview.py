@@ -12,6 +12,7 @@ from dashboard.format import STATUS_COLORS, kst, money, plain, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services.auth.access import Actor, Permission
+from services.core.kst import KST
 from services.reporting import overview as figures
 from services.runtime import Runtime
 
@@ -54,11 +55,11 @@ def _period_tables(data: figures.Overview) -> None:
         rows = []
         for period in data.periods:
             row = next((f for f in period.figures if f.currency == currency), None)
-            last_day = (period.end - timedelta(seconds=1)).astimezone(figures.KST).date()
+            last_day = (period.end - timedelta(seconds=1)).astimezone(KST).date()
             rows.append(
                 {
                     t("overview.col_period"): t(f"overview.period_{period.key}"),
-                    t("overview.col_range"): f"{period.start.astimezone(figures.KST).date()} ~ {last_day}",
+                    t("overview.col_range"): f"{period.start.astimezone(KST).date()} ~ {last_day}",
                     t("overview.col_paid_count"): f"{row.paid_count if row else 0:,}",
                     t("overview.col_paid_amount"): money(row.paid_amount if row else 0, currency),
                     t("overview.col_refund_count"): f"{row.refund_count if row else 0:,}",

@@ -16,6 +16,7 @@ from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services.auth.access import Permission, sees_personal_data
 from services.core.errors import PaymentsError
+from services.core.kst import kst_today
 from services.payments import saved_views, search
 from services.payments.search import PaymentFilters, PaymentPage
 
@@ -60,7 +61,7 @@ with st.expander(t("payments.views"), expanded=False):
     delete_clicked = delete.button(t("payments.view_delete"), key="payments.view_delete", disabled=not views)
 
 # -- filters -------------------------------------------------------------------------------------
-today = search.today_kst()
+today = kst_today()
 row = st.columns([2, 1, 1])
 dates = row[0].date_input(
     t("payments.dates"),

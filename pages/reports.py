@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +15,7 @@ from dashboard.i18n import current_language, t
 from dashboard.runtime import get_runtime
 from services.auth.access import Actor, Permission
 from services.core.errors import Forbidden, InvalidRequest, PaymentsError
+from services.core.kst import kst_today
 from services.reporting import export_links, exports
 from services.reporting import sales as reports
 from services.runtime import Runtime
@@ -48,7 +49,7 @@ def _summary(
 
 
 def _controls() -> tuple[date, date, str, str | None]:
-    today = datetime.now(reports.KST).date()
+    today = kst_today()
     left, middle, right = st.columns([1, 2, 1])
     granularity = left.radio(
         t("reports.granularity"),

@@ -10,14 +10,14 @@ from sqlalchemy import func, select
 
 from bench import export_csv, payments_page
 from services.core.db import Database
+from services.core.kst import kst_today
 from services.core.models import Payment
-from services.payments.search import today_kst
 
 
 def test_the_export_bench_runs_and_both_sides_export_the_same_rows(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'payments.db'}"
     payments_page.load(url, 1500, days=30)
-    end = today_kst() + timedelta(days=1)
+    end = kst_today() + timedelta(days=1)
     result = export_csv.run(url, end - timedelta(days=40), end, floor=False)
 
     db = Database(url)

@@ -94,11 +94,6 @@ class SortOrder(enum.StrEnum):
     AMOUNT_ASC = "amount_asc"
 
 
-# The payments page, the benches and tests call today's KST day by this name (and import
-# `kst_day_bounds` from here); both are services.core.kst's.
-today_kst = kst_today
-
-
 def _choices(values: Any, allowed: Any = None, *, upper: bool = False) -> tuple[str, ...]:
     if values is None:
         return ()

@@ -29,19 +29,16 @@ from services.auth.access import Actor, Permission, require
 from services.core.errors import InvalidRequest
 from services.reporting.export_columns import LANGUAGES, ExportKind, header_line
 from services.reporting.export_queries import ROW_EXPORTS, ExportFilters, summary_cells
-from services.reporting.export_writer import BOM, Cell, csv_chunk, csv_text
+from services.reporting.export_writer import BOM, csv_chunk, csv_text
 from services.runtime import Runtime
 
 __all__ = [
-    "BOM",  # BOM, Cell and csv_text: dashboard/components.py writes its table downloads with them
     "DEFAULT_CHUNK_ROWS",
-    "Cell",
     "ExportFile",
     "ExportFilters",
     "ExportKind",
     "ExportRequest",
     "build_file",
-    "csv_text",
     "estimate_rows",
     "prepare",
     "stream",

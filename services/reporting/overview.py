@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 
 from services.auth.access import Actor, Permission, require
 from services.core import money
-from services.core.kst import KST as KST  # re-exported: pages/overview.py reads `figures.KST`
 from services.core.kst import kst_midnight, kst_today
 from services.core.models import Alert, Payment, Refund, RefundStatus, WebhookEvent, alert_is_open
 from services.runtime import Runtime

@@ -27,7 +27,6 @@ from sqlalchemy import ColumnElement, String, func, literal_column, select
 
 from services.auth.access import Actor, Permission, require
 from services.core.errors import InvalidRequest
-from services.core.kst import KST as KST  # re-exported: pages/reports.py and tests read `reports.KST`
 from services.core.kst import kst_day_bounds
 from services.core.models import Payment, Refund, RefundStatus
 from services.core.money import normalize

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from services.audit import trail as audit
 from services.auth.access import Actor, Permission, require
 from services.core.errors import InvalidRequest, NotFound
-from services.core.kst import kst_day_bounds as kst_bounds
+from services.core.kst import kst_day_bounds
 from services.core.models import WebhookEvent
 from services.runtime import Runtime
 from services.webhooks import v1 as webhooks
@@ -111,9 +111,9 @@ def list_events(
     if start is not None and end is not None and end < start:
         raise InvalidRequest("the end date is before the start date")
     if start is not None:
-        stmt = stmt.where(WebhookEvent.received_at >= kst_bounds(start, start)[0])
+        stmt = stmt.where(WebhookEvent.received_at >= kst_day_bounds(start, start)[0])
     if end is not None:
-        stmt = stmt.where(WebhookEvent.received_at < kst_bounds(end, end)[1])
+        stmt = stmt.where(WebhookEvent.received_at < kst_day_bounds(end, end)[1])
     if before_id is not None:
         stmt = stmt.where(WebhookEvent.id < before_id)
     with rt.db.read() as session:

@@ -19,9 +19,9 @@ from api.routes.exports import include_export_routes
 from services.auth import accounts as users
 from services.auth.access import Actor
 from services.core.errors import Forbidden
+from services.core.kst import kst_today
 from services.core.models import AuditEntry, Role
 from services.reporting import export_links, exports
-from services.reporting import sales as reports
 from services.runtime import Runtime
 from tests.factories import SandboxControl, make_runtime, sign_in_as
 from tests.servers import serve_in_thread
@@ -48,7 +48,7 @@ def _path(link: export_links.ExportLink) -> str:
 
 
 def _today() -> exports.ExportFilters:
-    day = datetime.now(reports.KST).date()
+    day = kst_today()
     return exports.ExportFilters(start=day, end=day)
 
 

@@ -197,10 +197,10 @@ def test_english(open_app: Callable[..., AppTest], dashboard_runtime: Runtime, s
 
 
 def test_a_range_longer_than_the_limit_is_explained(open_app: Callable[..., AppTest]) -> None:
-    from services.payments.search import today_kst
+    from services.core.kst import kst_today
 
     at = _open(open_app, "viewer")
-    today = today_kst()
+    today = kst_today()
     at.date_input(key="payments.dates").set_value((today - timedelta(days=120), today)).run()
     assert not at.exception, at.exception
     assert "최대 92일까지" in at.error[0].value

@@ -21,8 +21,8 @@ from api.app import create_app
 from services.auth import accounts as users
 from services.auth.access import Actor
 from services.core.config import Settings
+from services.core.kst import kst_today
 from services.core.models import Role
-from services.payments.search import today_kst
 from services.reporting import export_links, exports
 from services.runtime import Runtime
 from tests.factories import INTERNAL_TOKEN, sign_in_as
@@ -122,7 +122,7 @@ def test_access_by_route(api: httpx.Client, runtime: Runtime) -> None:
     for forged in ("eyJmYWtlIjp0cnVlfQ.c2ln", "", "a.b.c", "x" * 4000):
         assert _call(api, "GET", "/api/exports/{kind}.csv", {}, token=forged).status_code == 401, forged
     users.create_user(runtime, username="viewer", password="viewer-password-1", role="viewer", actor=None)
-    day = today_kst()
+    day = kst_today()
     request = exports.prepare(
         actor=Actor("viewer", Role.VIEWER),
         kind="payments",

@@ -14,6 +14,7 @@ from bench.payments_page import load
 from services.auth.access import Actor
 from services.core.config import Settings
 from services.core.db import Database
+from services.core.kst import kst_today
 from services.core.models import Role
 from services.payments import search as ps
 from services.runtime import Runtime, make_gateway
@@ -57,7 +58,7 @@ def _page_and_totals(runtime: Runtime, filters: ps.PaymentFilters) -> tuple[Any,
 
 
 def _filters(state: ps.PaymentState, basis: str) -> ps.PaymentFilters:
-    today = ps.today_kst()
+    today = kst_today()
     start = today - timedelta(days=ps.MAX_RANGE_DAYS - 1)
     return ps.PaymentFilters(date_from=start, date_to=today, states=(state,), time_basis=basis)
 

@@ -16,14 +16,14 @@ from sqlalchemy import select
 from services.auth import accounts as users
 from services.auth.access import Actor
 from services.core.errors import Forbidden
-from services.core.kst import KST
+from services.core.kst import KST, kst_today
 from services.core.models import AuditEntry, Payment, Role
 from services.payments.sync import apply_payment
 from services.refunds import engine as refunds
 from services.reporting import export_links, export_writer, exports
 from services.runtime import Runtime
 from tests.factories import SandboxControl, sign_in_as
-from tests.services.reporting.test_sales import forgery, paid, paid_in_the_past, today_kst
+from tests.services.reporting.test_sales import forgery, paid, paid_in_the_past
 
 ADMIN = Actor("admin", Role.ADMIN)
 OPERATOR = Actor("operator", Role.OPERATOR)
@@ -39,7 +39,7 @@ def parse(data: bytes) -> list[dict[str, str]]:
 
 def today_filters(**extra: object) -> exports.ExportFilters:
     """Yesterday and today (KST): the test's payments are today's, even if it runs across midnight."""
-    day = today_kst()
+    day = kst_today()
     return exports.ExportFilters(start=day - timedelta(days=1), end=day, **extra)  # type: ignore[arg-type]
 
 
@@ -173,7 +173,7 @@ def test_payments_export_masked_for_a_viewer_unmasked_for_an_admin(runtime: Runt
         ("viewer", "payments", True, 3, True),
         ("admin", "payments", False, 3, True),
     ]
-    day = today_kst()
+    day = kst_today()
     expected = {"start": (day - timedelta(days=1)).isoformat(), "end": day.isoformat(), "granularity": "day"}
     assert entries[0].detail["filters"] == expected
     only_usd = exports.prepare(actor=VIEWER, kind="payments", filters=today_filters(currency="USD"))

@@ -66,12 +66,8 @@ def forgery(runtime: Runtime, sandbox: SandboxControl) -> str:
     return imp_uid
 
 
-def today_kst() -> date:
-    return kst_today()
-
-
 def test_today_sums_exact_per_currency_with_partial_refunds(runtime: Runtime, sandbox: SandboxControl) -> None:
-    first = today_kst()
+    first = kst_today()
     krw_a = paid(runtime, sandbox)
     paid(runtime, sandbox)
     usd = paid(runtime, sandbox, "USD")
@@ -82,7 +78,7 @@ def test_today_sums_exact_per_currency_with_partial_refunds(runtime: Runtime, sa
     refunds.refund(runtime, imp_uid=usd_b, amount="0.10", reason="partial", actor="kim", idempotency_key="r3")
     refunds.refund(runtime, imp_uid=usd_b, amount="0.20", reason="partial", actor="kim", idempotency_key="r4")
 
-    day = today_kst()  # the same as `first` unless the test ran across midnight KST
+    day = kst_today()  # the same as `first` unless the test ran across midnight KST
     rows = reports.summary(runtime, actor=VIEWER, start=first, end=day)
     totals = reports.roll_up(rows)
     krw, usd_totals = totals[("KRW", "")], totals[("USD", "")]

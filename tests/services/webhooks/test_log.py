@@ -10,12 +10,13 @@ from sqlalchemy import func, select
 
 from services.auth.access import Actor
 from services.core.errors import Forbidden, NotFound
+from services.core.kst import kst_today
 from services.core.models import Alert, AuditEntry, Payment, Refund, Role
 from services.runtime import Runtime
 from services.webhooks import log as webhook_log
 from services.webhooks import v1 as webhooks
 from tests.factories import SandboxControl
-from tests.services.reporting.test_sales import paid, today_kst
+from tests.services.reporting.test_sales import paid
 
 OPERATOR = Actor("kim", Role.OPERATOR)
 VIEWER = Actor("viewer", Role.VIEWER)
@@ -62,7 +63,7 @@ def test_list_filter_and_page(runtime: Runtime, sandbox: SandboxControl) -> None
     assert [r.id for r in rejected.rows] == [garbage.event_id, unknown.event_id]
     assert [r.id for r in webhook_log.list_events(runtime, actor=VIEWER, imp_uid=imp_uid[:8]).rows] == [ok.event_id]
     assert webhook_log.list_events(runtime, actor=VIEWER, imp_uid="imp_%").rows == []  # LIKE wildcards are literal
-    today = today_kst()
+    today = kst_today()
     assert len(webhook_log.list_events(runtime, actor=VIEWER, start=today, end=today).rows) == 3
     yesterday = today - timedelta(days=1)
     assert webhook_log.list_events(runtime, actor=VIEWER, start=yesterday, end=yesterday).rows == []
