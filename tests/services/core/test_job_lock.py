@@ -13,7 +13,7 @@ from services.core import job_lock
 from services.core.migrate import upgrade
 from tests.factories import make_runtime
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # Run as PID 1 of a new PID namespace (same hostname: another container on the host network, or
 # replicas given one `hostname:`). Forks until the child's pid (in its namespace) is one no process
