@@ -85,7 +85,7 @@ from services.reconciliation.runs import (
     save,
     store,
 )
-from services.refunds.engine import alert_overdue_requests, settle_with_lease
+from services.refunds.settlement import alert_overdue_requests, settle_with_lease
 from services.runtime import Runtime
 
 __all__ = ["EngineOptions", "Progress", "RepairResult", "list_runs", "repair", "start_run"]
