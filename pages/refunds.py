@@ -1,9 +1,9 @@
 """Refunds: one payment (from an imp_uid / merchant_uid, or the detail page), bulk refunds (rows
 picked on the payments page or a CSV), and the approvals queue (maker-checker).
 
-Every refund goes through services.refunds.desk; each confirmed intent carries ONE idempotency
-key made when its dialog opens (dashboard.components), so double clicks and reruns never refund
-twice."""
+Every refund goes through services.refunds (desk, bulk, approvals); each confirmed intent carries
+ONE idempotency key made when its dialog opens (dashboard.components), so double clicks and reruns
+never refund twice."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from services.auth.access import Permission
 from services.core.errors import InvalidRequest, PartialRefundRefused, PaymentsError, RefundExceedsRemaining
 from services.core.money import InvalidAmount, minor_unit_exponent, parse_typed_amount
 from services.portone import banks
-from services.refunds import desk
+from services.refunds import approvals, desk
+from services.refunds import bulk as bulk_refunds
+from services.refunds.outcomes import DeskResult, RefundOutcome, outcome_of_error
 
 actor = gate(Permission.REFUND)
 rt = get_runtime()
@@ -36,10 +38,10 @@ def explain(exc: PaymentsError) -> str:
         amount = ui.money_text(exc.requested, exc.currency)
         remaining = ui.money_text(exc.remaining, exc.currency)
     message = plain(exc.portone_message if isinstance(exc, PartialRefundRefused) else exc)
-    return t(f"refunds.outcome_{desk.outcome_of_error(exc)}", message=message, amount=amount, remaining=remaining)
+    return t(f"refunds.outcome_{outcome_of_error(exc)}", message=message, amount=amount, remaining=remaining)
 
 
-def describe(outcome: desk.DeskOutcome) -> tuple[str, str]:
+def describe(outcome: DeskResult) -> tuple[str, str]:
     """(streamlit message kind, text) for a desk outcome."""
     money = ui.money_text(outcome.amount, outcome.currency) if outcome.amount is not None else t("refunds.whole")
     text = t(
@@ -52,7 +54,11 @@ def describe(outcome: desk.DeskOutcome) -> tuple[str, str]:
         text += " " + t("refunds.pg_error", message=plain(outcome.refund.pg_message))
     if outcome.replayed:
         text += " " + t("refunds.replayed")
-    kind = {desk.Outcome.REFUNDED: "success", desk.Outcome.AWAITING_APPROVAL: "info", desk.Outcome.UNKNOWN: "warning"}
+    kind = {
+        RefundOutcome.REFUNDED: "success",
+        RefundOutcome.AWAITING_APPROVAL: "info",
+        RefundOutcome.UNKNOWN: "warning",
+    }
     return kind.get(outcome.outcome, "error"), text
 
 
@@ -220,7 +226,7 @@ def single_confirm(intent: ui.Intent) -> None:
         ui.settle_intent("refunds.single")  # nothing was sent, or PortOne gave a final answer
     else:
         st.session_state["refunds.single_result"] = describe(outcome)
-        if outcome.outcome != desk.Outcome.UNKNOWN:  # unknown: the same intent keeps its key
+        if outcome.outcome != RefundOutcome.UNKNOWN:  # unknown: the same intent keeps its key
             ui.settle_intent("refunds.single")
     st.session_state["refunds.load_now"] = True  # show the new remainder
 
@@ -239,20 +245,20 @@ with bulk:
     if failure:
         st.error(failure)
     picked = st.session_state.get("refunds.bulk_imp_uids") or []
-    rows: list[desk.BulkInputRow] = []
+    rows: list[bulk_refunds.BulkInputRow] = []
     if picked:
         st.info(t("refunds.bulk_picked", count=len(picked)))
         if st.button(t("refunds.bulk_clear"), key="refunds.bulk_clear"):
             st.session_state["refunds.bulk_imp_uids"] = []
             st.rerun()
-        rows = [desk.BulkInputRow(line=n, identifier=uid) for n, uid in enumerate(picked, start=1)]
+        rows = [bulk_refunds.BulkInputRow(line=n, identifier=uid) for n, uid in enumerate(picked, start=1)]
     else:
         upload = st.file_uploader(
             t("refunds.bulk_file"), type=["csv"], key="refunds.bulk_file", help=t("refunds.bulk_file_help")
         )
         if upload is not None:
             try:
-                rows = desk.parse_bulk_csv(upload.getvalue())
+                rows = bulk_refunds.parse_bulk_csv(upload.getvalue())
             except PaymentsError as exc:
                 st.error(t("refunds.bulk_bad_file", message=plain(exc)))
     bulk_reason = st.text_input(t("refunds.bulk_reason"), key="refunds.bulk_reason", help=t("refunds.bulk_reason_help"))
@@ -263,14 +269,14 @@ with bulk:
             st.session_state["refunds.bulk_preview"] = (
                 rows,
                 bulk_reason,
-                desk.preview_bulk(rt, actor=actor, rows=rows, default_reason=bulk_reason),
+                bulk_refunds.preview_bulk(rt, actor=actor, rows=rows, default_reason=bulk_reason),
             )
             st.session_state["refunds.bulk_results"] = None
         except PaymentsError as exc:
             st.error(explain(exc))
     previewed = st.session_state.get("refunds.bulk_preview")
     if previewed is not None and rows and previewed[0] == rows and previewed[1] == bulk_reason:
-        preview: desk.BulkPreview = previewed[2]
+        preview: bulk_refunds.BulkPreview = previewed[2]
         st.dataframe(
             pd.DataFrame(
                 [
@@ -342,7 +348,7 @@ with bulk:
 
 
 def bulk_body(intent: ui.Intent) -> None:
-    preview: desk.BulkPreview = intent.payload["preview"]
+    preview: bulk_refunds.BulkPreview = intent.payload["preview"]
     totals = ", ".join(ui.money_text(total, currency) for currency, total in preview.totals.items())
     st.markdown(t("refunds.bulk_confirm_text", ready=len(preview.ready), totals=totals))
     if preview.needs_approval:
@@ -356,7 +362,7 @@ def bulk_confirm(intent: ui.Intent) -> None:
         bar.progress(done / max(total, 1), text=t("refunds.bulk_progress", done=done, total=total))
 
     try:
-        st.session_state["refunds.bulk_results"] = desk.submit_bulk(
+        st.session_state["refunds.bulk_results"] = bulk_refunds.submit_bulk(
             rt,
             actor=actor,
             rows=intent.payload["rows"],
@@ -381,7 +387,7 @@ ui.confirm_dialog(
 # -- approvals queue -------------------------------------------------------------------------------
 with queue:
     show(st.session_state.pop("refunds.queue_result", None))
-    waiting = desk.list_requests(rt, actor=actor)
+    waiting = approvals.list_requests(rt, actor=actor)
     if not waiting:
         st.info(t("refunds.queue_empty"))
     else:
@@ -448,19 +454,19 @@ with queue:
                     if approver_account and all(v.strip() for v in approver_account.values())
                     else None
                 )
-                outcome = desk.approve_request(
+                outcome = approvals.approve_request(
                     rt, actor=actor, request_id=request.id, note=note, refund_account=account
                 )
                 st.session_state["refunds.queue_result"] = describe(outcome)
                 st.rerun()
             if buttons[1].button(t("refunds.reject"), key="refunds.reject") and request:
-                desk.reject_request(rt, actor=actor, request_id=request.id, note=note)
+                approvals.reject_request(rt, actor=actor, request_id=request.id, note=note)
                 st.session_state["refunds.queue_result"] = ("info", t("refunds.rejected_done", id=request.id))
                 st.rerun()
             if request is not None and request.batch_id:
                 if buttons[2].button(t("refunds.approve_batch"), key="refunds.approve_batch", disabled=own):
-                    outcomes = desk.approve_batch(rt, actor=actor, batch_id=request.batch_id, note=note)
-                    done = sum(1 for r in outcomes if r.outcome == desk.Outcome.REFUNDED)
+                    outcomes = bulk_refunds.approve_batch(rt, actor=actor, batch_id=request.batch_id, note=note)
+                    done = sum(1 for r in outcomes if r.outcome == RefundOutcome.REFUNDED)
                     st.session_state["refunds.queue_result"] = (
                         "info",
                         t("refunds.batch_done", done=done, total=len(outcomes)),
@@ -470,7 +476,7 @@ with queue:
         except PaymentsError as exc:
             st.session_state["refunds.queue_result"] = ("error", explain(exc))
             st.rerun()
-    recent = desk.list_requests(rt, actor=actor, status=None, limit=20)
+    recent = approvals.list_requests(rt, actor=actor, status=None, limit=20)
     decided = [r for r in recent if r.decided_at is not None]
     if decided:
         with st.expander(t("refunds.queue_recent")):

@@ -37,7 +37,7 @@ from services.core.sql import minor_sum
 from services.payments.verification import Verification, verify_payment
 from services.portone.types import PortOneStatus
 from services.reconciliation.alert_writer import attributed_to
-from services.refunds import engine as refunds
+from services.refunds import settlement
 from services.runtime import Runtime
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -326,7 +326,7 @@ def resync(rt: Runtime, *, actor: Actor, alert_id: int) -> ResyncResult:
             AlertKind.REFUND_TOTAL_MISMATCH,
             AlertKind.REFUND_CANCEL_OVERDUE,
         ):
-            refunds.settle_with_lease(rt, imp_uid=alert.imp_uid, actor=actor.username)
+            settlement.settle_with_lease(rt, imp_uid=alert.imp_uid, actor=actor.username)
         try:
             verification = verify_payment(rt, imp_uid=alert.imp_uid, source="sync")
         except NotFound:
@@ -369,7 +369,7 @@ def fail_requested_refunds(rt: Runtime, *, actor: Actor, alert_id: int, note: st
         raise Conflict(f"alert #{alert_id} is already resolved by {alert.resolved_by}")
     if alert.kind != AlertKind.REFUND_CANCEL_OVERDUE or not alert.imp_uid:
         raise InvalidRequest(f"alert #{alert_id} is not about a refund still REQUESTED at PortOne")
-    marked = refunds.fail_requested(rt, imp_uid=alert.imp_uid, actor=actor.username, note=text)
+    marked = settlement.fail_requested(rt, imp_uid=alert.imp_uid, actor=actor.username, note=text)
     with rt.db.write() as session:
         alert = _get(session, alert_id, for_update=True)
         if alert.status != AlertStatus.RESOLVED:

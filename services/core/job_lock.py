@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from services.core.backoff import retry_until
 from services.core.errors import Conflict
 from services.core.models import JobLock, utcnow
 
@@ -38,8 +37,6 @@ log = logging.getLogger("chekar.job_lock")
 RECONCILE = "reconcile"
 LEASE = timedelta(minutes=2)
 RENEW_EVERY_SECONDS = 20.0
-FIRST_PAUSE = 0.02  # seconds between tries of a busy lock (with wait_seconds), doubling up to MAX_PAUSE
-MAX_PAUSE = 0.25
 
 
 class JobBusy(Conflict):
@@ -156,13 +153,9 @@ def held(
 ) -> Iterator[str]:
     """Hold the lock for the block, renewing its lease meanwhile; raises JobBusy when another
     holder keeps it past `wait_seconds` (0: at once)."""
-    deadline = time.monotonic() + wait_seconds
-    pause = FIRST_PAUSE
-    while (holder := try_acquire(rt, name, lease=lease)) is None:
-        if time.monotonic() >= deadline:
-            raise JobBusy(name, *holder_of(rt, name))
-        time.sleep(random.uniform(pause / 2, pause))  # noqa: S311 - jitter, not security
-        pause = min(pause * 2, MAX_PAUSE)
+    holder = retry_until(lambda: try_acquire(rt, name, lease=lease), wait_seconds=wait_seconds)
+    if holder is None:
+        raise JobBusy(name, *holder_of(rt, name))
     stop = threading.Event()
 
     def keep() -> None:

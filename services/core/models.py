@@ -207,10 +207,6 @@ class Payment(Base):
     order: Mapped[Order | None] = relationship(back_populates="payments")
     refunds: Mapped[list[Refund]] = relationship(back_populates="payment", order_by="Refund.id")
 
-    @property
-    def refundable_amount(self) -> Decimal:
-        return self.amount - self.cancel_amount
-
 
 class PaymentSnapshot(Base):
     """Every payload fetched from PortOne, append-only, beside the parsed record."""

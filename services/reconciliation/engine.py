@@ -63,7 +63,7 @@ from services.reconciliation.our_side import (
 from services.reconciliation.repair import auto_repairable, repair_payment
 from services.reconciliation.rules import RuleConfig, evaluate, is_difference, quick_agreement, status_time
 from services.reconciliation.runs import FAILED, FINISHED, RunSummary, Tally, create_run, get_run, save, store
-from services.refunds.engine import alert_overdue_requests
+from services.refunds.settlement import alert_overdue_requests
 from services.runtime import Runtime
 
 __all__ = ["EngineOptions", "RunProgress", "start_run"]

@@ -23,7 +23,7 @@ from services.portone.types import PortOneStatus
 from services.reconciliation.alert_writer import attributed_to
 from services.reconciliation.facts import Facts
 from services.reconciliation.realtime import check_recorded
-from services.refunds.engine import settle_with_lease
+from services.refunds.settlement import settle_with_lease
 from services.runtime import Runtime
 
 AUTO_REPAIRABLE = frozenset(

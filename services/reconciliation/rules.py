@@ -21,7 +21,7 @@ services.reconciliation.alert_writer; repairs live in services.reconciliation.re
 | AMOUNT_MISMATCH | PortOne's paid amount/currency differs from the order (forgery), or our row's from PortOne's |
 | REFUND_TOTAL_MISMATCH | our cancel_amount, or our settled refund attempts, do not add up to PortOne's cancel_amount |
 | REFUND_OUTCOME_UNKNOWN | a refund attempt is `unknown`, or `pending` for longer than the refund lease |
-| REFUND_MISMATCH | (only resolved here, raised by services.refunds.engine) settled attempts now agree with PortOne |
+| REFUND_MISMATCH | (only resolved here, raised by services.refunds.settlement) settled attempts now agree with PortOne |
 | STUCK_READY | PortOne says `ready` for a virtual account (issued, not paid) for longer than the configured age |
 | WEBHOOK_GAP | PortOne shows a change it notifies (paid, console cancel) and no verified webhook came after it within the delay |
 | WEBHOOK_UNVERIFIED | the latest webhook delivery naming this payment was rejected, and no verified one came after it |
@@ -283,7 +283,7 @@ def _refund_outcome_unknown(f: Facts, cfg: RuleConfig, now: datetime) -> RuleOut
 
 
 def _refund_mismatch(f: Facts, cfg: RuleConfig, now: datetime) -> RuleOutcome | None:
-    """Raised by services.refunds.engine when an attempt cannot be matched; resolved here once it can."""
+    """Raised by services.refunds.settlement when an attempt cannot be matched; resolved here once it can."""
     p, g = f.ours, f.portone
     if p is None or g is None or (f.refunds and any(r.status in _UNSETTLED for r in f.refunds)):
         return None

@@ -1,17 +1,10 @@
 """Refunds: never above what was paid, never sent twice.
 
-One refund at a time per payment (a lease on the payment row, portable across SQLite and
-PostgreSQL). Under the lease: settle any earlier attempt whose outcome is unknown, refresh the
+One refund at a time per payment (the payment's lease: services.refunds.lease). Under the lease:
+settle any earlier attempt whose outcome is unknown (services.refunds.settlement), refresh the
 payment from PortOne, check the remainder, record the attempt, send it once with PortOne's
-`checksum`, record the answer. An answer that never came is settled by reading the payment's
-`cancel_history` back from PortOne, never by sending again; as PortOne may still be applying a
-cancel whose answer we stopped waiting for, it is judged not applied only after
-`refund_unknown_grace_seconds`, and new refunds of the payment wait until then.
-
-A V2 cancel PortOne accepted as REQUESTED is settled from that cancellation's own status: SUCCEEDED
-(counted in the payment) or FAILED (the attempt fails). PortOne may never show it (a PAID payment's
-object lists no cancellations): still unfinished after `refund_requested_alert_minutes`, it raises
-a `refund_cancel_overdue` alert, and an operator may mark it failed with a note (`fail_requested`).
+`checksum`, record the answer. An answer that never came is settled by reading the payment back
+from PortOne, never by sending again.
 
 A virtual-account payment is paid back into the customer's account, given with the cancel
 (opi/ko/integration/cancel/v1/basic.md; V2 `refundAccount`): without one, or through a PG that
@@ -24,17 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import random
-import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from decimal import Decimal
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.alerts.store import AlertKind, raise_alert, resolve_open
@@ -70,18 +56,24 @@ from services.core.money import (
 from services.payments.sync import apply_payment
 from services.portone.banks import RefundAccount
 from services.portone.banks import refund_account as parse_refund_account
-from services.portone.types import CancellationState, GatewayPayment, PortOneStatus
+from services.portone.types import GatewayPayment, PortOneStatus
 from services.refunds import full_only as partial_refunds
+from services.refunds.lease import payment_lease
+from services.refunds.settlement import (
+    ANSWER_LOST,
+    PENDING_AT_PORTONE,
+    claim_cancellation,
+    mark_attempt,
+    settle_from_portone,
+    settle_open_attempts,
+    settle_with_lease,
+)
 from services.runtime import Runtime
 
 MAX_REASON_LENGTH = 500
 MAX_KEY_LENGTH = 200
-PENDING_AT_PORTONE = "cancel_requested"  # error_code of an attempt PortOne accepted as REQUESTED
 FULL_REFUND_ONLY = "full_refund_only"  # error_code of a partial refund PortOne's record forbids (escrow, phone)
 NOTHING_TO_CANCEL = 1  # V1 `code` of a cancel refused because the payment is missing or fully cancelled
-ANSWER_LOST = "answer_lost"  # error_code of an attempt whose answer never came, not yet shown by PortOne
-LEASE_FIRST_PAUSE = 0.02  # seconds between polls of a busy lease, doubling up to LEASE_MAX_PAUSE
-LEASE_MAX_PAUSE = 0.25
 
 
 @dataclass(frozen=True)
@@ -172,326 +164,25 @@ def _result(refund: Refund, payment: Payment, *, replayed: bool = False) -> Refu
     )
 
 
-# -- the lease ------------------------------------------------------------------------------
-
-
-@contextmanager
-def payment_lease(rt: Runtime, payment_id: int) -> Iterator[str]:
-    """Hold the payment's refund lease; waits for another holder up to the configured time."""
-    owner = uuid.uuid4().hex
-    deadline = time.monotonic() + rt.settings.refund_lock_wait_seconds
-    pause = LEASE_FIRST_PAUSE
-    while True:
-        now = utcnow()
-        with rt.db.write() as session:
-            result = session.execute(
-                update(Payment)
-                .where(
-                    Payment.id == payment_id,
-                    (Payment.refund_lock_owner.is_(None)) | (Payment.refund_lock_expires_at < now),
-                )
-                .values(
-                    refund_lock_owner=owner,
-                    refund_lock_expires_at=now + timedelta(seconds=rt.settings.refund_lock_lease_seconds),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            taken = cast(CursorResult[Any], result).rowcount
-        if taken:
-            break
-        if time.monotonic() > deadline:
-            raise Conflict("another refund of this payment is in progress; try again in a moment")
-        # Back off: every waiter polls with a write, so many waiters polling fast would take the
-        # CPU and connections the holder needs to finish.
-        time.sleep(random.uniform(pause / 2, pause))  # noqa: S311 - jitter, not security
-        pause = min(pause * 2, LEASE_MAX_PAUSE)
-    try:
-        yield owner
-    finally:
-        with rt.db.write() as session:
-            session.execute(
-                update(Payment)
-                .where(Payment.id == payment_id, Payment.refund_lock_owner == owner)
-                .values(refund_lock_owner=None, refund_lock_expires_at=None)
-                .execution_options(synchronize_session=False)
-            )
-
-
-# -- settling attempts ----------------------------------------------------------------------
-
-
-def _claim_cancellation(refund: Refund, fetched: GatewayPayment, taken: set[str]) -> str | None:
-    """The newest PortOne cancellation of this attempt's amount that no refund row has claimed."""
-    candidates = [c for c in fetched.cancellations if c.cancellation_id not in taken and c.amount == refund.amount]
-    if not candidates:
-        return None
-    candidates.sort(key=lambda c: (c.cancelled_at is not None, c.cancelled_at))
-    return candidates[-1].cancellation_id
-
-
-def _unclaimed_requested(fetched: GatewayPayment, taken: set[str]) -> str | None:
-    """A cancellation PortOne shows REQUESTED that no other attempt of ours owns, if any."""
-    for cancellation_id, state in fetched.cancellation_states.items():
-        if state == CancellationState.REQUESTED and cancellation_id not in taken:
-            return cancellation_id
-    return None
-
-
-def _may_still_apply(refund: Refund, grace_seconds: float) -> bool:
-    """PortOne may still be applying this attempt's cancel: it was sent less than the grace ago.
-    (A cancel we stopped waiting for is not a cancel PortOne stopped working on.)"""
-    return utcnow() - refund.created_at < timedelta(seconds=grace_seconds)
-
-
-def _overdue(refund: Refund, alert_minutes: float) -> bool:
-    """A cancel accepted as REQUESTED that has not finished in the configured time."""
-    return utcnow() - refund.created_at >= timedelta(minutes=alert_minutes)
-
-
-def _alert_overdue(session: Session, refund: Refund, alert_minutes: float) -> None:
-    payment = refund.payment
-    raise_alert(
-        session,
-        kind=AlertKind.REFUND_CANCEL_OVERDUE,
-        imp_uid=payment.imp_uid,
-        merchant_uid=payment.merchant_uid,
-        message=f"refund #{refund.id} of {refund.amount} {refund.currency}: PortOne accepted its cancel "
-        f"(cancellation {refund.portone_cancellation_id or 'without an id'}) as REQUESTED and has not shown it "
-        f"finished in {alert_minutes:g} min; new refunds of the payment wait",
-        db_value=refund.amount,
-    )
-
-
-def _settle_from_portone(
-    session: Session,
-    refund: Refund,
-    fetched: GatewayPayment,
-    *,
-    actor: str,
-    grace_seconds: float,
-    alert_minutes: float | None = None,
-) -> None:
-    """Decide an attempt's outcome from PortOne's own record of the payment."""
-    payment = refund.payment
-    # A cancel accepted as REQUESTED is known by its own id: only that cancellation settles it.
-    own = refund.portone_cancellation_id if refund.error_code == PENDING_AT_PORTONE else None
-    taken = {r.portone_cancellation_id for r in payment.refunds if r.portone_cancellation_id and r is not refund}
-    before = refund.cancel_amount_before or Decimal(0)
-    if own is not None:
-        claimed = own if any(c.cancellation_id == own for c in fetched.cancellations) else None
-    else:
-        claimed = _claim_cancellation(refund, fetched, taken)
-    if fetched.cancel_amount >= before + refund.amount and claimed is not None:
-        _mark(refund, RefundStatus.SUCCEEDED, cancellation_id=claimed, refunded_total=fetched.cancel_amount)
-    elif own is not None and fetched.cancellation_states.get(own) == CancellationState.FAILED:
-        _mark(
-            refund,
-            RefundStatus.FAILED,
-            error=f"PortOne shows cancellation {own} FAILED: the PG refused this refund, nothing was refunded",
-            cancellation_id=own,
-        )
-    elif refund.error_code == PENDING_AT_PORTONE:
-        # PortOne counts a REQUESTED cancel only once it succeeded: keep waiting, never resend; past
-        # the time limit, tell ops (the payment takes no refund meanwhile).
-        if alert_minutes is not None and _overdue(refund, alert_minutes):
-            _alert_overdue(session, refund, alert_minutes)
-        return
-    elif (requested := _unclaimed_requested(fetched, taken)) is not None:
-        # Our answer was lost, and PortOne shows a cancel of this payment still REQUESTED that no
-        # attempt of ours owns: ours, being applied by the PG. Wait for it by its id, never judge it
-        # unapplied (PortOne's remainder does not count it, so the checksum would not stop a second).
-        _mark(
-            refund,
-            RefundStatus.UNKNOWN,
-            error=f"PortOne shows cancellation {requested} REQUESTED (the PG is applying it); asked again later",
-            error_code=PENDING_AT_PORTONE,
-            cancellation_id=requested,
-        )
-    elif fetched.cancel_amount == before and _may_still_apply(refund, grace_seconds):
-        if refund.status == RefundStatus.UNKNOWN and refund.error_code == ANSWER_LOST:
-            return  # already waiting
-        _mark(
-            refund,
-            RefundStatus.UNKNOWN,
-            error="no answer from PortOne and it does not show this refund yet: it may still apply it; "
-            "asked again later, never resent",
-            error_code=ANSWER_LOST,
-        )
-    elif fetched.cancel_amount == before:
-        _mark(refund, RefundStatus.FAILED, error="PortOne did not apply this refund (confirmed by re-query)")
-    else:
-        _mark(refund, RefundStatus.UNKNOWN, error="PortOne's refunded total does not explain this attempt")
-        raise_alert(
-            session,
-            kind=AlertKind.REFUND_MISMATCH,
-            imp_uid=payment.imp_uid,
-            merchant_uid=payment.merchant_uid,
-            message=f"refund #{refund.id} of {refund.amount} {refund.currency} cannot be matched at PortOne",
-            db_value=before + refund.amount,
-            portone_value=fetched.cancel_amount,
-        )
-    audit.record(
-        session, actor=actor, action="refund.settled", target=payment.imp_uid, refund_id=refund.id, status=refund.status
-    )
-
-
-def _mark(
-    refund: Refund,
-    status: RefundStatus,
-    *,
-    cancellation_id: str | None = None,
-    refunded_total: Decimal | None = None,
-    error: str | None = None,
-    error_code: object = None,
-) -> None:
-    refund.status = status
-    refund.portone_cancellation_id = cancellation_id or refund.portone_cancellation_id
-    refund.refunded_total = refunded_total
-    refund.error_message = error
-    refund.error_code = None if error_code is None else str(error_code)
-    if status != RefundStatus.UNKNOWN:
-        refund.completed_at = utcnow()
-
-
-def settle_open_attempts(rt: Runtime, *, imp_uid: str, actor: str = "system") -> int:
-    """Settle this payment's pending or unknown attempts by asking PortOne; returns how many.
-
-    The caller must hold the payment's lease (an attempt in flight would look unapplied);
-    from outside a refund, use `settle_with_lease`."""
-    with rt.db.read() as session:
-        open_ids = session.scalars(
-            select(Refund.id)
-            .join(Payment)
-            .where(Payment.imp_uid == imp_uid, Refund.status.in_([RefundStatus.PENDING, RefundStatus.UNKNOWN]))
-        ).all()
-    if not open_ids:
-        return 0
-    fetched = rt.gateway.get_payment(imp_uid)
-    with rt.db.write() as session:
-        requested = False
-        for refund_id in open_ids:
-            refund = session.get_one(Refund, refund_id)
-            _settle_from_portone(
-                session,
-                refund,
-                fetched,
-                actor=actor,
-                grace_seconds=rt.settings.refund_unknown_grace_seconds,
-                alert_minutes=rt.settings.refund_requested_alert_minutes,
-            )
-            requested = requested or refund.error_code == PENDING_AT_PORTONE
-        if not requested:
-            resolve_open(
-                session,
-                kind=AlertKind.REFUND_CANCEL_OVERDUE,
-                imp_uid=imp_uid,
-                note="PortOne now shows how the REQUESTED cancel ended; the refund attempt is settled",
-                actor=actor,
-            )
-        apply_payment(session, fetched, source="refund")
-    return len(open_ids)
-
-
-def settle_with_lease(rt: Runtime, *, imp_uid: str, actor: str = "system") -> int:
-    """Settle open attempts once no refund of this payment is in flight (takes the lease)."""
-    with rt.db.read() as session:
-        payment_id = session.scalar(select(Payment.id).where(Payment.imp_uid == imp_uid))
-    if payment_id is None:
-        return 0
-    with payment_lease(rt, payment_id):
-        return settle_open_attempts(rt, imp_uid=imp_uid, actor=actor)
-
-
-def alert_overdue_requests(rt: Runtime, *, actor: str = "system") -> int:
-    """Find cancels accepted as REQUESTED that are past `refund_requested_alert_minutes`, ask
-    PortOne about each (settling those it shows finished) and keep an alert open for every
-    payment still waiting; returns how many payments that is. Run after every reconciliation,
-    so an attempt nobody touches still reaches ops."""
-    minutes = rt.settings.refund_requested_alert_minutes
-    cutoff = utcnow() - timedelta(minutes=minutes)
-    stuck = (Refund.status == RefundStatus.UNKNOWN) & (Refund.error_code == PENDING_AT_PORTONE)
-    with rt.db.read() as session:
-        imp_uids = session.scalars(
-            select(Payment.imp_uid).join(Refund).where(stuck, Refund.created_at <= cutoff).distinct()
-        ).all()
-    waiting = 0
-    for imp_uid in imp_uids:
-        try:
-            settle_with_lease(rt, imp_uid=imp_uid, actor=actor)
-        except (GatewayError, Conflict):
-            pass  # PortOne or the lease unavailable now: the alert is raised from our record alone
-        with rt.db.write() as session:
-            left = session.scalars(
-                select(Refund).join(Payment).where(Payment.imp_uid == imp_uid, stuck, Refund.created_at <= cutoff)
-            ).all()
-            for refund in left:
-                _alert_overdue(session, refund, minutes)
-            waiting += bool(left)
-    return waiting
-
-
-def fail_requested(rt: Runtime, *, imp_uid: str, actor: str, note: str) -> list[int]:
-    """An operator ends this payment's cancels accepted as REQUESTED and overdue as failed, having
-    learnt (from the PG, say) that they will not happen; returns the refund ids marked.
-
-    PortOne is asked first, under the lease: an attempt it shows finished is settled from its
-    record instead. Raises GatewayError when PortOne cannot be asked (nothing changes then)."""
-    with rt.db.read() as session:
-        payment_id = session.scalar(select(Payment.id).where(Payment.imp_uid == imp_uid))
-    if payment_id is None:
-        raise NotFound(f"no payment {imp_uid!r} in our records")
-    minutes = rt.settings.refund_requested_alert_minutes
-    with payment_lease(rt, payment_id):
-        settle_open_attempts(rt, imp_uid=imp_uid, actor=actor)
-        with rt.db.write() as session:
-            attempts = session.scalars(
-                select(Refund).where(
-                    Refund.payment_id == payment_id,
-                    Refund.status == RefundStatus.UNKNOWN,
-                    Refund.error_code == PENDING_AT_PORTONE,
-                )
-            ).all()
-            marked = []
-            for refund in attempts:
-                if not _overdue(refund, minutes):
-                    continue
-                cancellation_id = refund.portone_cancellation_id
-                _mark(
-                    refund,
-                    RefundStatus.FAILED,
-                    error=f"marked failed by {actor}: PortOne showed no outcome of its REQUESTED cancel "
-                    f"(cancellation {cancellation_id or 'without an id'}) within {minutes:g} min. Note: {note}",
-                )
-                # Should PortOne finish that cancel after all, its cancellation must not look like this
-                # failed attempt's: unclaimed, it is recorded as a refund PortOne made (sync).
-                refund.portone_cancellation_id = None
-                audit.record(
-                    session,
-                    actor=actor,
-                    action="refund.marked_failed",
-                    target=imp_uid,
-                    refund_id=refund.id,
-                    amount=refund.amount,
-                    cancellation_id=cancellation_id,
-                    note=note,
-                )
-                marked.append(refund.id)
-    return marked
-
-
 # -- refund ---------------------------------------------------------------------------------
 
 
-def _validated(reason: str, idempotency_key: str) -> tuple[str, str]:
-    reason = (reason or "").strip()
-    if not reason:
+def checked_reason(reason: str | None) -> str:
+    """A refund's reason, stripped: required, at most MAX_REASON_LENGTH characters (InvalidRequest)."""
+    text = (reason or "").strip()
+    if not text:
         raise InvalidRequest("a refund needs a reason")
-    if len(reason) > MAX_REASON_LENGTH:
+    if len(text) > MAX_REASON_LENGTH:
         raise InvalidRequest(f"the reason is longer than {MAX_REASON_LENGTH} characters")
+    return text
+
+
+def checked_key(idempotency_key: str | None) -> str:
+    """An idempotency key, stripped: 1 to MAX_KEY_LENGTH characters (InvalidRequest)."""
     key = (idempotency_key or "").strip()
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidRequest(f"an idempotency key of 1 to {MAX_KEY_LENGTH} characters is required")
-    return reason, key
+    return key
 
 
 def _requested(amount: object, currency: str) -> Decimal | None:
@@ -559,7 +250,7 @@ def refund(
     `refund_account` ({bank, holder, number} or a RefundAccount): where a virtual-account payment is
     paid back; required for one (RefundAccountRequired otherwise, nothing sent). Only its bank, holder
     and masked number are recorded."""
-    reason, key = _validated(reason, idempotency_key)
+    reason, key = checked_reason(reason), checked_key(idempotency_key)
     account = parse_refund_account(refund_account)
     with rt.db.read() as session:
         payment = session.scalar(select(Payment).where(Payment.imp_uid == imp_uid))
@@ -751,7 +442,7 @@ def _send(
     except CancellationPending as exc:
         with rt.db.write() as session:
             attempt = session.get_one(Refund, refund_id)
-            _mark(
+            mark_attempt(
                 attempt,
                 RefundStatus.UNKNOWN,
                 error=str(exc),
@@ -771,7 +462,7 @@ def _send(
             attempt = session.get_one(Refund, refund_id)
             prefix = "not sent, PortOne unreachable: " if isinstance(exc, GatewayUnavailable) else "PortOne refused: "
             advice = f" ({partial_refunds.PARTIAL_REFUSED_ADVICE})" if partial else ""
-            _mark(attempt, RefundStatus.FAILED, error=prefix + str(exc) + advice, error_code=exc.portone_code)
+            mark_attempt(attempt, RefundStatus.FAILED, error=prefix + str(exc) + advice, error_code=exc.portone_code)
             audit.record(session, actor=actor, action="refund.failed", target=fetched.imp_uid, refund_id=refund_id)
         if partial:
             raise PartialRefundRefused(
@@ -786,14 +477,14 @@ def _send(
     except InvalidRequest as exc:  # the client refused to build the call (e.g. a bank the PG cannot take)
         with rt.db.write() as session:
             attempt = session.get_one(Refund, refund_id)
-            _mark(attempt, RefundStatus.FAILED, error=f"not sent: {exc}")
+            mark_attempt(attempt, RefundStatus.FAILED, error=f"not sent: {exc}")
             audit.record(session, actor=actor, action="refund.failed", target=fetched.imp_uid, refund_id=refund_id)
         raise
     with rt.db.write() as session:
         attempt = session.get_one(Refund, refund_id)
         taken = {r.portone_cancellation_id for r in attempt.payment.refunds if r.portone_cancellation_id}
-        claimed = _claim_cancellation(attempt, result, taken)
-        _mark(attempt, RefundStatus.SUCCEEDED, cancellation_id=claimed, refunded_total=result.cancel_amount)
+        claimed = claim_cancellation(attempt, result, taken)
+        mark_attempt(attempt, RefundStatus.SUCCEEDED, cancellation_id=claimed, refunded_total=result.cancel_amount)
         payment = apply_payment(session, result, source="refund").payment
         if result.status == PortOneStatus.CANCELLED:  # a forged virtual account, refunded by a person
             resolve_open(
@@ -840,7 +531,7 @@ def _refused_as_nothing_left(rt: Runtime, *, refund_id: int, imp_uid: str, actor
     message = f"nothing left to refund: PortOne says the payment is fully cancelled ({exc})"
     with rt.db.write() as session:
         attempt = session.get_one(Refund, refund_id)
-        _mark(attempt, RefundStatus.FAILED, error=message, error_code=exc.portone_code)
+        mark_attempt(attempt, RefundStatus.FAILED, error=message, error_code=exc.portone_code)
         apply_payment(session, after, source="refund")
         audit.record(session, actor=actor, action="refund.failed", target=imp_uid, refund_id=refund_id)
     raise NotRefundable(message, portone_status=str(after.status)) from exc
@@ -855,12 +546,14 @@ def _settle_after_silence(rt: Runtime, *, refund_id: int, imp_uid: str, actor: s
     with rt.db.write() as session:
         attempt = session.get_one(Refund, refund_id)
         if fetched is not None:
-            _settle_from_portone(
+            settle_from_portone(
                 session, attempt, fetched, actor=actor, grace_seconds=rt.settings.refund_unknown_grace_seconds
             )
             payment = apply_payment(session, fetched, source="refund").payment
         else:
-            _mark(attempt, RefundStatus.UNKNOWN, error=f"no answer from PortOne: {cause}", error_code=ANSWER_LOST)
+            mark_attempt(
+                attempt, RefundStatus.UNKNOWN, error=f"no answer from PortOne: {cause}", error_code=ANSWER_LOST
+            )
             payment = attempt.payment
         _keep_pg_error(attempt, payment, cause)
         if attempt.status == RefundStatus.UNKNOWN and attempt.error_code == ANSWER_LOST:

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from services.core.models import Alert, AuditEntry, Payment, Refund
-from services.refunds import engine as refunds
+from services.refunds import settlement
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, make_runtime, new_order
 from tests.reliability.fault_support import assert_state_equals_portone
@@ -76,14 +76,14 @@ def test_a_requested_cancel_is_never_judged_unapplied(
     assert pending.status_code == 202, pending.text
     assert pending.json()["status"] == "unknown"
     # Reading back shows the payment untouched: the attempt must stay open, not become failed.
-    refunds.settle_with_lease(runtime, imp_uid=payment_id)
+    settlement.settle_with_lease(runtime, imp_uid=payment_id)
     assert _refunds(runtime) == [("unknown", Decimal(20000))]
     blocked = _refund(api, payment_id, "1000")
     assert blocked.status_code == 409 and "REQUESTED" in blocked.json()["message"]
 
     done = sandbox.http.post(f"/sandbox/v2/payments/{payment_id}/pending-cancellations/complete")
     assert done.status_code == 200 and len(done.json()["completed"]) == 1
-    refunds.settle_with_lease(runtime, imp_uid=payment_id)
+    settlement.settle_with_lease(runtime, imp_uid=payment_id)
     assert _refunds(runtime) == [("succeeded", Decimal(20000))]
 
     assert _refund(api, payment_id, "30000").status_code == 201
@@ -137,7 +137,7 @@ def test_a_requested_cancel_that_fails_ends_the_attempt_failed(
     _requested(api, sandbox, payment_id, "20000")
     _fail_pending(sandbox, payment_id)
 
-    refunds.settle_with_lease(runtime, imp_uid=payment_id)
+    settlement.settle_with_lease(runtime, imp_uid=payment_id)
     assert _refunds(runtime) == [("succeeded", Decimal(10000)), ("failed", Decimal(20000))]
     again = _refund(api, payment_id, "20000")
     assert again.status_code == 201, again.text
@@ -167,7 +167,7 @@ def test_a_requested_cancel_unfinished_past_the_limit_alerts_ops_who_settle_it(
     _fail_pending(sandbox, payment_id)  # invisible: a PAID payment's object has no cancellations
     time.sleep(0.2)  # past the limit (0.12 s)
 
-    refunds.settle_with_lease(runtime, imp_uid=payment_id)
+    settlement.settle_with_lease(runtime, imp_uid=payment_id)
     assert _refunds(runtime) == [("unknown", Decimal(20000))]  # never judged from what PortOne cannot show
     [alert] = _open_alerts(runtime, "refund_cancel_overdue")
     assert alert.imp_uid == payment_id and alert.severity == "high"
@@ -213,7 +213,7 @@ def test_overdue_requested_cancels_are_found_without_a_refund_and_close_when_por
 
     payment_id = _paid(api, sandbox)
     _requested(api, sandbox, payment_id, "20000")
-    assert refunds.alert_overdue_requests(runtime) == 0  # not overdue yet
+    assert settlement.alert_overdue_requests(runtime) == 0  # not overdue yet
     assert _open_alerts(runtime, "refund_cancel_overdue") == []
     time.sleep(0.2)
     operator = Actor("kim", Role.OPERATOR)
@@ -222,7 +222,7 @@ def test_overdue_requested_cancels_are_found_without_a_refund_and_close_when_por
     )  # a scheduled reconciliation looks for them when it ends
     assert run.status == "finished"
     [alert] = _open_alerts(runtime, "refund_cancel_overdue")
-    assert refunds.alert_overdue_requests(runtime) == 1  # still waiting: the same alert, refreshed
+    assert settlement.alert_overdue_requests(runtime) == 1  # still waiting: the same alert, refreshed
     assert [a.id for a in _open_alerts(runtime, "refund_cancel_overdue")] == [alert.id]
 
     done = sandbox.http.post(f"/sandbox/v2/payments/{payment_id}/pending-cancellations/complete")
@@ -230,5 +230,5 @@ def test_overdue_requested_cancels_are_found_without_a_refund_and_close_when_por
     resynced = alert_desk.resync(runtime, actor=operator, alert_id=alert.id)
     assert resynced.outcome == "resolved"
     assert _refunds(runtime) == [("succeeded", Decimal(20000))]
-    assert refunds.alert_overdue_requests(runtime) == 0
+    assert settlement.alert_overdue_requests(runtime) == 0
     assert_state_equals_portone(runtime, sandbox)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from services.core.models import Refund
-from services.refunds import engine as refunds
+from services.refunds import settlement
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, make_runtime, new_order
 
@@ -89,7 +89,7 @@ def test_a_pg_provider_answer_to_an_unapplied_cancel_is_unknown_until_read_back(
     assert answer.json()["status"] == "unknown" and "PG_PROVIDER" in answer.json()["message"]
     assert _attempts(runtime) == [("unknown", Decimal(20000))]
     time.sleep(0.6)  # past the grace
-    refunds.settle_with_lease(runtime, imp_uid=payment_id)
+    settlement.settle_with_lease(runtime, imp_uid=payment_id)
     assert _attempts(runtime) == [("failed", Decimal(20000))]
     assert len(sandbox.calls()["cancels"]) == 1  # never resent
     assert _refund(api, payment_id, "20000").status_code == 201

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from services.core.models import Refund
-from services.refunds import engine as refunds
+from services.refunds import settlement
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, make_runtime, new_order
 
@@ -58,7 +58,7 @@ def test_a_lost_answer_to_a_cancel_portone_shows_requested_is_not_judged_unappli
     lost = _refund(api, payment_id, "20000", "r13-req-2")
     assert lost.status_code == 202, lost.text
     time.sleep(0.6)  # past the grace
-    refunds.settle_with_lease(runtime, imp_uid=payment_id)
+    settlement.settle_with_lease(runtime, imp_uid=payment_id)
     with runtime.db.read() as session:
         statuses = [(r.status, r.amount) for r in session.scalars(select(Refund).order_by(Refund.id))]
     again = _refund(api, payment_id, "20000", "r13-req-3")  # the operator, told it failed, refunds again

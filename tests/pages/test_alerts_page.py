@@ -155,7 +155,7 @@ def test_operator_marks_a_refund_overdue_at_portone_failed_with_a_note(
     from datetime import timedelta
 
     from services.core.models import Refund, utcnow
-    from services.refunds import engine as refunds
+    from services.refunds import settlement
 
     imp_uid = paid(dashboard_runtime, sandbox)
     with dashboard_runtime.db.write() as session:
@@ -164,10 +164,10 @@ def test_operator_marks_a_refund_overdue_at_portone_failed_with_a_note(
         session.add(
             Refund(payment=payment, amount=payment.amount, currency=payment.currency, reason="고객 요청",
                    requested_by="operator", idempotency_key="overdue-1", status="unknown",
-                   error_code=refunds.PENDING_AT_PORTONE, portone_cancellation_id="c-requested",
+                   error_code=settlement.PENDING_AT_PORTONE, portone_cancellation_id="c-requested",
                    cancel_amount_before=0, created_at=utcnow() - timedelta(hours=2))
         )  # fmt: skip
-    assert refunds.alert_overdue_requests(dashboard_runtime) == 1
+    assert settlement.alert_overdue_requests(dashboard_runtime) == 1
     at = _alerts(open_app, "operator")
     assert list(at.dataframe[0].value["종류"]) == ["포트원 환불 처리 지연"]
     at.button(key="alerts_fail_refund").click().run()

@@ -11,7 +11,7 @@ import pytest
 
 from dashboard.i18n import LANGUAGES, catalog
 from services.alerts.store import AlertKind
-from services.refunds.desk import Outcome
+from services.refunds.outcomes import RefundOutcome
 
 ROOT = Path(__file__).resolve().parents[2]
 LITERAL_KEY = re.compile(r"""\bt\(\s*["']([a-z_]+\.[a-z0-9_.]*[a-z0-9])["']\s*[,)]""")  # whole keys, not prefixes
@@ -43,7 +43,7 @@ def test_every_key_written_in_the_code_exists() -> None:
     [
         ("alerts.kind_", [str(kind) for kind in AlertKind]),
         ("alerts.explain_", [str(kind) for kind in AlertKind]),
-        ("refunds.outcome_", [str(outcome) for outcome in Outcome]),
+        ("refunds.outcome_", [str(outcome) for outcome in RefundOutcome]),
     ],
 )
 def test_every_kind_the_services_name_has_its_words(prefix: str, values: list[str]) -> None:

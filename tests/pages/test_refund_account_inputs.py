@@ -12,6 +12,7 @@ from services.core.models import Role
 from services.payments import orders
 from services.payments import verification as payments
 from services.refunds import desk as refund_desk
+from services.refunds.outcomes import RefundOutcome
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 
@@ -47,7 +48,7 @@ def test_the_next_virtual_account_request_does_not_inherit_the_account_typed_for
         filed = refund_desk.request_refund(
             strict, actor=operator, imp_uid=imp_uid, amount=None, reason="전액 환불", idempotency_key=key
         )
-        assert filed.outcome == refund_desk.Outcome.AWAITING_APPROVAL
+        assert filed.outcome == RefundOutcome.AWAITING_APPROVAL
 
     admin = open_app("admin")
     admin.switch_page("pages/refunds.py").run()

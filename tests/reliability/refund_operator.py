@@ -21,6 +21,7 @@ from services.core.config import Settings
 from services.core.errors import PaymentsError
 from services.core.models import Role
 from services.refunds import desk as refund_desk
+from services.refunds.outcomes import outcome_of_error
 from services.runtime import build_runtime
 from tests.factories import INTERNAL_TOKEN
 
@@ -59,7 +60,7 @@ def _operate(job: OperatorJob, start: Any, out: Path) -> None:
                 rt, actor=actor, imp_uid=job.imp_uid, amount=job.amount, reason="동시 환불 시험", idempotency_key=key
             )
         except PaymentsError as exc:
-            outcome, message, refund_id = str(refund_desk.outcome_of_error(exc)), str(exc), None
+            outcome, message, refund_id = str(outcome_of_error(exc)), str(exc), None
         else:
             outcome, message = str(answer.outcome), answer.message
             refund_id = answer.refund.refund_id if answer.refund else None

@@ -24,6 +24,7 @@ from services.payments import orders
 from services.payments import verification as payments
 from services.refunds import desk as refund_desk
 from services.refunds import engine as refunds
+from services.refunds.outcomes import outcome_of_error
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 from tests.reliability.refund_operator import OperatorJob, run_operators
@@ -98,7 +99,7 @@ def _desk(runtime: Runtime, actor: Actor, imp_uid: str, amount: str, key: str) -
             runtime, actor=actor, imp_uid=imp_uid, amount=amount, reason="동시 환불 시험", idempotency_key=key
         )
     except PaymentsError as exc:
-        return Answer(key, None, str(refund_desk.outcome_of_error(exc)), str(exc))
+        return Answer(key, None, str(outcome_of_error(exc)), str(exc))
     return Answer(key, answer.refund.refund_id if answer.refund else None, str(answer.outcome))
 
 
@@ -108,7 +109,7 @@ def _service(runtime: Runtime, actor: Actor, imp_uid: str, amount: str, key: str
             runtime, imp_uid=imp_uid, amount=amount, reason="동시 환불 시험", actor=actor.username, idempotency_key=key
         )
     except PaymentsError as exc:
-        return Answer(key, None, str(refund_desk.outcome_of_error(exc)), str(exc))
+        return Answer(key, None, str(outcome_of_error(exc)), str(exc))
     return Answer(key, result.refund_id, "refunded" if result.status == RefundStatus.SUCCEEDED else str(result.status))
 
 

@@ -183,7 +183,7 @@ def test_cancel_refused_by_a_fault_is_settled_failed_never_doubled(
 def test_cancel_timing_out_before_portone_applied_it(
     api: httpx.Client, runtime: Runtime, sandbox: SandboxControl
 ) -> None:
-    from services.refunds import engine as refunds
+    from services.refunds import settlement
 
     # PortOne takes the cancel, then works on it past our timeout (and well inside the grace).
     imp_uid = _refund_answer_lost(api, sandbox, latency_ms=TOO_SLOW_MS, latency_only="POST /payments/cancel")
@@ -192,7 +192,7 @@ def test_cancel_timing_out_before_portone_applied_it(
         assert time.monotonic() < deadline, "PortOne never applied the delayed cancel"
         time.sleep(0.05)
     sandbox.configure(latency_ms=0)
-    assert refunds.settle_with_lease(runtime, imp_uid=imp_uid) == 1
+    assert settlement.settle_with_lease(runtime, imp_uid=imp_uid) == 1
     assert _refund_statuses(runtime, imp_uid) == [("succeeded", "20000.00")]
     assert len(sandbox.calls()["cancels"]) == 1
     assert_state_equals_portone(runtime, sandbox)

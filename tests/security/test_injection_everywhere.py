@@ -24,7 +24,9 @@ from services.core.kst import kst_today
 from services.core.models import Alert, Base, Order, Payment, Refund, Role, SavedView, User
 from services.payments import saved_views
 from services.payments.search import PaymentFilters, search_payments
+from services.refunds import bulk
 from services.refunds import desk as refund_desk
+from services.refunds.outcomes import RefundOutcome
 from services.reporting import export_writer, exports
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, new_order, wait_for_webhooks
@@ -107,7 +109,7 @@ def test_injection_in_every_text_field(api: httpx.Client, runtime: Runtime, sand
         desk = refund_desk.request_refund(
             runtime, actor=OPERATOR, imp_uid=imp_uid, amount="500", reason=payload, idempotency_key=f"desk-{number}"
         )
-        assert desk.outcome == refund_desk.Outcome.REFUNDED, desk
+        assert desk.outcome == RefundOutcome.REFUNDED, desk
         filters = PaymentFilters.default(query=payload)
         saved_views.save_view(runtime, actor=VIEWER, name=payload, filters=filters)
         users.create_user(
@@ -143,9 +145,9 @@ def test_injection_in_every_text_field(api: httpx.Client, runtime: Runtime, sand
     writer = csv.writer(upload)
     writer.writerow(["imp_uid", "reason"])
     writer.writerows([[payload, payload] for payload in PAYLOADS] + [[uid, PAYLOADS[1]] for uid in list(buyers)[:2]])
-    rows = refund_desk.parse_bulk_csv(upload.getvalue().encode())
-    preview = refund_desk.preview_bulk(runtime, actor=OPERATOR, rows=rows)
-    assert {row.imp_uid for row in preview.rows if row.check != refund_desk.Outcome.NOT_FOUND} == set(list(buyers)[:2])
+    rows = bulk.parse_bulk_csv(upload.getvalue().encode())
+    preview = bulk.preview_bulk(runtime, actor=OPERATOR, rows=rows)
+    assert {row.imp_uid for row in preview.rows if row.check != RefundOutcome.NOT_FOUND} == set(list(buyers)[:2])
 
     # Alert notes: a payment for an order we never made raises one; its notes are the payloads.
     stranger = sandbox.checkout("someone_elses_order_1", "50000")["imp_uid"]

@@ -20,6 +20,7 @@ from services.payments import search as payment_search
 from services.payments import test_payment
 from services.payments.search import PaymentFilters
 from services.reconciliation import engine as reconcile
+from services.refunds import approvals
 from services.refunds import desk as refund_desk
 from services.reporting import exports
 from services.runtime import Runtime
@@ -53,7 +54,7 @@ CALLS: dict[Permission, Callable[[Runtime, Any], object]] = {
         actor=a, kind="payments", filters=exports.ExportFilters(start=DAY, end=DAY), include_personal_data=True
     ),
     Permission.REFUND: lambda rt, a: refund_desk.refund_quote(rt, actor=a, identifier="imp_000000000001"),
-    Permission.APPROVE_REFUND: lambda rt, a: refund_desk.approve_request(rt, actor=a, request_id=999_999),
+    Permission.APPROVE_REFUND: lambda rt, a: approvals.approve_request(rt, actor=a, request_id=999_999),
     Permission.HANDLE_ALERTS: lambda rt, a: alert_desk.acknowledge(rt, actor=a, alert_id=999_999),
     Permission.RUN_RECONCILIATION: lambda rt, a: reconcile.start_run(
         rt, actor=a, since=datetime.now(UTC) - timedelta(minutes=5), until=datetime.now(UTC) - timedelta(minutes=6)

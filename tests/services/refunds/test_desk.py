@@ -19,11 +19,13 @@ from services.core.errors import (
     NotRefundable,
     RefundExceedsRemaining,
 )
-from services.core.models import ApprovalStatus, AuditEntry, Refund, RefundRequest, RefundStatus, Role
+from services.core.models import ApprovalStatus, AuditEntry, Payment, Refund, RefundRequest, RefundStatus, Role
 from services.payments import orders
 from services.payments import verification as payments
+from services.refunds import approvals, bulk
 from services.refunds import desk as refund_desk
-from services.refunds.desk import BulkInputRow, Outcome
+from services.refunds.bulk import BulkInputRow
+from services.refunds.outcomes import DeskResult, RefundOutcome, outcome_of_error
 from services.runtime import Runtime
 from tests.factories import DECLINED_CARD, SandboxControl
 
@@ -61,7 +63,7 @@ def test_a_viewer_calling_the_desk_directly_is_forbidden(runtime: Runtime, sandb
     with pytest.raises(Forbidden):
         refund_desk.refund_quote(runtime, actor=VIEWER, identifier=imp_uid)
     with pytest.raises(Forbidden):
-        refund_desk.submit_bulk(
+        bulk.submit_bulk(
             runtime, actor=VIEWER, rows=[BulkInputRow(1, imp_uid)], default_reason="x", batch_id="b-viewer"
         )
     assert _cancels(sandbox) == []
@@ -78,7 +80,7 @@ def test_an_operator_refunds_once_per_intent(runtime: Runtime, sandbox: SandboxC
     again = refund_desk.request_refund(  # a double click: same intent, same key
         runtime, actor=KIM, imp_uid=imp_uid, amount="20000", reason="고객 요청", idempotency_key="intent-1"
     )
-    assert first.outcome == again.outcome == Outcome.REFUNDED
+    assert first.outcome == again.outcome == RefundOutcome.REFUNDED
     assert (first.amount, first.remaining, first.replayed, again.replayed) == (
         Decimal(20000),
         Decimal(30000),
@@ -93,7 +95,7 @@ def test_an_operator_refunds_once_per_intent(runtime: Runtime, sandbox: SandboxC
     replay = refund_desk.request_refund(
         runtime, actor=KIM, imp_uid=imp_uid, amount=None, reason="나머지", idempotency_key="intent-2"
     )
-    assert (rest.outcome, rest.remaining, replay.replayed) == (Outcome.REFUNDED, Decimal(0), True)
+    assert (rest.outcome, rest.remaining, replay.replayed) == (RefundOutcome.REFUNDED, Decimal(0), True)
     assert len(_cancels(sandbox)) == 2
     with pytest.raises(RefundExceedsRemaining):
         refund_desk.request_refund(runtime, actor=KIM, imp_uid=imp_uid, amount="1", reason="x", idempotency_key="k3")
@@ -108,25 +110,33 @@ def test_above_the_threshold_a_different_operator_must_approve(runtime: Runtime,
     asked = refund_desk.request_refund(
         rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="big-1"
     )
-    assert asked.outcome == Outcome.AWAITING_APPROVAL and asked.request_id is not None
+    assert asked.outcome == RefundOutcome.AWAITING_APPROVAL and asked.request_id is not None
     replay = refund_desk.request_refund(
         rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="big-1"
     )
-    assert (replay.outcome, replay.request_id, replay.replayed) == (Outcome.AWAITING_APPROVAL, asked.request_id, True)
+    assert (replay.outcome, replay.request_id, replay.replayed) == (
+        RefundOutcome.AWAITING_APPROVAL,
+        asked.request_id,
+        True,
+    )
     assert _cancels(sandbox) == []  # nothing sent to PortOne while it waits
-    assert [r.id for r in refund_desk.list_requests(rt, actor=PARK)] == [asked.request_id]
+    assert [r.id for r in approvals.list_requests(rt, actor=PARK)] == [asked.request_id]
 
     with pytest.raises(Forbidden):  # the maker is not the checker
-        refund_desk.approve_request(rt, actor=KIM, request_id=asked.request_id)
+        approvals.approve_request(rt, actor=KIM, request_id=asked.request_id)
     with pytest.raises(Forbidden):
-        refund_desk.approve_request(rt, actor=VIEWER, request_id=asked.request_id)
+        approvals.approve_request(rt, actor=VIEWER, request_id=asked.request_id)
     assert _cancels(sandbox) == []
 
-    approved = refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id, note="확인함")
-    assert (approved.outcome, approved.amount, approved.remaining) == (Outcome.REFUNDED, Decimal(40000), Decimal(10000))
+    approved = approvals.approve_request(rt, actor=PARK, request_id=asked.request_id, note="확인함")
+    assert (approved.outcome, approved.amount, approved.remaining) == (
+        RefundOutcome.REFUNDED,
+        Decimal(40000),
+        Decimal(10000),
+    )
     assert len(_cancels(sandbox)) == 1
-    again = refund_desk.approve_request(rt, actor=BOSS, request_id=asked.request_id)  # a second click
-    assert again.outcome == Outcome.REFUNDED and again.replayed
+    again = approvals.approve_request(rt, actor=BOSS, request_id=asked.request_id)  # a second click
+    assert again.outcome == RefundOutcome.REFUNDED and again.replayed
     assert len(_cancels(sandbox)) == 1
     with rt.db.read() as session:
         request = session.get_one(RefundRequest, asked.request_id)
@@ -135,7 +145,7 @@ def test_above_the_threshold_a_different_operator_must_approve(runtime: Runtime,
         assert (refund.status, refund.requested_by, refund.idempotency_key) == (RefundStatus.SUCCEEDED, "kim", "big-1")
         actions = set(session.scalars(select(AuditEntry.action).where(AuditEntry.target == imp_uid)))
     assert {"refund.approval_requested", "refund.approved", "refund.succeeded"} <= actions
-    assert refund_desk.list_requests(rt, actor=PARK) == []
+    assert approvals.list_requests(rt, actor=PARK) == []
 
 
 def test_a_rejected_request_sends_nothing(runtime: Runtime, sandbox: SandboxControl) -> None:
@@ -144,13 +154,13 @@ def test_a_rejected_request_sends_nothing(runtime: Runtime, sandbox: SandboxCont
     asked = refund_desk.request_refund(  # the whole remainder (50,000) is above 30,000
         rt, actor=KIM, imp_uid=imp_uid, amount=None, reason="전액 환불", idempotency_key="whole-1"
     )
-    assert asked.outcome == Outcome.AWAITING_APPROVAL and asked.amount is None
+    assert asked.outcome == RefundOutcome.AWAITING_APPROVAL and asked.amount is None
     assert asked.request_id is not None
     with pytest.raises(InvalidRequest):  # a rejection says why
-        refund_desk.reject_request(rt, actor=PARK, request_id=asked.request_id, note="")
-    refund_desk.reject_request(rt, actor=PARK, request_id=asked.request_id, note="고객이 취소를 철회함")
+        approvals.reject_request(rt, actor=PARK, request_id=asked.request_id, note="")
+    approvals.reject_request(rt, actor=PARK, request_id=asked.request_id, note="고객이 취소를 철회함")
     with pytest.raises(Conflict):
-        refund_desk.approve_request(rt, actor=BOSS, request_id=asked.request_id)
+        approvals.approve_request(rt, actor=BOSS, request_id=asked.request_id)
     with rt.db.read() as session:
         request = session.get_one(RefundRequest, asked.request_id)
         assert (request.status, request.decided_by, request.decision_note) == (
@@ -171,10 +181,10 @@ def test_approval_while_portone_is_down_keeps_the_request_waiting(runtime: Runti
     assert asked.request_id is not None
     sandbox.configure(fail_next=50)
     with pytest.raises(GatewayUnavailable):
-        refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id)
+        approvals.approve_request(rt, actor=PARK, request_id=asked.request_id)
     sandbox.configure(fail_next=0)
-    assert [r.id for r in refund_desk.list_requests(rt, actor=PARK)] == [asked.request_id]
-    assert refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id).outcome == Outcome.REFUNDED
+    assert [r.id for r in approvals.list_requests(rt, actor=PARK)] == [asked.request_id]
+    assert approvals.approve_request(rt, actor=PARK, request_id=asked.request_id).outcome == RefundOutcome.REFUNDED
     assert len(_cancels(sandbox)) == 1
 
 
@@ -192,16 +202,16 @@ def test_bulk_refund_reports_every_row(runtime: Runtime, sandbox: SandboxControl
         f"{first},,5000,중복\n"
         f"{dollars},,12.25,달러 부분 환불\n"
     ).encode()
-    rows = refund_desk.parse_bulk_csv(csv)
+    rows = bulk.parse_bulk_csv(csv)
     assert [(r.line, r.identifier, r.amount) for r in rows[:2]] == [(1, first, "10000"), (2, second_order, None)]
 
-    preview = refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄 환불")
+    preview = bulk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄 환불")
     assert [r.check for r in preview.rows] == [
         None,
         None,
-        Outcome.EXCEEDS_REMAINDER,
-        Outcome.NOT_FOUND,
-        Outcome.DUPLICATE,
+        RefundOutcome.EXCEEDS_REMAINDER,
+        RefundOutcome.NOT_FOUND,
+        RefundOutcome.DUPLICATE,
         None,
     ]
     assert preview.rows[1].imp_uid == second and preview.rows[1].amount == Decimal(50000)
@@ -209,7 +219,7 @@ def test_bulk_refund_reports_every_row(runtime: Runtime, sandbox: SandboxControl
     assert _cancels(sandbox) == []  # a preview sends nothing
 
     progress: list[tuple[int, int]] = []
-    results = refund_desk.submit_bulk(
+    results = bulk.submit_bulk(
         runtime,
         actor=KIM,
         rows=rows,
@@ -218,14 +228,14 @@ def test_bulk_refund_reports_every_row(runtime: Runtime, sandbox: SandboxControl
         on_progress=lambda done, total: progress.append((done, total)),
     )
     assert [(r.line, r.outcome) for r in results] == [
-        (1, Outcome.REFUNDED),
-        (2, Outcome.REFUNDED),
-        (3, Outcome.EXCEEDS_REMAINDER),
-        (4, Outcome.NOT_FOUND),
-        (5, Outcome.DUPLICATE),
-        (6, Outcome.REFUNDED),
+        (1, RefundOutcome.REFUNDED),
+        (2, RefundOutcome.REFUNDED),
+        (3, RefundOutcome.EXCEEDS_REMAINDER),
+        (4, RefundOutcome.NOT_FOUND),
+        (5, RefundOutcome.DUPLICATE),
+        (6, RefundOutcome.REFUNDED),
     ]
-    assert [r.remaining for r in results if r.outcome == Outcome.REFUNDED] == [
+    assert [r.remaining for r in results if r.outcome == RefundOutcome.REFUNDED] == [
         Decimal(40000),
         Decimal(0),
         Decimal("26.25"),
@@ -233,10 +243,10 @@ def test_bulk_refund_reports_every_row(runtime: Runtime, sandbox: SandboxControl
     assert progress == [(1, 3), (2, 3), (3, 3)]
     assert len(_cancels(sandbox)) == 3
     # The same batch again (a rerun of the confirm): every row replays, nothing is sent twice.
-    rerun = refund_desk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄 환불", batch_id="batch-1")
+    rerun = bulk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄 환불", batch_id="batch-1")
     assert [r.outcome for r in rerun] == [r.outcome for r in results]
-    assert [(r.remaining, r.refund_id) for r in rerun if r.outcome == Outcome.REFUNDED] == [
-        (r.remaining, r.refund_id) for r in results if r.outcome == Outcome.REFUNDED
+    assert [(r.remaining, r.refund_id) for r in rerun if r.outcome == RefundOutcome.REFUNDED] == [
+        (r.remaining, r.refund_id) for r in results if r.outcome == RefundOutcome.REFUNDED
     ]
     assert len(_cancels(sandbox)) == 3
     assert sandbox.payment(first)["cancel_amount"] == 10000
@@ -246,24 +256,24 @@ def test_a_bulk_batch_above_the_threshold_waits_for_approval(runtime: Runtime, s
     rt = _strict(runtime, krw="60000")
     uids = [_paid(rt, sandbox)[0] for _ in range(2)]  # 2 × ₩40,000 = ₩80,000 > ₩60,000 in one batch
     rows = [BulkInputRow(line, uid, amount="40000") for line, uid in enumerate(uids, start=1)]
-    results = refund_desk.submit_bulk(rt, actor=KIM, rows=rows, default_reason="일괄", batch_id="batch-big")
-    assert [r.outcome for r in results] == [Outcome.AWAITING_APPROVAL] * 2
+    results = bulk.submit_bulk(rt, actor=KIM, rows=rows, default_reason="일괄", batch_id="batch-big")
+    assert [r.outcome for r in results] == [RefundOutcome.AWAITING_APPROVAL] * 2
     assert _cancels(sandbox) == []
     with pytest.raises(Forbidden):
-        refund_desk.approve_batch(rt, actor=KIM, batch_id="batch-big")
-    approved = refund_desk.approve_batch(rt, actor=PARK, batch_id="batch-big")
-    assert [r.outcome for r in approved] == [Outcome.REFUNDED] * 2
+        bulk.approve_batch(rt, actor=KIM, batch_id="batch-big")
+    approved = bulk.approve_batch(rt, actor=PARK, batch_id="batch-big")
+    assert [r.outcome for r in approved] == [RefundOutcome.REFUNDED] * 2
     assert len(_cancels(sandbox)) == 2
-    assert refund_desk.list_requests(rt, actor=PARK) == []
+    assert approvals.list_requests(rt, actor=PARK) == []
 
 
 def test_csv_errors_are_explained() -> None:
     with pytest.raises(InvalidRequest):
-        refund_desk.parse_bulk_csv(b"")
+        bulk.parse_bulk_csv(b"")
     with pytest.raises(InvalidRequest):
-        refund_desk.parse_bulk_csv(b"name,phone\nkim,010\n")
+        bulk.parse_bulk_csv(b"name,phone\nkim,010\n")
     korean_excel = "주문번호,환불사유\nchekar_1,고객 요청\n".encode("cp949")
-    rows = refund_desk.parse_bulk_csv(korean_excel)
+    rows = bulk.parse_bulk_csv(korean_excel)
     assert [(r.identifier, r.reason) for r in rows] == [("chekar_1", "고객 요청")]
 
 
@@ -277,7 +287,7 @@ def test_a_payment_that_was_never_paid_cannot_be_filed_for_approval(runtime: Run
         refund_desk.request_refund(rt, actor=KIM, imp_uid=declined, amount=None, reason="x", idempotency_key="f-1")
     with pytest.raises(Conflict):  # below the threshold PortOne's own status refuses it
         refund_desk.request_refund(rt, actor=KIM, imp_uid=declined, amount="1000", reason="x", idempotency_key="f-2")
-    assert refund_desk.list_requests(rt, actor=PARK) == [] and _cancels(sandbox) == []
+    assert approvals.list_requests(rt, actor=PARK) == [] and _cancels(sandbox) == []
 
 
 def test_a_payment_cancelled_in_portones_console_is_nothing_left_not_busy(
@@ -289,7 +299,7 @@ def test_a_payment_cancelled_in_portones_console_is_nothing_left_not_busy(
         refund_desk.request_refund(
             runtime, actor=KIM, imp_uid=imp_uid, amount="1000", reason="고객 요청", idempotency_key="after-console"
         )
-    assert refund_desk.outcome_of_error(refused.value) == Outcome.NOTHING_LEFT
+    assert outcome_of_error(refused.value) == RefundOutcome.NOTHING_LEFT
     assert "cancelled at PortOne" in str(refused.value)
     assert len(_cancels(sandbox)) == 0  # nothing sent by us
 
@@ -308,13 +318,18 @@ def test_amount_text_follows_one_strict_grammar(runtime: Runtime, sandbox: Sandb
         BulkInputRow(3, imp_uid, amount="0,05"),
         BulkInputRow(4, imp_uid, amount="1,00,000"),
     ]
-    preview = refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄")
-    assert [r.check for r in preview.rows] == [None, Outcome.INVALID, Outcome.INVALID, Outcome.INVALID]
+    preview = bulk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄")
+    assert [r.check for r in preview.rows] == [
+        None,
+        RefundOutcome.INVALID,
+        RefundOutcome.INVALID,
+        RefundOutcome.INVALID,
+    ]
     assert preview.rows[0].amount == Decimal(20000) and "groups of three" in (preview.rows[2].message or "")
     done = refund_desk.request_refund(
         runtime, actor=KIM, imp_uid=imp_uid, amount="20,000", reason="고객 요청", idempotency_key="t-ok"
     )
-    assert (done.outcome, done.amount) == (Outcome.REFUNDED, Decimal(20000))
+    assert (done.outcome, done.amount) == (RefundOutcome.REFUNDED, Decimal(20000))
     assert [c["amount"] for c in _cancels(sandbox)] == [20000]
 
 
@@ -340,7 +355,7 @@ def test_a_reject_arriving_while_an_approval_is_being_sent_is_refused(
 
     def approve() -> None:
         try:
-            answers["approve"] = refund_desk.approve_request(rt, actor=PARK, request_id=request_id)
+            answers["approve"] = approvals.approve_request(rt, actor=PARK, request_id=request_id)
         except Exception as exc:  # noqa: BLE001 - reported below
             answers["approve"] = exc
 
@@ -353,13 +368,13 @@ def test_a_reject_arriving_while_an_approval_is_being_sent_is_refused(
             time.sleep(0.02)
         time.sleep(0.3)
         with pytest.raises(Conflict, match="being executed"):
-            refund_desk.reject_request(rt, actor=BOSS, request_id=request_id, note="suspected fraud")
+            approvals.reject_request(rt, actor=BOSS, request_id=request_id, note="suspected fraud")
     finally:
         approver.join(timeout=30)
         sandbox.configure(latency_ms=0, latency_only=None)
     approved = answers["approve"]
-    assert isinstance(approved, refund_desk.DeskOutcome), approved
-    assert approved.outcome == Outcome.REFUNDED
+    assert isinstance(approved, DeskResult), approved
+    assert approved.outcome == RefundOutcome.REFUNDED
     with rt.db.read() as session:
         request = session.get_one(RefundRequest, request_id)
         refund = session.get_one(Refund, request.refund_id)
@@ -376,9 +391,9 @@ def test_a_reject_first_means_the_approval_sends_nothing(runtime: Runtime, sandb
         rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="race-2"
     )
     assert asked.request_id is not None
-    refund_desk.reject_request(rt, actor=BOSS, request_id=asked.request_id, note="suspected fraud")
+    approvals.reject_request(rt, actor=BOSS, request_id=asked.request_id, note="suspected fraud")
     with pytest.raises(Conflict, match="rejected"):
-        refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id)
+        approvals.approve_request(rt, actor=PARK, request_id=asked.request_id)
     assert _cancels(sandbox) == [] and _refund_rows(rt, "race-2") == []
 
 
@@ -397,19 +412,19 @@ def test_approving_while_another_refund_is_unsettled_leaves_the_request_waiting(
     lost = refund_desk.request_refund(
         rt, actor=PARK, imp_uid=imp_uid, amount="5000", reason="부분", idempotency_key="lane-lost"
     )
-    assert lost.outcome == Outcome.UNKNOWN
+    assert lost.outcome == RefundOutcome.UNKNOWN
     sandbox.configure(fail_only=None)
     for _ in range(2):  # approving again says the same, never "unknown": nothing was sent
         with pytest.raises(Conflict, match="still awaiting approval"):
-            refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id)
-        assert [r.id for r in refund_desk.list_requests(rt, actor=PARK)] == [asked.request_id]
+            approvals.approve_request(rt, actor=PARK, request_id=asked.request_id)
+        assert [r.id for r in approvals.list_requests(rt, actor=PARK)] == [asked.request_id]
         assert _refund_rows(rt, "lane-1") == []
     with rt.db.read() as session:
         request = session.get_one(RefundRequest, asked.request_id)
         assert (request.status, request.decided_by, request.refund_id) == (ApprovalStatus.AWAITING, None, None)
     time.sleep(2.2)  # the lost answer is settled (not applied): the lane is free again
-    approved = refund_desk.approve_request(rt, actor=PARK, request_id=asked.request_id)
-    assert (approved.outcome, approved.amount) == (Outcome.REFUNDED, Decimal(40000))
+    approved = approvals.approve_request(rt, actor=PARK, request_id=asked.request_id)
+    assert (approved.outcome, approved.amount) == (RefundOutcome.REFUNDED, Decimal(40000))
     assert sandbox.payment(imp_uid)["cancel_amount"] == 40000
 
 
@@ -421,32 +436,32 @@ def test_splitting_a_bulk_refund_does_not_bypass_the_second_operator(runtime: Ru
     outcomes = []
     for batch in range(3):
         rows = [BulkInputRow(line, uid) for line, uid in enumerate(uids[batch * 2 : batch * 2 + 2], start=1)]
-        assert refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄").needs_approval == (
-            batch > 0
-        )
-        results = refund_desk.submit_bulk(
-            runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id=f"split-{batch}"
-        )
+        assert bulk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄").needs_approval == (batch > 0)
+        results = bulk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id=f"split-{batch}")
         outcomes.append([r.outcome for r in results])
-    assert outcomes == [[Outcome.REFUNDED] * 2, [Outcome.AWAITING_APPROVAL] * 2, [Outcome.AWAITING_APPROVAL] * 2]
+    assert outcomes == [
+        [RefundOutcome.REFUNDED] * 2,
+        [RefundOutcome.AWAITING_APPROVAL] * 2,
+        [RefundOutcome.AWAITING_APPROVAL] * 2,
+    ]
     assert len(_cancels(sandbox)) == 2
     # A rerun of the first batch replays it (its own refunds do not count against it).
     rows = [BulkInputRow(line, uid) for line, uid in enumerate(uids[:2], start=1)]
-    rerun = refund_desk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id="split-0")
-    assert [r.outcome for r in rerun] == [Outcome.REFUNDED] * 2 and len(_cancels(sandbox)) == 2
+    rerun = bulk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id="split-0")
+    assert [r.outcome for r in rerun] == [RefundOutcome.REFUNDED] * 2 and len(_cancels(sandbox)) == 2
     # Single refunds count too, and so does the same operator's next one.
     more = [_paid(runtime, sandbox)[0] for _ in range(2)]
     single = refund_desk.request_refund(
         runtime, actor=KIM, imp_uid=more[0], amount="1000", reason="고객 요청", idempotency_key="after-split"
     )
-    assert single.outcome == Outcome.AWAITING_APPROVAL
+    assert single.outcome == RefundOutcome.AWAITING_APPROVAL
     # Another operator has their own allowance; refunds a second person approved do not count.
-    approved = refund_desk.approve_batch(runtime, actor=PARK, batch_id="split-1")
-    assert [r.outcome for r in approved] == [Outcome.REFUNDED] * 2
+    approved = bulk.approve_batch(runtime, actor=PARK, batch_id="split-1")
+    assert [r.outcome for r in approved] == [RefundOutcome.REFUNDED] * 2
     other = refund_desk.request_refund(
         runtime, actor=PARK, imp_uid=more[1], amount="1000", reason="고객 요청", idempotency_key="park-1"
     )
-    assert other.outcome == Outcome.REFUNDED
+    assert other.outcome == RefundOutcome.REFUNDED
     assert runtime.settings.refund_approval_window_hours == 24  # the default window: one day
 
 
@@ -455,12 +470,12 @@ def test_the_approval_window_is_configurable(runtime: Runtime, sandbox: SandboxC
     rt = Runtime(settings=settings, db=runtime.db, gateway=runtime.gateway)  # a one-second window
     first, second, third = (_paid(rt, sandbox)[0] for _ in range(3))
     done = refund_desk.request_refund(rt, actor=KIM, imp_uid=first, amount=None, reason="x", idempotency_key="w-1")
-    assert done.outcome == Outcome.REFUNDED  # ₩50,000 of ₩60,000
+    assert done.outcome == RefundOutcome.REFUNDED  # ₩50,000 of ₩60,000
     asked = refund_desk.request_refund(rt, actor=KIM, imp_uid=second, amount=None, reason="x", idempotency_key="w-2")
-    assert asked.outcome == Outcome.AWAITING_APPROVAL  # ₩100,000 in the window
+    assert asked.outcome == RefundOutcome.AWAITING_APPROVAL  # ₩100,000 in the window
     time.sleep(1.2)  # out of the window: the operator's allowance is back
     later = refund_desk.request_refund(rt, actor=KIM, imp_uid=third, amount=None, reason="y", idempotency_key="w-3")
-    assert later.outcome == Outcome.REFUNDED
+    assert later.outcome == RefundOutcome.REFUNDED
 
 
 def test_an_approval_abandoned_mid_execution_is_resumed_never_rejected(
@@ -476,15 +491,15 @@ def test_an_approval_abandoned_mid_execution_is_resumed_never_rejected(
         rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="이중 결제", idempotency_key="dead-1"
     )
     assert asked.request_id is not None
-    assert refund_desk._claim(rt, asked.request_id, actor=PARK) is not None  # then the process died
+    assert approvals._claim(rt, asked.request_id, actor=PARK) is not None  # then the process died
     with pytest.raises(Conflict, match="being executed"):
-        refund_desk.reject_request(rt, actor=BOSS, request_id=asked.request_id, note="suspected fraud")
+        approvals.reject_request(rt, actor=BOSS, request_id=asked.request_id, note="suspected fraud")
     with pytest.raises(Conflict, match="being executed"):
-        refund_desk.approve_request(rt, actor=BOSS, request_id=asked.request_id)
-    assert [r.status for r in refund_desk.list_requests(rt, actor=BOSS)] == [ApprovalStatus.EXECUTING]
+        approvals.approve_request(rt, actor=BOSS, request_id=asked.request_id)
+    assert [r.status for r in approvals.list_requests(rt, actor=BOSS)] == [ApprovalStatus.EXECUTING]
     time.sleep(0.8)  # past the longest a live approval could take (0.6 s with these settings)
-    resumed = refund_desk.approve_request(rt, actor=BOSS, request_id=asked.request_id)
-    assert (resumed.outcome, resumed.amount) == (Outcome.REFUNDED, Decimal(40000))
+    resumed = approvals.approve_request(rt, actor=BOSS, request_id=asked.request_id)
+    assert (resumed.outcome, resumed.amount) == (RefundOutcome.REFUNDED, Decimal(40000))
     with rt.db.read() as session:
         request = session.get_one(RefundRequest, asked.request_id)
         assert (request.status, request.decided_by) == (ApprovalStatus.APPROVED, "boss")
@@ -514,12 +529,12 @@ def test_the_desk_asks_for_the_account_of_a_virtual_account_payment(runtime: Run
         refund_desk.request_refund(
             runtime, actor=KIM, imp_uid=imp_uid, amount="1000", reason="x", idempotency_key="d-va-1"
         )
-    assert refund_desk.outcome_of_error(RefundAccountRequired("x")) == Outcome.ACCOUNT_NEEDED
+    assert outcome_of_error(RefundAccountRequired("x")) == RefundOutcome.ACCOUNT_NEEDED
     done = refund_desk.request_refund(
         runtime, actor=KIM, imp_uid=imp_uid, amount="1000", reason="x", idempotency_key="d-va-2",
         refund_account=ACCOUNT,
     )  # fmt: skip
-    assert done.outcome == Outcome.REFUNDED
+    assert done.outcome == RefundOutcome.REFUNDED
     assert done.refund is not None and done.refund.refund_account == {
         "bank": "88", "holder": "홍길동", "number": "********3444"
     }  # fmt: skip
@@ -536,15 +551,15 @@ def test_a_virtual_account_refund_above_the_threshold_takes_the_account_at_appro
         strict, actor=KIM, imp_uid=imp_uid, amount="1000", reason="x", idempotency_key="d-va-3",
         refund_account=ACCOUNT,
     )  # fmt: skip
-    assert filed.outcome == Outcome.AWAITING_APPROVAL
+    assert filed.outcome == RefundOutcome.AWAITING_APPROVAL
     from services.core.errors import RefundAccountRequired
 
     # The number is never stored, so the approver enters the customer's account again.
     with pytest.raises(RefundAccountRequired):
-        refund_desk.approve_request(strict, actor=PARK, request_id=filed.request_id or 0)
+        approvals.approve_request(strict, actor=PARK, request_id=filed.request_id or 0)
     assert _cancels(sandbox) == []
-    approved = refund_desk.approve_request(strict, actor=PARK, request_id=filed.request_id or 0, refund_account=ACCOUNT)
-    assert approved.outcome == Outcome.REFUNDED and len(_cancels(sandbox)) == 1
+    approved = approvals.approve_request(strict, actor=PARK, request_id=filed.request_id or 0, refund_account=ACCOUNT)
+    assert approved.outcome == RefundOutcome.REFUNDED and len(_cancels(sandbox)) == 1
 
 
 def test_bulk_csv_takes_the_refund_account_columns(runtime: Runtime, sandbox: SandboxControl) -> None:
@@ -557,12 +572,31 @@ def test_bulk_csv_takes_the_refund_account_columns(runtime: Runtime, sandbox: Sa
         f"{bare},1000,,,\n"
         f"{card},1000,,,\n"
     ).encode()
-    rows = refund_desk.parse_bulk_csv(data)
+    rows = bulk.parse_bulk_csv(data)
     assert (rows[0].refund_bank, rows[0].refund_holder, rows[0].refund_account) == ("88", "홍길동", "110-222-333444")
     assert "333444" not in repr(rows[0])
-    preview = refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄")
-    assert [r.check for r in preview.rows] == [None, Outcome.ACCOUNT_NEEDED, None]
+    preview = bulk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄")
+    assert [r.check for r in preview.rows] == [None, RefundOutcome.ACCOUNT_NEEDED, None]
     assert preview.rows[0].refund_account == "신한은행 ********3444 (홍길동)"
-    results = refund_desk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id="b-va")
-    assert [r.outcome for r in results] == [Outcome.REFUNDED, Outcome.ACCOUNT_NEEDED, Outcome.REFUNDED]
+    results = bulk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id="b-va")
+    assert [r.outcome for r in results] == [
+        RefundOutcome.REFUNDED,
+        RefundOutcome.ACCOUNT_NEEDED,
+        RefundOutcome.REFUNDED,
+    ]
     assert {c["refund_account"]["number"] for c in _cancels(sandbox) if c.get("refund_account")} == {"110222333444"}
+
+
+def test_an_order_number_finds_its_paid_payment_in_the_quote_and_the_bulk_preview_alike(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """The order's paid payment wins over a newer declined retry, for one refund and for a batch."""
+    imp_uid, merchant_uid = _paid(runtime, sandbox)
+    with runtime.db.write() as session:  # a retry of the order, declined after it was paid: newer
+        session.add(
+            Payment(imp_uid="imp_declined_retry", merchant_uid=merchant_uid, status="failed",
+                    amount=Decimal(50000), cancel_amount=Decimal(0), currency="KRW")
+        )  # fmt: skip
+    assert refund_desk.refund_quote(runtime, actor=KIM, identifier=merchant_uid).imp_uid == imp_uid
+    preview = bulk.preview_bulk(runtime, actor=KIM, rows=[BulkInputRow(line=1, identifier=merchant_uid)])
+    assert [row.imp_uid for row in preview.rows] == [imp_uid]

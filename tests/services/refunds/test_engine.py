@@ -14,6 +14,7 @@ from services.core.models import Alert, Refund, RefundStatus
 from services.payments import orders
 from services.payments import verification as payments
 from services.refunds import engine as refunds
+from services.refunds import settlement
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 
@@ -58,7 +59,7 @@ def test_unknown_outcome_waits_for_portone_then_is_settled_without_resending(
         runtime, imp_uid=imp_uid, amount="20000", reason="고객 요청", actor="kim", idempotency_key="k-unknown"
     )
     assert again.replayed and again.status == RefundStatus.SUCCEEDED
-    assert refunds.settle_open_attempts(runtime, imp_uid=imp_uid) == 0  # nothing left open
+    assert settlement.settle_open_attempts(runtime, imp_uid=imp_uid) == 0  # nothing left open
     with runtime.db.read() as session:
         rows = session.scalars(select(Refund)).all()
         assert [(r.status, r.amount) for r in rows] == [("succeeded", Decimal(20000))]

@@ -14,8 +14,10 @@ from services.core.errors import FullRefundOnly
 from services.core.models import Role
 from services.payments import orders
 from services.payments import verification as payments
+from services.refunds import approvals, bulk
 from services.refunds import desk as refund_desk
-from services.refunds.desk import BulkInputRow, Outcome
+from services.refunds.bulk import BulkInputRow
+from services.refunds.outcomes import RefundOutcome, outcome_of_error
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 
@@ -60,13 +62,13 @@ def test_a_partial_request_of_an_escrow_payment_is_refused_before_approval_or_se
     strict = _strict(runtime)
     with pytest.raises(FullRefundOnly) as refused:
         refund_desk.request_refund(strict, actor=KIM, imp_uid=imp_uid, amount="1000", reason="x", idempotency_key="p1")
-    assert refund_desk.outcome_of_error(refused.value) == Outcome.FULL_ONLY
-    assert refund_desk.list_requests(strict, actor=KIM) == []
+    assert outcome_of_error(refused.value) == RefundOutcome.FULL_ONLY
+    assert approvals.list_requests(strict, actor=KIM) == []
     assert sandbox.calls()["cancels"] == []
     whole = refund_desk.request_refund(
         runtime, actor=KIM, imp_uid=imp_uid, amount=None, reason="x", idempotency_key="w"
     )
-    assert whole.outcome == Outcome.REFUNDED
+    assert whole.outcome == RefundOutcome.REFUNDED
 
 
 def test_bulk_preview_skips_a_partial_row_of_an_escrow_payment(runtime: Runtime, sandbox: SandboxControl) -> None:
@@ -77,5 +79,5 @@ def test_bulk_preview_skips_a_partial_row_of_an_escrow_payment(runtime: Runtime,
         BulkInputRow(line=2, identifier=ordinary, amount="1000"),
         BulkInputRow(line=3, identifier=escrow),
     ]
-    preview = refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="x")
-    assert [r.check for r in preview.rows] == [Outcome.FULL_ONLY, None, Outcome.DUPLICATE]
+    preview = bulk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="x")
+    assert [r.check for r in preview.rows] == [RefundOutcome.FULL_ONLY, None, RefundOutcome.DUPLICATE]

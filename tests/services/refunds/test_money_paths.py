@@ -18,7 +18,7 @@ from services.payments import orders
 from services.payments import verification as payments
 from services.refunds import desk as refund_desk
 from services.refunds import engine as refunds
-from services.refunds.desk import Outcome
+from services.refunds.outcomes import RefundOutcome
 from services.runtime import Runtime
 from tests.factories import SandboxControl, auth_headers, new_order
 
@@ -67,7 +67,7 @@ def test_one_operator_refunding_two_payments_at_once_does_not_bypass_the_second_
     outcomes = sorted(str(getattr(a, "outcome", a)) for a in answers.values())
     sent = list(sandbox.calls()["cancels"])
     # ₩100,000 refunded alone by one operator is above ₩60,000: one of them must wait for approval.
-    assert outcomes == [Outcome.AWAITING_APPROVAL, Outcome.REFUNDED], (outcomes, len(sent))
+    assert outcomes == [RefundOutcome.AWAITING_APPROVAL, RefundOutcome.REFUNDED], (outcomes, len(sent))
     assert len(sent) == 1
 
 
@@ -153,7 +153,7 @@ def test_a_large_refund_of_a_deposit_we_have_not_heard_of_yet_can_be_filed_for_a
     asked = refund_desk.request_refund(
         rt, actor=KIM, imp_uid=vbank, amount="40000", reason="고객 요청", idempotency_key="dep-1"
     )
-    assert asked.outcome == Outcome.AWAITING_APPROVAL
+    assert asked.outcome == RefundOutcome.AWAITING_APPROVAL
 
 
 def test_a_payment_of_our_order_in_a_currency_we_do_not_know_is_cancelled_by_the_forgery_policy(

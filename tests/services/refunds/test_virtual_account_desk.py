@@ -9,9 +9,10 @@ from services.auth.access import Actor
 from services.core.models import ApprovalStatus, RefundRequest, Role
 from services.payments import orders
 from services.payments import verification as payments
+from services.refunds import approvals, bulk
 from services.refunds import desk as refund_desk
 from services.refunds import engine as refunds
-from services.refunds.desk import Outcome
+from services.refunds.outcomes import RefundOutcome
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 
@@ -42,10 +43,10 @@ def test_a_resumed_virtual_account_approval_whose_refund_was_sent_is_not_recorde
     filed = refund_desk.request_refund(
         rt, actor=KIM, imp_uid=imp_uid, amount="1000", reason="이중 결제", idempotency_key="r13-va-resume"
     )
-    assert filed.outcome == Outcome.AWAITING_APPROVAL and filed.request_id is not None
+    assert filed.outcome == RefundOutcome.AWAITING_APPROVAL and filed.request_id is not None
 
     # PARK's approval, as approve_request runs it, up to the refund sent; then the process died.
-    assert refund_desk._claim(rt, filed.request_id, actor=PARK) is not None
+    assert approvals._claim(rt, filed.request_id, actor=PARK) is not None
     sent = refunds.refund(
         rt, imp_uid=imp_uid, amount=Decimal(1000), reason="이중 결제", actor="kim", idempotency_key="r13-va-resume",
         source="ops", refund_account={"bank": "88", "holder": "홍길동", "number": "110-222-333444"},
@@ -54,7 +55,7 @@ def test_a_resumed_virtual_account_approval_whose_refund_was_sent_is_not_recorde
     time.sleep(0.8)  # judged abandoned
 
     try:
-        resumed = refund_desk.approve_request(
+        resumed = approvals.approve_request(
             rt, actor=BOSS, request_id=filed.request_id,
             refund_account={"bank": "88", "holder": "홍 길동", "number": "110222333444"},
         )  # fmt: skip
@@ -67,7 +68,7 @@ def test_a_resumed_virtual_account_approval_whose_refund_was_sent_is_not_recorde
     assert len(sandbox.calls()["cancels"]) == 1 and sandbox.payment(imp_uid)["cancel_amount"] == 1000
     assert status == ApprovalStatus.APPROVED
     assert "not refunded" not in note, note
-    assert outcome == Outcome.REFUNDED, outcome
+    assert outcome == RefundOutcome.REFUNDED, outcome
 
 
 def test_an_account_number_typed_in_the_bank_column_is_not_echoed_in_bulk_results(
@@ -81,10 +82,10 @@ def test_an_account_number_typed_in_the_bank_column_is_not_echoed_in_bulk_result
     sandbox.http.post(f"{sandbox._controls}/payments/{imp_uid}/deposit").raise_for_status()
     payments.complete(runtime, imp_uid=imp_uid, merchant_uid=order.merchant_uid)
     data = f"imp_uid,amount,환불은행,예금주,환불계좌\n{imp_uid},1000,110-222-333444,홍길동,88\n".encode()
-    rows = refund_desk.parse_bulk_csv(data)
-    preview = refund_desk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄")
+    rows = bulk.parse_bulk_csv(data)
+    preview = bulk.preview_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄")
     assert preview.rows[0].check is not None  # skipped
-    results = refund_desk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id="r13-swap")
+    results = bulk.submit_bulk(runtime, actor=KIM, rows=rows, default_reason="일괄", batch_id="r13-swap")
     shown = [preview.rows[0].message or "", preview.rows[0].refund_account or "", results[0].message or ""]
     assert all("333444" not in text for text in shown), shown
     assert sandbox.calls()["cancels"] == []
@@ -99,7 +100,7 @@ def test_a_bulk_csv_with_an_oversized_cell_is_refused_in_plain_words() -> None:
 
     data = b'imp_uid,amount,reason\nimp_1,1000,"' + b"x" * 200_000 + b'"\n'
     try:
-        refund_desk.parse_bulk_csv(data)
+        bulk.parse_bulk_csv(data)
     except InvalidRequest:
         pass
     except Exception as exc:  # noqa: BLE001 - what escapes is the finding
