@@ -101,7 +101,7 @@ def estimate_rows(rt: Runtime, request: ExportRequest) -> int:
         return int(session.scalar(select(func.count()).select_from(counted)) or 0)
 
 
-def _chunks(session: Session, request: ExportRequest, chunk_rows: int) -> Generator[tuple[int, str], None, None]:
+def _csv_chunks(session: Session, request: ExportRequest, chunk_rows: int) -> Generator[tuple[int, str], None, None]:
     """(rows, CSV text) per `chunk_rows` rows."""
     export = ROW_EXPORTS[request.kind]
     connection = session.connection()  # Core rows, no ORM: the same transaction, a fraction of the cost
@@ -139,7 +139,7 @@ def _stream(rt: Runtime, request: ExportRequest, *, chunk_rows: int, via: str, c
                 counted[0] += len(part)
                 yield csv_text(part)
         else:
-            with rt.db.read() as session, closing(_chunks(session, request, chunk_rows)) as chunks:
+            with rt.db.read() as session, closing(_csv_chunks(session, request, chunk_rows)) as chunks:
                 for rows, text in chunks:
                     counted[0] += rows
                     yield text
