@@ -164,3 +164,11 @@ def test_scheduled_mode_repeats_and_stops_cleanly_on_ctrl_c(sandbox: SandboxCont
         assert process.wait(timeout=10) == 130
         assert time.monotonic() - started < 5
     assert first["status"] == "finished"
+
+
+def test_the_old_command_line_names_the_new_one_and_runs_nothing() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services", "scheduler"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "python -m cli scheduler" in done.stderr and done.stdout == ""

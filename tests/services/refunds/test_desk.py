@@ -600,3 +600,23 @@ def test_an_order_number_finds_its_paid_payment_in_the_quote_and_the_bulk_previe
     assert refund_desk.refund_quote(runtime, actor=KIM, identifier=merchant_uid).imp_uid == imp_uid
     preview = bulk.preview_bulk(runtime, actor=KIM, rows=[BulkInputRow(line=1, identifier=merchant_uid)])
     assert [row.imp_uid for row in preview.rows] == [imp_uid]
+
+
+def test_an_identifier_that_is_one_payments_imp_uid_and_anothers_order_means_the_imp_uid_everywhere(
+    runtime: Runtime,
+) -> None:
+    """PortOne V2 payments carry their order's id as imp_uid, so an order paid once through V1 and once
+    through V2 has an identifier that is both. The quote and a bulk row both mean the exact imp_uid
+    (the bulk look-up used to let database row order pick the other payment)."""
+    with runtime.db.write() as session:
+        session.add_all(
+            [
+                Payment(imp_uid="ord-both", merchant_uid="ord-both", status="paid",
+                        amount=Decimal(50000), cancel_amount=Decimal(0), currency="KRW"),
+                Payment(imp_uid="imp_999000111222", merchant_uid="ord-both", status="paid",
+                        amount=Decimal(50000), cancel_amount=Decimal(0), currency="KRW"),
+            ]
+        )  # fmt: skip
+    assert refund_desk.refund_quote(runtime, actor=KIM, identifier="ord-both").imp_uid == "ord-both"
+    preview = bulk.preview_bulk(runtime, actor=KIM, rows=[BulkInputRow(line=1, identifier="ord-both")])
+    assert [row.imp_uid for row in preview.rows] == ["ord-both"]
