@@ -165,11 +165,13 @@ class Dispatcher:
         return self
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.every):
+        while True:  # at once on start (what waited while the scheduler was down), then every `every`
             try:
                 dispatch_due(self.rt)
             except Exception as exc:  # noqa: BLE001 - a dispatcher reports and carries on
                 log.warning("notification dispatch failed: %s", type(exc).__name__)
+            if self._stop.wait(self.every):
+                return
 
     def close(self) -> None:
         self._stop.set()
