@@ -8,6 +8,7 @@ twice is told once. Summaries name no person: kinds, ids, amounts, and a dashboa
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -76,13 +77,14 @@ def approval_waiting(
     session: Session, *, request_id: int, currency: str, amount: Decimal | None, batch_id: str | None
 ) -> None:
     """A refund request filed to wait for a second operator; a bulk batch is one event."""
-    if batch_id:
+    if batch_id:  # typed by an operator: in the key as a digest only, never in the message
+        digest = hashlib.sha256(batch_id.encode()).hexdigest()[:40]
         enqueue(
             session,
-            key=f"approval:batch:{batch_id}",
+            key=f"approval:batch:{digest}",
             kind="refund_approval",
             severity="high",
-            summary=f"일괄 환불 승인 대기 / bulk refunds awaiting approval (batch {batch_id})",
+            summary=f"일괄 환불 승인 대기 (요청 #{request_id}부터) / bulk refunds awaiting approval (from request #{request_id})",
             link_path="/refunds",
         )
         return

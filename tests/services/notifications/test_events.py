@@ -23,7 +23,9 @@ from services.notifications.labels import ALERT_KIND_KO, SEVERITY_KO
 from services.payments import orders
 from services.payments import verification as payments
 from services.reconciliation import schedule
+from services.refunds import bulk
 from services.refunds import desk as refund_desk
+from services.refunds.bulk import BulkInputRow
 from services.refunds.outcomes import RefundOutcome
 from services.runtime import Runtime
 from tests.factories import SandboxControl, make_runtime
@@ -137,6 +139,26 @@ def test_a_refund_waiting_for_a_second_operator_is_one_message(
     assert f"http://localhost:8501/refunds?request={asked.request_id}" in text
     for personal in (*BUYER.values(), "kim", imp_uid):
         assert personal not in text
+
+
+def test_a_bulk_batch_waiting_for_approval_is_one_message(
+    slack_rt: Runtime, sandbox: SandboxControl, receiver: WebhookReceiver
+) -> None:
+    strict = slack_rt.settings.model_copy(update={"refund_approval_threshold": {"KRW": Decimal("60000")}})
+    rt = Runtime(settings=strict, db=slack_rt.db, gateway=slack_rt.gateway)
+    uids = []
+    for _ in range(2):
+        order = orders.create_order(rt, **BUYER)
+        uids.append(str(sandbox.checkout(order.merchant_uid, order.amount)["imp_uid"]))
+        payments.complete(rt, imp_uid=uids[-1], merchant_uid=order.merchant_uid)
+    rows = [BulkInputRow(line, uid, amount="40000") for line, uid in enumerate(uids, start=1)]
+    batch = "<batch> & *typed*"  # an operator's text: never in the message
+    results = bulk.submit_bulk(rt, actor=Actor("kim", Role.OPERATOR), rows=rows, default_reason="일괄", batch_id=batch)
+    assert [r.outcome for r in results] == [RefundOutcome.AWAITING_APPROVAL] * 2
+    dispatch_due(rt, now=_after_the_window())
+    [text] = _texts(receiver)
+    assert "일괄 환불 승인 대기" in text and "http://localhost:8501/refunds" in text
+    assert "<batch>" not in text and "typed" not in text
 
 
 def test_a_stopped_schedule_is_told_through_its_alert(slack_rt: Runtime, receiver: WebhookReceiver) -> None:
