@@ -7,6 +7,7 @@ DISPATCH_EVERY_SECONDS by `python -m cli scheduler`, once by `python -m cli noti
 - Per channel: a channel that took an event is marked (`slack_sent_at`, `email_sent_at`) and is
   never sent it again; the other is retried after a backoff doubling from RETRY_FIRST up to
   RETRY_CAP, and given up after MAX_ATTEMPTS (logged by event key, no personal data).
+- Sent and given-up events are kept KEEP (30 days), then deleted.
 - One dispatcher at a time across processes (the `notify` job lock). A dispatcher that dies
   between sending and marking sends that batch again: at least once, not exactly once.
 """
@@ -19,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 
 from services.core import job_lock
 from services.core.config import Settings
@@ -37,6 +38,7 @@ RETRY_CAP = timedelta(minutes=30)
 MAX_ATTEMPTS = 10  # about three hours of trying
 MAX_LINES = 20  # events named in one message; the rest are counted
 MAX_ROWS = 500  # events handled per dispatch
+KEEP = timedelta(days=30)  # sent or given-up events are deleted after this long
 
 
 @dataclass
@@ -109,7 +111,17 @@ def dispatch_due(rt: Runtime, *, now: datetime | None = None) -> DispatchResult:
         return DispatchResult(busy=True)
 
 
+def _prune(rt: Runtime, now: datetime) -> None:
+    with rt.db.write() as session:
+        session.execute(
+            delete(NotificationOutbox).where(
+                or_(NotificationOutbox.sent_at < now - KEEP, NotificationOutbox.failed_at < now - KEEP)
+            )
+        )
+
+
 def _dispatch(rt: Runtime, channels: dict[str, Callable[[str, str], None]], now: datetime) -> DispatchResult:
+    _prune(rt, now)
     rows = _batch(rt, now)
     result = DispatchResult()
     if not rows:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from services.alerts.store import AlertKind, raise_alert
 from services.core import job_lock
 from services.core.models import NotificationOutbox, utcnow
-from services.notifications.dispatch import MAX_ATTEMPTS, RETRY_CAP, RETRY_FIRST, backoff, dispatch_due
+from services.notifications.dispatch import KEEP, MAX_ATTEMPTS, RETRY_CAP, RETRY_FIRST, backoff, dispatch_due
 from services.runtime import Runtime
 from tests.factories import SandboxControl, make_runtime
 from tests.services.notifications.conftest import email_settings
@@ -133,3 +133,17 @@ def test_one_dispatcher_at_a_time(slack_rt: Runtime, receiver: WebhookReceiver) 
         assert dispatch_due(slack_rt, now=_at(61)).busy
     assert receiver.received == []
     assert len(dispatch_due(slack_rt, now=_at(61)).sent) == 1
+
+
+def test_sent_events_are_deleted_after_a_while(slack_rt: Runtime, receiver: WebhookReceiver) -> None:
+    _raise(slack_rt, "imp_old")
+    dispatch_due(slack_rt, now=_at(61))
+    _raise(slack_rt, "imp_new")  # still waiting: kept however old the others are
+    dispatch_due(slack_rt, now=_at(30))
+    assert len(receiver.received) == 1
+    with slack_rt.db.read() as session:
+        assert len(session.scalars(select(NotificationOutbox)).all()) == 2
+    dispatch_due(slack_rt, now=_at(KEEP.total_seconds() + 3600))
+    with slack_rt.db.read() as session:
+        keys = [row.event_key for row in session.scalars(select(NotificationOutbox))]
+    assert len(keys) == 1 and len(receiver.received) == 2  # the old one deleted, the new one sent
