@@ -10,6 +10,7 @@ from email.message import Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 def free_port() -> int:
@@ -21,8 +22,11 @@ def free_port() -> int:
 class SmtpServer:
     """Started on `port` (a closed port until then: "SMTP down")."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, login: tuple[str, str] | None = None) -> None:
+        """`login`: the (user, password) it accepts for AUTH, offered without TLS (loopback only)."""
         self.port = port
+        self.login = login
+        self.logins: list[str] = []  # users that signed in
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         self._controller: Controller | None = None
@@ -33,8 +37,18 @@ class SmtpServer:
             self._cond.notify_all()
         return "250 OK"
 
+    def _authenticate(self, _server: Any, _session: Any, _envelope: Any, _mechanism: str, data: Any) -> AuthResult:
+        given = (data.login.decode(), data.password.decode())
+        if given == self.login:
+            self.logins.append(given[0])
+            return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
     def start(self) -> SmtpServer:
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {}
+        if self.login:  # the test server has no certificate
+            options = {"authenticator": self._authenticate, "auth_require_tls": False}
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
         return self
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from services.alerts.store import AlertKind, raise_alert
@@ -147,3 +148,25 @@ def test_sent_events_are_deleted_after_a_while(slack_rt: Runtime, receiver: Webh
     with slack_rt.db.read() as session:
         keys = [row.event_key for row in session.scalars(select(NotificationOutbox))]
     assert len(keys) == 1 and len(receiver.received) == 2  # the old one deleted, the new one sent
+
+
+def test_the_smtp_login_is_used_and_a_refused_one_retried(
+    database_url: str, sandbox: SandboxControl, smtp_port: int
+) -> None:
+    server = SmtpServer(smtp_port, login=("ops-mailer", "right password")).start()
+    settings = {**email_settings(smtp_port), "notify_smtp_user": "ops-mailer", "notify_smtp_password": "wrong"}
+    rt = make_runtime(database_url=database_url, portone_api_url=sandbox.url, **settings)
+    try:
+        _raise(rt)
+        assert dispatch_due(rt, now=_at(61)).retrying
+        row = _row(rt)
+        assert row.last_error == "email: SMTP 535" and "wrong" not in (row.last_error or "")
+        fixed = rt.settings.model_copy(update={"notify_smtp_password": SecretStr("right password")})
+        dispatch_due(
+            Runtime(settings=fixed, db=rt.db, gateway=rt.gateway), now=_at(61 + RETRY_FIRST.total_seconds() + 1)
+        )
+        server.wait_for(1)
+        assert server.logins == ["ops-mailer"]
+    finally:
+        server.stop()
+        rt.close()
