@@ -1,4 +1,4 @@
-"""Command line for scripts: `python -m cli migrate | seed-demo | users add|list | reconcile | scheduler`."""
+"""Command line for scripts: `python -m cli migrate | seed-demo | users add|list | reconcile | scheduler | notify`."""
 
 from __future__ import annotations
 
@@ -97,6 +97,7 @@ def _scheduler(runtime: Runtime, args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from services.notifications.dispatch import Dispatcher
     from services.reconciliation.schedule import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -106,11 +107,30 @@ def _scheduler(runtime: Runtime, args: argparse.Namespace) -> int:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, _interrupt)
+    dispatcher = Dispatcher(runtime).start()  # sends queued notifications (none when no channel is set)
     try:
         serve(runtime, stop=threading.Event(), max_runs=args.max_runs)
     except KeyboardInterrupt:
         print("scheduler stopped; a run it interrupted is stored as failed and the next one covers it", file=sys.stderr)
+    finally:
+        dispatcher.close()
     return 0
+
+
+def _notify(runtime: Runtime, _: argparse.Namespace) -> int:
+    """Send the notifications due now, once (services/notifications/dispatch.py)."""
+    from services.notifications.dispatch import dispatch_due
+
+    settings = runtime.settings
+    if not (settings.notify_slack_enabled or settings.notify_email_enabled):
+        print("no notification channel configured (NOTIFY_SLACK_WEBHOOK_URL or NOTIFY_SMTP_HOST/NOTIFY_EMAIL_*)")
+        return 0
+    result = dispatch_due(runtime)
+    if result.busy:
+        print("another process is sending notifications; try again later", file=sys.stderr)
+        return 1
+    print(f"sent {len(result.sent)}, retrying {len(result.retrying)}, given up {len(result.failed)}")
+    return 1 if result.retrying or result.failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     scheduler.add_argument("--max-runs", type=int, default=0, help="stop after this many scheduled runs (0: never)")
     scheduler.set_defaults(func=_with_runtime(_scheduler))
+    commands.add_parser(
+        "notify", help="send the queued notifications that are due (the scheduler does this every 15 seconds)"
+    ).set_defaults(func=_with_runtime(_notify))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from services.core.config import Settings, get_settings
 from services.core.db import Database
+from services.notifications.outbox import NOTIFY
 from services.portone.dual import DualGateway
 from services.portone.types import PortOneGateway
 from services.portone.v1 import PortOneV1Client
@@ -47,5 +48,9 @@ def make_gateway(settings: Settings) -> PortOneGateway:
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
     settings = settings or get_settings()
-    db = Database(settings.database_url, sqlite_busy_timeout_ms=int(settings.sqlite_busy_timeout_seconds * 1000))
+    db = Database(
+        settings.database_url,
+        session_info={NOTIFY: settings.notify_slack_enabled or settings.notify_email_enabled},
+        sqlite_busy_timeout_ms=int(settings.sqlite_busy_timeout_seconds * 1000),
+    )
     return Runtime(settings=settings, db=db, gateway=make_gateway(settings))

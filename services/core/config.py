@@ -117,6 +117,20 @@ class Settings(BaseSettings):
     reconcile_schedule_minutes: float = Field(10.0, gt=0)
     reconcile_schedule_window: str = "2d"
     reconcile_stale_minutes: float = Field(30.0, gt=0)
+    # Notifications (services/notifications): high and critical alerts, refunds awaiting a second
+    # operator and failed scheduled reconciliations go to a Slack-compatible incoming webhook and/or
+    # e-mail, sent by `python -m cli scheduler`; nothing is queued while neither is configured.
+    notify_slack_webhook_url: SecretStr = SecretStr("")  # the URL is the credential
+    notify_smtp_host: str = ""
+    notify_smtp_port: int = Field(587, ge=1, le=65535)
+    notify_smtp_user: str = ""
+    notify_smtp_password: SecretStr = SecretStr("")
+    notify_smtp_starttls: bool = True
+    notify_email_from: str = ""
+    notify_email_to: str = ""  # comma-separated addresses
+    notify_timeout_seconds: float = Field(10.0, gt=0)
+    notify_batch_seconds: float = Field(60.0, ge=0)  # events within this long go out as one message
+    dashboard_url: str = "http://localhost:8501"  # messages link here instead of naming anyone
 
     @classmethod
     def settings_customise_sources(
@@ -135,6 +149,43 @@ class Settings(BaseSettings):
     def _window_is_a_duration(cls, text: str) -> str:
         parse_duration(text)
         return text.strip()
+
+    @field_validator("notify_slack_webhook_url")
+    @classmethod
+    def _slack_url_is_http(cls, url: SecretStr) -> SecretStr:
+        text = url.get_secret_value().strip()
+        if text and urlsplit(text).scheme not in {"https", "http"}:
+            raise ValueError("NOTIFY_SLACK_WEBHOOK_URL must be an https:// address")  # never echoed: a credential
+        return SecretStr(text)
+
+    @field_validator("notify_email_to", "notify_email_from")
+    @classmethod
+    def _addresses(cls, text: str) -> str:
+        addresses = [part.strip() for part in text.split(",") if part.strip()]
+        if any("@" not in address or any(c.isspace() for c in address) for address in addresses):
+            raise ValueError(
+                "NOTIFY_EMAIL_FROM and NOTIFY_EMAIL_TO take e-mail addresses (NOTIFY_EMAIL_TO: comma-separated)"
+            )
+        return ", ".join(addresses)
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _dashboard_url(cls, url: str) -> str:
+        if urlsplit(url.strip()).scheme not in {"https", "http"}:
+            raise ValueError("DASHBOARD_URL must be an http:// or https:// address")
+        return url.strip().rstrip("/")
+
+    @property
+    def notify_email_recipients(self) -> list[str]:
+        return [part.strip() for part in self.notify_email_to.split(",") if part.strip()]
+
+    @property
+    def notify_slack_enabled(self) -> bool:
+        return bool(self.notify_slack_webhook_url.get_secret_value())
+
+    @property
+    def notify_email_enabled(self) -> bool:
+        return bool(self.notify_smtp_host and self.notify_email_from and self.notify_email_recipients)
 
     @property
     def reconcile_schedule_window_delta(self) -> timedelta:

@@ -96,12 +96,14 @@ class Database:
     reads never do, so the dashboard never blocks payment processing.
     """
 
-    def __init__(self, database_url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, database_url: str, *, session_info: dict[str, Any] | None = None, **engine_kwargs: Any) -> None:
+        """`session_info`: copied into every write session's `Session.info`, for code that has a
+        session but not the runtime (e.g. whether notifications are queued)."""
         self.url = database_url
         self.engine = make_engine(database_url, **engine_kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
-        self._writes = sessionmaker(write_engine, expire_on_commit=False)
+        self._writes = sessionmaker(write_engine, expire_on_commit=False, info=dict(session_info or {}))
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         self._sqlite_write_lock = threading.RLock()
 

@@ -439,3 +439,28 @@ class ExportLinkGrant(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class NotificationOutbox(Base):
+    """One event to tell people about (a high or critical alert, a refund awaiting approval, a failed
+    scheduled reconciliation), written in the event's own transaction and sent later by
+    services.notifications.dispatch. `event_key` is unique: the same event is queued once. The
+    summary holds no personal data; the message links to the dashboard instead."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (Index("ix_notification_outbox_pending", "sent_at", "failed_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(120), unique=True)  # alert:<id>, approval:<id>, reconcile:<id>
+    kind: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(String(500))
+    link_path: Mapped[str] = mapped_column(String(200))  # below DASHBOARD_URL
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    slack_sent_at: Mapped[datetime | None]  # per channel, so a retry never repeats a channel that took it
+    email_sent_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]  # every configured channel took it
+    failed_at: Mapped[datetime | None]  # given up after the last attempt

@@ -1,7 +1,8 @@
 """Verdicts become alerts: one open alert per (kind, payment), opened, refreshed or resolved in bulk.
 
 The one writer of alerts (services.alerts.store.raise_alert goes through it too), in the caller's
-transaction; new and resolved alerts are written to the audit log.
+transaction; new and resolved alerts are written to the audit log, and new high or critical ones
+queued for notification (services.notifications.outbox).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from services.alerts.store import SEVERITY
 from services.core.models import Alert, AlertStatus, AuditEntry, fit, utcnow
 from services.core.sequences import SQL_IN_CHUNK, chunked
+from services.notifications import outbox as notify
 from services.reconciliation.facts import RULE_KINDS, Finding, Verdict
 
 _ATTRIBUTION: ContextVar[tuple[str, str] | None] = ContextVar("reconcile_attribution", default=None)
@@ -155,6 +157,7 @@ def write_verdicts(
                 {"id": alert_id, **{k: row[k] for k in ("updated_at", "message", "db_value", "portone_value")}}
             )
         for row, alert_id in created:
+            notify.alert_raised(session, alert_id=alert_id, kind=row["kind"], severity=row["severity"])
             result.new[row["kind"]] += 1
             result.open_ids[(row["kind"], row["imp_uid"])] = alert_id
             audits.append(

@@ -32,8 +32,9 @@ from services.auth.access import Actor
 from services.core import job_lock
 from services.core.errors import PaymentsError
 from services.core.models import Alert, AlertStatus, JobLock, ReconciliationRun, Role, utcnow
+from services.notifications import outbox as notify
 from services.reconciliation.engine import start_run
-from services.reconciliation.runs import FINISHED, RunSummary, summary_of
+from services.reconciliation.runs import FAILED, FINISHED, RunSummary, summary_of
 from services.runtime import Runtime
 
 log = logging.getLogger("chekar.scheduler")
@@ -130,6 +131,7 @@ def check_stale(rt: Runtime, *, watching_since: datetime | None = None) -> Sched
                 )
                 session.add(alert)
                 session.flush()
+                notify.alert_raised(session, alert_id=alert.id, kind=alert.kind, severity=alert.severity)
                 audit.record(
                     session, actor="system", action="alert.raised", target=None, alert_id=alert.id, kind=alert.kind
                 )
@@ -205,6 +207,23 @@ class Watchdog:
         self._thread.join(timeout=5)
 
 
+def _notify_failed(rt: Runtime) -> None:
+    """Queue a notification of the newest scheduled run when it is stored as failed (its id is
+    the key: a run is told once)."""
+    try:
+        with rt.db.write() as session:
+            newest = session.scalars(
+                select(ReconciliationRun)
+                .where(ReconciliationRun.started_by == SCHEDULER)
+                .order_by(ReconciliationRun.id.desc())
+                .limit(1)
+            ).first()
+            if newest is not None and newest.status == FAILED:
+                notify.reconcile_failed(session, run_id=newest.id)
+    except Exception as exc:  # noqa: BLE001 - the schedule carries on; the stale alert still follows
+        log.warning("could not queue the failed run's notification: %s", type(exc).__name__)
+
+
 def serve(rt: Runtime, *, stop: threading.Event, max_runs: int = 0) -> int:
     """Run every RECONCILE_SCHEDULE_MINUTES (the first at once) until `stop` is set; how many ran."""
     every = rt.settings.reconcile_schedule_minutes * 60
@@ -218,8 +237,10 @@ def serve(rt: Runtime, *, stop: threading.Event, max_runs: int = 0) -> int:
             summary = run_once(rt)
         except PaymentsError as exc:
             log.error("scheduled reconciliation failed: %s", exc)
+            _notify_failed(rt)
         except Exception:
             log.exception("scheduled reconciliation failed")
+            _notify_failed(rt)
         else:
             if summary is not None:
                 repaired = sum(c.repaired for c in summary.counts.values())

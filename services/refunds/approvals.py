@@ -39,6 +39,7 @@ from services.core import job_lock
 from services.core.errors import Conflict, Forbidden, InvalidRequest, NotFound, PaymentsError
 from services.core.models import ApprovalStatus, Payment, Refund, RefundRequest, RefundStatus, utcnow
 from services.core.money import normalize
+from services.notifications import outbox as notify
 from services.portone.banks import refund_account as parse_refund_account
 from services.refunds import engine as refunds
 from services.refunds.outcomes import OUTCOME_OF_STATUS, DeskResult, RefundOutcome, from_result
@@ -197,6 +198,7 @@ def file_request(
                 currency=currency,
                 batch_id=batch_id,
             )
+            notify.approval_waiting(session, request_id=request.id, currency=currency, amount=amount, batch_id=batch_id)
             return _request_result(session, request, replayed=False)
     except IntegrityError:  # the same key committed concurrently: replay it
         with rt.db.read() as session:

@@ -170,3 +170,22 @@ def test_the_command_line_refuses_a_configuration_in_plain_words_without_echoing
     assert code == 2
     assert "PORTONE_MODE" in err and "refusing to start" in err, err
     assert token[-10:] not in out + err
+
+
+def test_notification_settings_are_read_and_checked() -> None:
+    settings = Settings(
+        notify_smtp_host="smtp.example.com",
+        notify_email_from="ops@chekar.example",
+        notify_email_to=" a@chekar.example ,b@chekar.example,, ",
+        dashboard_url="https://ops.chekar.example/",
+    )
+    assert settings.notify_email_recipients == ["a@chekar.example", "b@chekar.example"]
+    assert settings.notify_email_enabled and not settings.notify_slack_enabled
+    assert settings.dashboard_url == "https://ops.chekar.example"
+    assert not Settings().notify_email_enabled  # nothing configured by default
+    with pytest.raises(ValidationError, match="NOTIFY_EMAIL_TO") as refused:
+        Settings(notify_email_to="a@chekar.example, not an address")
+    assert "not an address" not in str(refused.value)
+    with pytest.raises(ValidationError, match="NOTIFY_SLACK_WEBHOOK_URL") as refused:
+        Settings(notify_slack_webhook_url="hooks.slack.com/services/T0/B0/very-secret")
+    assert "very-secret" not in str(refused.value)
