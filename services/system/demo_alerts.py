@@ -4,7 +4,7 @@ Where the fault can be made in the sandbox cheaply, it is, and our code finds it
 production: a forged amount, a virtual account forged and paid (no refund account), a payment for no
 order of ours, a currency we do not offer, an order paid twice, a virtual account unpaid past its due
 time, a webhook naming a payment PortOne does not know, a payment /complete told us of with no webhook
-after it, a payment PortOne holds that we never recorded. The kinds that arise only from a fault
+after it, a payment PortOne holds that we never recorded (found by a reconciliation run). The kinds that arise only from a fault
 between us and PortOne (a lost cancel answer, a disagreeing total, a stale scheduler, ...) are written
 with `raise_alert` on a real demo payment, their message starting with DEMO_NOTE so nobody takes them
 for a real finding.
@@ -20,12 +20,15 @@ import httpx
 from sqlalchemy import func, select
 
 from services.alerts.store import AlertKind, raise_alert
+from services.auth.access import Actor
 from services.core.errors import PaymentsError
-from services.core.models import Alert, AlertStatus
+from services.core.models import Alert, AlertStatus, Role
+from services.payments import verification
+from services.reconciliation.engine import start_run
 from services.runtime import Runtime
 from services.system.demo_plan import CARDS, Planned, korean_buyer, overseas_buyer
+from services.system.demo_record import APPROVED_CARD, create_order, deliver_webhooks, hold_at_portone, payment_spec
 
-APPROVED_CARD = "4111-1111-1111-1111"
 DEMO_NOTE = "[데모 데이터 · demo data]"
 
 
@@ -52,9 +55,6 @@ def _card(at: datetime, rng: random.Random, currency: str = "KRW") -> Planned:
 def _forged_card(rt: Runtime, sandbox: httpx.Client, rng: random.Random) -> None:
     """A buyer's browser changed the amount to 100 won: PortOne took it (prepare not enforced), our
     /complete refuses it, cancels it and raises AMOUNT_MISMATCH."""
-    from services.payments import verification
-    from services.system.demo_record import create_order
-
     planned = _card(datetime.now().astimezone(), rng)
     order = create_order(rt, planned.buyer, "KRW")
     sandbox.post("/sandbox/config", json={"enforce_prepare": False}).raise_for_status()
@@ -73,8 +73,6 @@ def _forged_card(rt: Runtime, sandbox: httpx.Client, rng: random.Random) -> None
 def _forged_vbank(rt: Runtime, sandbox: httpx.Client, rng: random.Random, now: datetime) -> None:
     """A virtual account issued for 5,000 won instead of the fee and paid: the guard cannot cancel it
     without the buyer's account (FORGERY_REFUND_ACCOUNT_NEEDED, besides AMOUNT_MISMATCH)."""
-    from services.system.demo_record import create_order, deliver_webhooks, hold_at_portone, payment_spec
-
     planned = Planned(now - timedelta(hours=30), "KRW", "vbank", korean_buyer(rng), ("우리은행", "020"),
                       deposit_after=timedelta(hours=5))  # fmt: skip
     order = create_order(rt, planned.buyer, "KRW")
@@ -85,8 +83,6 @@ def _forged_vbank(rt: Runtime, sandbox: httpx.Client, rng: random.Random, now: d
 def _foreign_payments(rt: Runtime, sandbox: httpx.Client, rng: random.Random, now: datetime) -> None:
     """Payments under merchant_uids we never issued (another shop on the same PortOne account): one in
     KRW (PAYMENT_WITHOUT_ORDER), one in JPY, a currency we do not offer (UNSUPPORTED_CURRENCY too)."""
-    from services.system.demo_record import deliver_webhooks, hold_at_portone
-
     notices = []
     for currency, amount, hours in (("KRW", "33000", 20), ("JPY", "5500", 9)):
         at = now - timedelta(hours=hours)
@@ -105,8 +101,6 @@ def _foreign_payments(rt: Runtime, sandbox: httpx.Client, rng: random.Random, no
 
 def _paid_twice(rt: Runtime, sandbox: httpx.Client, rng: random.Random, now: datetime) -> None:
     """A buyer paid by card, then also into the virtual account issued earlier: ORDER_PAID_TWICE."""
-    from services.system.demo_record import create_order, deliver_webhooks, hold_at_portone, payment_spec
-
     card = _card(now - timedelta(days=2, hours=3), rng)
     vbank = Planned(card.at - timedelta(minutes=20), "KRW", "vbank", card.buyer, ("하나은행", "081"),
                     deposit_after=timedelta(hours=7))  # fmt: skip
@@ -121,8 +115,6 @@ def _paid_twice(rt: Runtime, sandbox: httpx.Client, rng: random.Random, now: dat
 
 def _stuck_vbank(rt: Runtime, sandbox: httpx.Client, rng: random.Random, now: datetime) -> None:
     """A virtual account issued four days ago and never paid (STUCK_READY: due after three days)."""
-    from services.system.demo_record import create_order, deliver_webhooks, hold_at_portone, payment_spec
-
     planned = Planned(now - timedelta(days=4, hours=2), "KRW", "vbank", korean_buyer(rng), ("농협은행", "011"))
     order = create_order(rt, planned.buyer, "KRW")
     spec = payment_spec(planned, order, rng)
@@ -133,43 +125,40 @@ def _stuck_vbank(rt: Runtime, sandbox: httpx.Client, rng: random.Random, now: da
 
 def _unknown_webhook(rt: Runtime) -> None:
     """A delivery naming a payment PortOne does not know (a probe, or a misconfigured sender)."""
-    from services.system.demo_record import deliver_webhooks
-
     deliver_webhooks(rt, [("imp_000000000001", "chekar_19700101_000000000000", "paid", datetime.now().astimezone())])
 
 
 def _no_webhook_after_complete(rt: Runtime, sandbox: httpx.Client, rng: random.Random, now: datetime) -> None:
     """Paid three hours ago, recorded through the buyer's /complete, and PortOne's webhook never came
     (WEBHOOK_GAP: is the webhook URL right?)."""
-    from services.payments import verification
-    from services.system.demo_record import create_order, hold_at_portone, payment_spec
-
     planned = _card(now - timedelta(hours=3), rng)
     order = create_order(rt, planned.buyer, "KRW")
     [uid] = hold_at_portone(sandbox, [payment_spec(planned, order, rng)])
     verification.complete(rt, imp_uid=uid, merchant_uid=order.merchant_uid)
 
 
-def _missing_in_db(rt: Runtime, sandbox: httpx.Client, rng: random.Random, now: datetime) -> tuple[str, str]:
-    """Paid at PortOne five hours ago for one of our orders; neither /complete nor a webhook reached us.
-    Returns (imp_uid, merchant_uid): reconciliation's finding is written by `_written`."""
-    from services.system.demo_record import create_order, hold_at_portone, payment_spec
-
-    planned = _card(now - timedelta(hours=5), rng)
+def _missing_in_db(rt: Runtime, sandbox: httpx.Client, rng: random.Random, now: datetime) -> tuple[str, str] | None:
+    """Paid at PortOne three days ago for one of our orders; neither /complete nor a webhook reached us.
+    A reconciliation of the minutes around it finds it (MISSING_IN_DB) and leaves it for a person to
+    repair; three days back, the scheduler's window (2 days by default) does not heal it on its own.
+    Returns (imp_uid, merchant_uid) if that run could not be made (another run held the lock)."""
+    planned = _card(now - timedelta(days=3, hours=2), rng)
     order = create_order(rt, planned.buyer, "KRW")
     [uid] = hold_at_portone(sandbox, [payment_spec(planned, order, rng)])
-    return uid, order.merchant_uid
+    try:
+        start_run(rt, since=planned.at - timedelta(minutes=1), until=planned.at + timedelta(minutes=5),
+                  actor=Actor("system:demo", Role.ADMIN))  # fmt: skip
+    except PaymentsError:
+        return uid, order.merchant_uid
+    return None
 
 
-def _written(rt: Runtime, imp_uids: list[str], missing: tuple[str, str]) -> None:
+def _written(rt: Runtime, imp_uids: list[str], missing: tuple[str, str] | None) -> None:
     """The kinds no cheap sandbox fault produces here, written directly on older demo payments (older
     than the scheduler's window, so its runs leave them open)."""
     older = imp_uids[: max(len(imp_uids) - 40, 1)]
     pick = [older[(len(older) * i) // 9] for i in range(1, 9)] if older else ["imp_000000000002"] * 8
-    rows = [
-        (AlertKind.MISSING_IN_DB, missing[0], missing[1],
-         "PortOne shows a paid payment for our order and we have no record of it (the scheduled reconciliation "
-         "records it on its next run)"),
+    rows: list[tuple[AlertKind, str | None, str | None, str]] = [
         (AlertKind.UNKNOWN_TO_PORTONE, pick[0], None, "we recorded this payment and PortOne, asked for it, has none"),
         (AlertKind.STATUS_MISMATCH, pick[1], None, "our status paid differs from PortOne's cancelled"),
         (AlertKind.REFUND_TOTAL_MISMATCH, pick[2], None,
@@ -180,6 +169,9 @@ def _written(rt: Runtime, imp_uids: list[str], missing: tuple[str, str]) -> None
         (AlertKind.REFUND_CANCEL_OVERDUE, pick[5], None, "a V2 cancel is still REQUESTED after 60 minutes"),
         (AlertKind.RECONCILE_STALE, None, None, "no scheduled reconciliation finished in the last 30 minutes"),
     ]  # fmt: skip
+    if missing is not None:  # the reconciliation could not run: its finding, written as it would be
+        rows.append((AlertKind.MISSING_IN_DB, missing[0], missing[1],
+                     "PortOne shows a paid payment for our order and we have no record of it"))  # fmt: skip
     with rt.db.write() as session:
         for kind, imp_uid, merchant_uid, message in rows:
             raise_alert(session, kind=kind, imp_uid=imp_uid, merchant_uid=merchant_uid,
