@@ -88,14 +88,10 @@ def _count(rng: random.Random, mean: float) -> int:
     return max(1, round(rng.gauss(mean, mean * 0.3)))
 
 
-def _moment(rng: random.Random, day: datetime, latest: datetime) -> datetime | None:
-    """A moment of this KST day weighted by HOUR_WEIGHTS; None if the day has no hour left before `latest`."""
-    hours = [h for h in range(24) if day + timedelta(hours=h) < latest]
-    if not hours:
-        return None
-    hour = rng.choices(hours, weights=[HOUR_WEIGHTS[h] for h in hours])[0]
-    moment = day + timedelta(hours=hour, minutes=rng.randrange(60), seconds=rng.randrange(60))
-    return min(moment, latest)
+def _moment(rng: random.Random, day: datetime) -> datetime:
+    """A moment of this KST day weighted by HOUR_WEIGHTS."""
+    hour = rng.choices(range(24), weights=HOUR_WEIGHTS)[0]
+    return day + timedelta(hours=hour, minutes=rng.randrange(60), seconds=rng.randrange(60))
 
 
 def plan_quarter(rng: random.Random, now: datetime, *, days: int = DAYS) -> list[Planned]:
@@ -107,8 +103,8 @@ def plan_quarter(rng: random.Random, now: datetime, *, days: int = DAYS) -> list
         day = today - timedelta(days=back)
         mean = WEEKDAY_MEAN[day.weekday()] * (1 + GROWTH * (days - 1 - back) / max(days - 1, 1))
         for _ in range(_count(rng, mean)):
-            at = _moment(rng, day, latest)
-            if at is not None:
+            at = _moment(rng, day)
+            if at < latest:  # today's later hours have not happened yet
                 planned.append(_one(rng, at.astimezone(now.tzinfo), now))
     planned.sort(key=lambda p: p.at)
     return planned
