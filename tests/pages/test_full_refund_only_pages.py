@@ -90,7 +90,7 @@ def test_a_partial_refund_portone_refuses_is_explained_with_the_advice_to_refund
 def test_the_demo_escrow_payment_is_offered_only_its_whole_amount(
     open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
 ) -> None:
-    seed_demo(dashboard_runtime, count=1)
+    seed_demo(dashboard_runtime, days=20)
     with dashboard_runtime.db.read() as session:
         [imp_uid] = [p.imp_uid for p in session.scalars(select(Payment)) if (p.raw or {}).get("escrow") is True]
     at = _load(open_app, imp_uid)
