@@ -1,5 +1,6 @@
 """Payment detail: our record beside PortOne's live record (differences highlighted), the
-timeline from our database, refund history and receipts. Operators can start a refund here."""
+timeline from our database, refund history and receipts. Operators refund it here in one dialog
+(dashboard.refund_dialog); the page then shows the new figures and history."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import components as ui
+from dashboard import refund_dialog
 from dashboard.auth import gate
 from dashboard.format import badge, kst, plain, status_label, web_url
 from dashboard.i18n import t
@@ -21,6 +23,7 @@ from services.payments import detail as details
 
 actor = gate(Permission.VIEW)
 rt = get_runtime()
+REFUND_DIALOG = "payment_detail.refund_dialog"
 st.title(t("payment_detail.title"))
 
 # -- which payment: ?imp_uid=, the payments page's selection, or the search box ------------------
@@ -90,10 +93,11 @@ for index, (amount, url) in enumerate(cancel_receipts[:3], start=1):
     links[index].link_button(t("payment_detail.cancel_receipt", amount=ui.money_text(amount, detail.currency)), url)
 if detail.full_only and detail.refundable > 0:
     st.info(t(f"payment_detail.full_only_{detail.full_only}"))
-if actor.can(Permission.REFUND) and detail.refundable > 0:
-    if st.button(t("payment_detail.refund"), key="payment_detail.refund", type="primary"):
-        st.session_state["refunds.prefill"] = detail.imp_uid
-        st.switch_page("pages/refunds.py")
+if actor.can(Permission.REFUND):
+    if detail.refundable > 0 and st.button(t("payment_detail.refund"), key="payment_detail.refund", type="primary"):
+        refund_dialog.open_refund(REFUND_DIALOG, rt, actor, detail.imp_uid)
+    refund_dialog.show_result(REFUND_DIALOG)
+    refund_dialog.render(REFUND_DIALOG, rt, actor)
 
 
 # -- ours vs PortOne -----------------------------------------------------------------------------

@@ -16,92 +16,20 @@ import streamlit as st
 from dashboard import components as ui
 from dashboard.auth import gate
 from dashboard.format import badge, kst, plain, status_label
-from dashboard.i18n import current_language, t
+from dashboard.i18n import t
+from dashboard.refund_dialog import account_inputs, describe, explain, forget_typed
 from dashboard.runtime import get_runtime
 from services.auth.access import Permission
-from services.core.errors import InvalidRequest, PartialRefundRefused, PaymentsError, RefundExceedsRemaining
+from services.core.errors import InvalidRequest, PaymentsError
 from services.core.money import InvalidAmount, minor_unit_exponent, parse_typed_amount
 from services.portone import banks
 from services.refunds import approvals, desk
 from services.refunds import bulk as bulk_refunds
-from services.refunds.outcomes import DeskResult, RefundOutcome, outcome_of_error
+from services.refunds.outcomes import RefundOutcome
 
 actor = gate(Permission.REFUND)
 rt = get_runtime()
 st.title(t("refunds.title"))
-
-
-def explain(exc: PaymentsError) -> str:
-    """A domain error in plain words, with PortOne's own message where it gave one."""
-    amount = remaining = ""
-    if isinstance(exc, RefundExceedsRemaining):
-        amount = ui.money_text(exc.requested, exc.currency)
-        remaining = ui.money_text(exc.remaining, exc.currency)
-    message = plain(exc.portone_message if isinstance(exc, PartialRefundRefused) else exc)
-    return t(f"refunds.outcome_{outcome_of_error(exc)}", message=message, amount=amount, remaining=remaining)
-
-
-def describe(outcome: DeskResult) -> tuple[str, str]:
-    """(streamlit message kind, text) for a desk outcome."""
-    money = ui.money_text(outcome.amount, outcome.currency) if outcome.amount is not None else t("refunds.whole")
-    text = t(
-        f"refunds.outcome_{outcome.outcome}",
-        amount=money,
-        remaining=ui.money_text(outcome.remaining, outcome.currency),
-        message=plain(outcome.message),
-    )
-    if outcome.refund is not None and outcome.refund.pg_message:  # V2 PG_PROVIDER: the PG's words, and advice
-        text += " " + t("refunds.pg_error", message=plain(outcome.refund.pg_message))
-    if outcome.replayed:
-        text += " " + t("refunds.replayed")
-    kind = {
-        RefundOutcome.REFUNDED: "success",
-        RefundOutcome.AWAITING_APPROVAL: "info",
-        RefundOutcome.UNKNOWN: "warning",
-    }
-    return kind.get(outcome.outcome, "error"), text
-
-
-def bank_label(code: str) -> str:
-    """The picker's words for a bank: its Korean name (with the English one on the English page)."""
-    bank = banks.BY_CODE[code]
-    if current_language() == "en":
-        return f"{bank.name_en} · {bank.name_ko} ({bank.code})"
-    return f"{bank.name_ko} ({bank.code})"
-
-
-ACCOUNT_FIELDS = ("refund_bank", "refund_holder", "refund_number")
-
-
-def forget_typed(prefix: str, subject: str, *names: str) -> None:
-    """What was typed under `prefix` belongs to one payment or request (`subject`): when another
-    is shown, those inputs start empty (one customer's account must never carry over to the next)."""
-    marker = f"{prefix}.typed_for"
-    if st.session_state.get(marker) != subject:
-        for name in names:
-            st.session_state.pop(f"{prefix}.{name}", None)
-        st.session_state[marker] = subject
-
-
-def account_inputs(prefix: str, subject: str) -> dict[str, str]:
-    """Bank picker, holder and number of the customer's refund account (a virtual-account payment),
-    empty for each new `subject` (the payment or request they are for)."""
-    forget_typed(prefix, subject, *ACCOUNT_FIELDS)
-    cols = st.columns([2, 2, 3])
-    labels = {bank.code: bank_label(bank.code) for bank in banks.BANKS}  # in this run's language
-    code = cols[0].selectbox(
-        t("refunds.refund_bank"),
-        list(labels),
-        index=None,
-        format_func=labels.__getitem__,
-        placeholder=t("refunds.refund_bank_placeholder"),
-        key=f"{prefix}.refund_bank",
-    )
-    holder = cols[1].text_input(t("refunds.refund_holder"), key=f"{prefix}.refund_holder", max_chars=50)
-    number = cols[2].text_input(
-        t("refunds.refund_number"), key=f"{prefix}.refund_number", max_chars=40, help=t("refunds.refund_number_help")
-    )
-    return {"bank": code or "", "holder": holder, "number": number}
 
 
 def show(message: tuple[str, str] | None) -> None:

@@ -90,7 +90,7 @@ def test_portone_unreachable_still_shows_our_record(
     assert compare.loc["구매자 이메일", "ours"] == "kim@example.com"
 
 
-def test_an_operator_can_start_a_refund_from_the_detail(
+def test_an_operator_refunds_from_the_detail_in_a_dialog(
     open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
 ) -> None:
     imp_uid, _ = _paid(dashboard_runtime, sandbox)
@@ -98,9 +98,9 @@ def test_an_operator_can_start_a_refund_from_the_detail(
     assert at.get("link_button")[0].proto.url.endswith(f"/sandbox/receipts/{imp_uid}")
     at.button(key="payment_detail.refund").click().run()
     assert not at.exception, at.exception
-    assert at.title[0].value == "환불"
-    assert at.text_input(key="refunds.identifier").value == imp_uid
-    assert at.text_input(key="refunds.amount").value == "50000"  # the refundable remainder
+    assert at.title[0].value == "결제 상세"  # the refund opens here, in a dialog
+    dialog = "payment_detail.refund_dialog"
+    assert at.text_input(key=f"{dialog}.amount").value == "50000"  # the refundable remainder
 
 
 def test_unknown_payment(open_app: Callable[..., AppTest]) -> None:

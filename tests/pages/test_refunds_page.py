@@ -270,7 +270,7 @@ def test_a_virtual_account_paid_on_the_test_payment_page_is_refunded_into_the_ac
     open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
 ) -> None:
     """The newcomer's path (`make run`): pay by virtual account on the test payment page, deposit,
-    open the payment, refund it by entering the customer's account."""
+    open the payment, refund it in the detail page's dialog by entering the customer's account."""
     at = open_app("operator")
     at.switch_page("pages/test_payment.py").run()
     at.radio(key="test_payment_method").set_value("vbank")
@@ -285,28 +285,22 @@ def test_a_virtual_account_paid_on_the_test_payment_page_is_refunded_into_the_ac
     assert at.title[0].value == "결제 상세" and "결제 내역에서 행을 선택하거나" not in _texts(at)
     # AppTest keeps a page a script switched to for one run only; the browser stays there.
     at.switch_page("pages/payment_detail.py").run()
-    at.button(key="payment_detail.refund").click().run()
+    at.button(key="payment_detail.refund").click().run()  # the refund dialog, on the detail page
     assert not at.exception, at.exception
-    assert at.title[0].value == "환불"
-    at.switch_page("pages/refunds.py").run()
-    assert "가상계좌" in _texts(at)  # the form says why it asks for an account
+    dialog = "payment_detail.refund_dialog"
+    assert "가상계좌" in _texts(at)  # the dialog says why it asks for an account
 
-    at.text_input(key="refunds.amount").input("20000")
-    at.text_area(key="refunds.reason").input("고객 요청")
-    at.button(key="refunds.start").click().run()
+    at.text_input(key=f"{dialog}.amount").input("20000")
+    at.button(key=f"{dialog}.confirm").click().run()
     assert "은행, 예금주, 계좌번호를 입력하세요" in _texts(at)  # nothing sent without the account
     assert sandbox.calls()["cancels"] == []
 
-    bank = at.selectbox(key="refunds.refund_bank")
+    bank = at.selectbox(key=f"{dialog}.refund_bank")
     assert any("신한은행" in option for option in bank.options)  # Korean bank names
     bank.set_value("88")
-    at.text_input(key="refunds.refund_holder").input("홍길동")
-    at.text_input(key="refunds.refund_number").input("110-222-333444")
-    at.button(key="refunds.start").click().run()
-    assert not at.exception, at.exception
-    dialog_text = "\n".join(m.value for m in at.markdown)
-    assert "신한은행" in dialog_text and plain("********3444") in dialog_text and "333444" not in dialog_text
-    at.button(key="refunds.single.confirm").click().run()
+    at.text_input(key=f"{dialog}.refund_holder").input("홍길동")
+    at.text_input(key=f"{dialog}.refund_number").input("110-222-333444")
+    at.button(key=f"{dialog}.confirm").click().run()
     assert not at.exception, at.exception
     assert "환불했습니다: ₩20,000" in _texts(at)
     [sent] = sandbox.calls()["cancels"]
