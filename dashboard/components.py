@@ -147,6 +147,8 @@ def status_column(label: str, states: Sequence[str]) -> Any:
 
 # -- the paged table ----------------------------------------------------------------------------
 
+SelectionMode = Literal["single-row", "multi-row", "single-cell"]
+
 
 @dataclass(frozen=True)
 class PagedResult:
@@ -154,6 +156,7 @@ class PagedResult:
     selected: list[int]  # positions in `frame`
     page: int  # 1-based
     has_next: bool
+    cells: list[tuple[int, str]] = field(default_factory=list)  # (position, column) clicked, in cell mode
 
 
 def _stack_key(name: str) -> str:
@@ -182,10 +185,12 @@ def paged_table(
     fetch: Callable[[str | None], tuple[pd.DataFrame, str | None]],
     reset_on: Hashable,
     column_config: dict[str, Any] | None = None,
-    selection_mode: Literal["single-row", "multi-row"] | None = None,
+    selection_mode: SelectionMode | list[SelectionMode] | None = None,
     empty: Callable[[], None] | None = None,
+    generation: int = 0,
 ) -> PagedResult:
-    """One page from `fetch`, with previous / next buttons and optional row selection."""
+    """One page from `fetch`, with previous / next buttons and optional row (or cell) selection.
+    A new `generation` clears the selection and keeps the page (after a row's action was taken)."""
     if st.session_state.get(f"{name}.reset_on") != reset_on or _stack_key(name) not in st.session_state:
         st.session_state[f"{name}.reset_on"] = reset_on
         reset_pages(name)
@@ -199,11 +204,15 @@ def paged_table(
         return PagedResult(frame=frame, selected=[], page=1, has_next=False)
     # The key changes with the page and the filters, so a selection never outlives its rows.
     table_key = f"{name}.{hashlib.sha256(repr(reset_on).encode()).hexdigest()[:10]}.{page}"
+    if generation:
+        table_key += f".{generation}"
     options: dict[str, Any] = {"hide_index": True, "column_config": column_config, "width": "stretch"}
     selected: list[int] = []
+    cells: list[tuple[int, str]] = []
     if selection_mode is not None:
         event = st.dataframe(frame, key=table_key, on_select="rerun", selection_mode=selection_mode, **options)
         selected = [int(i) for i in event.selection.rows]
+        cells = [(int(row), str(column)) for row, column in event.selection.get("cells", [])]
     else:
         st.dataframe(frame, key=table_key, **options)
     previous, where, following = st.columns([1, 2, 1])
@@ -224,7 +233,7 @@ def paged_table(
         args=(name,),
         width="stretch",
     )
-    return PagedResult(frame=frame, selected=selected, page=page, has_next=next_cursor is not None)
+    return PagedResult(frame=frame, selected=selected, page=page, has_next=next_cursor is not None, cells=cells)
 
 
 # -- files ----------------------------------------------------------------------------------------

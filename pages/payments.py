@@ -1,5 +1,6 @@
 """Payments: filters, one search box, keyset pages, totals per currency and saved views.
-A selected row opens its detail; operators can pick several rows for a bulk refund."""
+A selected row opens its detail; operators refund a row in one dialog from its "환불" cell
+(dashboard.refund_dialog) or pick several rows for a bulk refund."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import components as ui
+from dashboard import refund_dialog
 from dashboard.auth import gate
 from dashboard.format import plain, status_label
 from dashboard.i18n import t
@@ -22,6 +24,8 @@ from services.payments.search import PaymentFilters, PaymentPage
 
 actor = gate(Permission.VIEW)
 rt = get_runtime()
+REFUND_DIALOG = "payments.refund_dialog"
+REFUNDABLE = {str(search.PaymentState.PAID), str(search.PaymentState.PARTIALLY_REFUNDED)}
 options = search.filter_options(rt)
 st.title(t("payments.title"))
 
@@ -185,6 +189,7 @@ def _fetch(cursor: str | None) -> tuple[pd.DataFrame, str | None]:
     frame = pd.DataFrame(
         [
             {
+                "refund": t("payments.row_refund") if can_refund and str(r.state) in REFUNDABLE else "",
                 "time": ui.time_text(r.paid_at if filters.time_basis == "paid" else r.started_at),
                 "state": [str(r.state)],
                 "amount": ui.money_text(r.amount, r.currency),
@@ -200,6 +205,7 @@ def _fetch(cursor: str | None) -> tuple[pd.DataFrame, str | None]:
             for r in page.rows
         ],
         columns=[
+            "refund",
             "time",
             "state",
             "amount",
@@ -213,7 +219,7 @@ def _fetch(cursor: str | None) -> tuple[pd.DataFrame, str | None]:
             "method",
         ],
     )
-    return frame, page.next_cursor
+    return (frame if can_refund and not bulk_mode else frame.drop(columns=["refund"])), page.next_cursor
 
 
 def _empty() -> None:
@@ -224,12 +230,17 @@ can_refund = actor.can(Permission.REFUND)
 bulk_mode = can_refund and st.toggle(
     t("payments.bulk_mode"), key="payments.bulk_mode", help=t("payments.bulk_mode_help")
 )
+if can_refund and not bulk_mode:
+    refund_dialog.show_result(REFUND_DIALOG)  # the last refund's outcome, above the refreshed table
 try:
     result = ui.paged_table(
         "payments.table",
         fetch=_fetch,
         reset_on=(json.dumps(filters.to_dict(today=today), sort_keys=True, ensure_ascii=False), bulk_mode),
         column_config={
+            "refund": st.column_config.TextColumn(
+                t("payments.col_refund"), width="small", help=t("payments.col_refund_help")
+            ),
             "time": ui.time_column(time_label),
             "state": ui.status_column(t("payments.col_state"), [str(s) for s in search.PaymentState]),
             "amount": ui.money_column(t("payments.col_amount")),
@@ -242,8 +253,10 @@ try:
             "pg": st.column_config.TextColumn(t("payments.col_pg")),
             "method": st.column_config.TextColumn(t("payments.col_method")),
         },
-        selection_mode="multi-row" if bulk_mode else "single-row",
+        # Operators: a click on a row's "환불" cell opens its refund dialog, any other cell its detail.
+        selection_mode="multi-row" if bulk_mode else (["single-row", "single-cell"] if can_refund else "single-row"),
         empty=_empty,
+        generation=st.session_state.get("payments.table_generation", 0),
     )
 except PaymentsError as exc:
     ui.reset_pages("payments.table")
@@ -254,6 +267,16 @@ page = shown.get("page")
 if page is not None and page.masked and page.rows:
     st.caption(t("payments.masked_note"))
 chosen = [str(result.frame.iloc[i]["imp_uid"]) for i in result.selected if i < len(result.frame)]
+clicked = [(i, column) for i, column in result.cells if i < len(result.frame)]
+if can_refund and not bulk_mode:
+    if clicked and clicked[0][1] == "refund" and result.frame.iloc[clicked[0][0]]["refund"]:
+        # The row's refund action: the dialog opens here; the click is forgotten (a new table key).
+        st.session_state["payments.table_generation"] = st.session_state.get("payments.table_generation", 0) + 1
+        refund_dialog.open_refund(REFUND_DIALOG, rt, actor, str(result.frame.iloc[clicked[0][0]]["imp_uid"]))
+        clicked = []
+    elif clicked:
+        chosen = [str(result.frame.iloc[clicked[0][0]]["imp_uid"])]  # any other cell: the row's detail
+    refund_dialog.render(REFUND_DIALOG, rt, actor)
 if bulk_mode:
     if st.button(t("payments.bulk_go", count=len(chosen)), key="payments.bulk_go", type="primary", disabled=not chosen):
         st.session_state["refunds.bulk_imp_uids"] = chosen
@@ -262,4 +285,4 @@ elif chosen:
     st.session_state["payment_detail.imp_uid"] = chosen[0]
     st.switch_page("pages/payment_detail.py", query_params={"imp_uid": chosen[0]})
 else:
-    st.caption(t("payments.select_hint"))
+    st.caption(t("payments.select_hint_refund" if can_refund else "payments.select_hint"))
