@@ -145,7 +145,7 @@ def show_result(name: str) -> None:
         kind, text = result
         getattr(st, kind)(text)
         if kind in ("success", "info"):
-            st.toast(text, icon="✅" if kind == "success" else "⏳")
+            st.toast(text, icon=":material/check_circle:" if kind == "success" else ":material/hourglass_top:")
 
 
 def _typed_amount(text: str, quote: desk.RefundQuote) -> Decimal | None:
