@@ -152,6 +152,20 @@ def test_outside_text_renders_no_link_or_image_anywhere(
     seen["bulk preview"] = live_markdown(refunds_page)
     seen["reports"] = live_markdown(_open(open_app, "pages/reports.py"))
 
+    detail = _open(open_app, "pages/payment_detail.py", imp_uid=ids["paid"])
+    detail.button(key="payment_detail.refund").click()
+    _run(detail)
+    dialog = "payment_detail.refund_dialog"
+    seen["detail refund dialog"] = live_markdown(detail)
+    detail.text_input(key=f"{dialog}.amount").input("1000")
+    detail.radio(key=f"{dialog}.reason").set_value("other")
+    _run(detail)
+    detail.text_input(key=f"{dialog}.other").input(EVIL)
+    detail.button(key=f"{dialog}.confirm").click()
+    _run(detail)
+    assert not detail.session_state[f"{dialog}.dialog_open"]  # refunded: the outcome shows on the page
+    seen["detail refund outcome"] = live_markdown(detail)
+
     live = [f"{page} | {text}" for page, found in seen.items() for text in found]
     assert live == [], "\n".join(live)
 
