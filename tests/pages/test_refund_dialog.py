@@ -228,3 +228,21 @@ def test_a_refusal_stays_in_the_dialog_and_the_next_try_is_a_new_intent(
     assert at.session_state[f"{DIALOG}.dialog_open"]
     assert at.error, _texts(at)
     assert at.session_state[f"{DIALOG}.intent"].key != key
+
+
+def test_the_dialog_speaks_english_and_still_stores_the_korean_reason(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    imp_uid = _paid(dashboard_runtime, sandbox)
+    at = open_app("operator", lang="en")
+    at.session_state["payment_detail.imp_uid"] = imp_uid
+    at.switch_page("pages/payment_detail.py").run()
+    at.button(key="payment_detail.refund").click().run()
+    assert not at.exception, at.exception
+    assert list(at.radio(key=f"{DIALOG}.reason").options)[:2] == [
+        "Cancelled at the customer's request",
+        "Duplicate payment",
+    ]
+    at.button(key=f"{DIALOG}.confirm").click().run()  # the first preset, as chosen when it opened
+    assert not at.exception, at.exception
+    assert [r.reason for r in _refunds(dashboard_runtime)] == ["고객 요청 취소"]
