@@ -185,12 +185,9 @@ def _body(name: str, rt: Runtime, actor: Actor, intent: ui.Intent) -> None:
         help=t("refund_dialog.amount_help"),
         disabled=bool(quote.full_only),
     )
+    labels = {preset.value: t(f"refund_dialog.reason_{preset}") for preset in reasons.PRESETS}  # this run's language
     code = st.radio(
-        t("refund_dialog.reason"),
-        [preset.value for preset in reasons.PRESETS],
-        key=f"{name}.reason",
-        format_func=lambda value: t(f"refund_dialog.reason_{value}"),
-        horizontal=True,
+        t("refund_dialog.reason"), list(labels), key=f"{name}.reason", format_func=labels.__getitem__, horizontal=True
     )
     other = ""
     if code == reasons.ReasonPreset.OTHER:

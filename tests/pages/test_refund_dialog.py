@@ -243,6 +243,7 @@ def test_the_dialog_speaks_english_and_still_stores_the_korean_reason(
         "Cancelled at the customer's request",
         "Duplicate payment",
     ]
-    at.button(key=f"{DIALOG}.confirm").click().run()  # the first preset, as chosen when it opened
+    at.radio(key=f"{DIALOG}.reason").set_value("delivery_cancelled")
+    at.button(key=f"{DIALOG}.confirm").click().run()
     assert not at.exception, at.exception
-    assert [r.reason for r in _refunds(dashboard_runtime)] == ["고객 요청 취소"]
+    assert [r.reason for r in _refunds(dashboard_runtime)] == ["탁송 취소·불가"]
