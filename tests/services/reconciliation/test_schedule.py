@@ -161,6 +161,12 @@ def test_a_webhook_lost_while_the_api_was_down_is_healed_by_the_next_scheduled_r
                 return bool(answer.json()["status"] == "paid")
 
             _wait_until(order_paid, "the scheduled reconciliation never recorded the payment", timeout=90)
+
+            def run_that_repaired_it_ended() -> bool:  # the payment is recorded mid-run; let the run end
+                runs = [run for run in _scheduled_runs(rt) if run.started_at >= paid_at - timedelta(seconds=1)]
+                return bool(runs) and runs[0].status != "running"
+
+            _wait_until(run_that_repaired_it_ended, "the scheduled run never ended", timeout=60)
             assert scheduler.poll() is None, scheduler.stderr.read() if scheduler.stderr else ""
             health = api.get("/healthz").json()["reconcile"]
         with rt.db.read() as session:
