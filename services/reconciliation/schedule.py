@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from services.alerts.store import SEVERITY, AlertKind
 from services.audit import trail as audit
@@ -80,12 +81,7 @@ def schedule_state(
     settings = rt.settings
     stale_after = timedelta(minutes=settings.reconcile_stale_minutes)
     with rt.db.read() as session:
-        newest = session.scalars(
-            select(ReconciliationRun)
-            .where(ReconciliationRun.started_by == SCHEDULER)
-            .order_by(ReconciliationRun.id.desc())
-            .limit(1)
-        ).first()
+        newest = _newest_scheduled_run(session)
         last_run = summary_of(newest, now=now) if newest is not None else None
         last_finished_at = session.scalar(
             select(ReconciliationRun.finished_at)
@@ -212,12 +208,7 @@ def _notify_failed(rt: Runtime) -> None:
     the key: a run is told once)."""
     try:
         with rt.db.write() as session:
-            newest = session.scalars(
-                select(ReconciliationRun)
-                .where(ReconciliationRun.started_by == SCHEDULER)
-                .order_by(ReconciliationRun.id.desc())
-                .limit(1)
-            ).first()
+            newest = _newest_scheduled_run(session)
             if newest is not None and newest.status == FAILED:
                 notify.reconcile_failed(session, run_id=newest.id)
     except Exception as exc:  # noqa: BLE001 - the schedule carries on; the stale alert still follows
@@ -261,3 +252,12 @@ def serve(rt: Runtime, *, stop: threading.Event, max_runs: int = 0) -> int:
             break
         stop.wait(max(every - (utcnow() - started).total_seconds(), 0.0))
     return ran
+
+
+def _newest_scheduled_run(session: Session) -> ReconciliationRun | None:
+    return session.scalars(
+        select(ReconciliationRun)
+        .where(ReconciliationRun.started_by == SCHEDULER)
+        .order_by(ReconciliationRun.id.desc())
+        .limit(1)
+    ).first()

@@ -256,3 +256,31 @@ def screenshot(page: Page, name: str) -> Path:
     finally:
         page.set_viewport_size(viewport)
     return path
+
+
+def paid_payment(stack: Stack, *, email: str, name: str, phone: str) -> str:
+    """A customer pays 50,000 KRW through our API and the sandbox checkout, as the app would; its imp_uid."""
+    with httpx.Client(timeout=30) as http:
+        order = http.post(
+            f"{stack.api_url}/api/orders",
+            json={"customer_email": email, "customer_name": name, "customer_phone": phone},
+        )
+        assert order.status_code == 201, order.text
+        merchant_uid = order.json()["merchant_uid"]
+        paid = http.post(
+            f"{stack.sandbox_url}/sandbox/checkout",
+            json={
+                "merchant_uid": merchant_uid,
+                "amount": "50000",
+                "card_number": "4111-1111-1111-1111",
+                "buyer_email": email,
+                "buyer_name": name,
+                "buyer_tel": phone,
+            },
+        ).json()
+        imp_uid = str(paid["imp_uid"])
+        completed = http.post(
+            f"{stack.api_url}/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid}
+        )
+        assert completed.status_code == 200, completed.text
+    return imp_uid

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
 from services.core.db import Database
 from services.core.models import Refund
-from tests.e2e.conftest import OPERATOR, Stack, login, open_link, screenshot, wait_for_app
+from tests.e2e.conftest import OPERATOR, Stack, login, open_link, paid_payment, screenshot, wait_for_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 BUYER_EMAIL = "e2e.dialog@example.com"
@@ -21,30 +20,7 @@ REFUND_CELL_WIDTH = 70  # a "small" column
 
 
 def _paid_payment(stack: Stack) -> str:
-    with httpx.Client(timeout=30) as http:
-        order = http.post(
-            f"{stack.api_url}/api/orders",
-            json={"customer_email": BUYER_EMAIL, "customer_name": "정다이얼", "customer_phone": "010-5555-0202"},
-        )
-        assert order.status_code == 201, order.text
-        merchant_uid = order.json()["merchant_uid"]
-        paid = http.post(
-            f"{stack.sandbox_url}/sandbox/checkout",
-            json={
-                "merchant_uid": merchant_uid,
-                "amount": "50000",
-                "card_number": "4111-1111-1111-1111",
-                "buyer_email": BUYER_EMAIL,
-                "buyer_name": "정다이얼",
-                "buyer_tel": "010-5555-0202",
-            },
-        ).json()
-        imp_uid = str(paid["imp_uid"])
-        completed = http.post(
-            f"{stack.api_url}/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid}
-        )
-        assert completed.status_code == 200, completed.text
-    return imp_uid
+    return paid_payment(stack, email=BUYER_EMAIL, name="정다이얼", phone="010-5555-0202")
 
 
 def _refunds_of(stack: Stack, imp_uid: str) -> list[tuple[Decimal, str, str]]:
