@@ -60,7 +60,7 @@ if len(matches) > 1:
 imp_uid = st.query_params.get("imp_uid") or st.session_state.get("payment_detail.imp_uid")
 if not imp_uid:
     st.info(t("payment_detail.empty"))
-    st.page_link("pages/payments.py", label=t("payment_detail.to_payments"), icon=":material/payments:")
+    st.page_link("views/payments.py", label=t("payment_detail.to_payments"), icon=":material/payments:")
     st.stop()
 
 try:
@@ -93,7 +93,7 @@ if detail.full_only and detail.refundable > 0:
 if actor.can(Permission.REFUND) and detail.refundable > 0:
     if st.button(t("payment_detail.refund"), key="payment_detail.refund", type="primary"):
         st.session_state["refunds.prefill"] = detail.imp_uid
-        st.switch_page("pages/refunds.py")
+        st.switch_page("views/refunds.py")
 
 
 # -- ours vs PortOne -----------------------------------------------------------------------------
