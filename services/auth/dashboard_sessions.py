@@ -110,38 +110,40 @@ def resolve(
 ) -> LiveSession:
     """The live sign-in named by a cookie's token (or, inside the process that made it, by its id),
     touched as seen now. Ends it when idle, too old, or its account is gone or disabled; raises
-    SessionEnded with the reason whenever it is not live."""
+    SessionEnded with the reason whenever it is not live. Reads only, unless it ends the sign-in or
+    its last action is more than TOUCH_EVERY_SECONDS old: every page run calls this, and on SQLite a
+    write takes the database's one write lock."""
     if not token and not session_id:
         raise SessionEnded("unknown")
     at = _at(now)
     policy = SessionPolicy.from_settings(rt.settings)
-    with rt.db.write() as session:
-        query = select(DashboardSession)
-        query = (
-            query.where(DashboardSession.token_hash == hash_token(token))
-            if token
-            else query.where(DashboardSession.id == session_id)
-        )
+    query = select(DashboardSession).where(
+        DashboardSession.token_hash == hash_token(token) if token else DashboardSession.id == session_id
+    )
+    with rt.db.read() as session:
         row = session.scalar(query)
         if row is None:
             raise SessionEnded("unknown")
         if row.ended_at is not None:
             raise SessionEnded(row.ended_reason or "unknown")
-        ended = policy.ended(
-            signed_in_at=row.created_at.timestamp(), last_seen=row.last_seen_at.timestamp(), now=at.timestamp()
-        )
-        if ended is None:
-            active = session.scalar(select(User.active).where(User.username == row.username))
-            ended = None if active else SessionEnd.DISABLED
-        if ended is not None:
-            row.ended_at, row.ended_reason = at, str(ended)
-            row.handoff_hash = row.handoff_expires_at = None
-        elif (at - row.last_seen_at).total_seconds() >= TOUCH_EVERY_SECONDS:
-            row.last_seen_at = at
         live = LiveSession(row.id, row.username, row.created_at, row.last_seen_at)
+        ended = policy.ended(
+            signed_in_at=live.created_at.timestamp(), last_seen=live.last_seen_at.timestamp(), now=at.timestamp()
+        )
+        if ended is None and not session.scalar(select(User.active).where(User.username == live.username)):
+            ended = SessionEnd.DISABLED
     if ended is not None:
-        _revoke_export_links(rt, [live.id], now=now)
+        end(rt, live.id, reason=ended, now=now)
         raise SessionEnded(str(ended))
+    if (at - live.last_seen_at).total_seconds() >= TOUCH_EVERY_SECONDS:
+        with rt.db.write() as session:
+            session.execute(
+                update(DashboardSession)
+                .where(DashboardSession.id == live.id, DashboardSession.ended_at.is_(None))
+                .values(last_seen_at=at)
+                .execution_options(synchronize_session=False)
+            )
+        live = LiveSession(live.id, live.username, live.created_at, at)
     return live
 
 
