@@ -111,7 +111,7 @@ def test_each_role_is_shown_exactly_its_actions(
 @pytest.mark.reliability(
     area="access",
     case="role lowered or account disabled while its dashboard session is open",
-    outcome="the next page run uses the new role (refund page refused); a disabled account is signed out",
+    outcome="the next page run uses the new role (the refunds page leaves the navigation); a disabled account is signed out",
 )
 def test_an_open_session_follows_its_account(open_app: Callable[..., AppTest], dashboard_runtime: Runtime) -> None:
     admin = Actor("admin", Role.ADMIN)
