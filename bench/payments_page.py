@@ -368,9 +368,10 @@ def measure_naive_apptest(database_url: str) -> Timing:
 
 
 def measure_apptest(database_url: str, query: str) -> list[Timing]:
-    """pages/payments.py rendered through Streamlit's AppTest, signed in as an operator."""
+    """views/payments.py rendered through Streamlit's AppTest, signed in as an operator."""
     from streamlit.testing.v1 import AppTest
 
+    from services.auth import dashboard_sessions
     from services.auth.accounts import create_user
     from services.core.models import User
 
@@ -380,16 +381,16 @@ def measure_apptest(database_url: str, query: str) -> list[Timing]:
         exists = session.scalar(select(User).where(User.username == "bench-operator"))
     if exists is None:
         create_user(rt, username="bench-operator", password=secrets.token_urlsafe(16), role="operator", actor=None)
+    sign_in, _code = dashboard_sessions.start(rt, username="bench-operator")
     rt.close()
     previous = {name: os.environ.get(name) for name in ("DATABASE_URL", "PORTONE_MODE", "PORTONE_API_URL")}
     os.environ.update(DATABASE_URL=database_url, PORTONE_MODE="sandbox", PORTONE_API_URL="http://127.0.0.1:9")
     try:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-        at.session_state["auth_username"] = "bench-operator"
-        at.session_state["auth_signed_in_at"] = at.session_state["auth_last_seen"] = time.time()
+        at.session_state["auth_session_id"] = sign_in.id  # as the sign-in form leaves it
         at.run()
         begin = time.perf_counter()
-        at.switch_page("pages/payments.py").run()
+        at.switch_page("views/payments.py").run()
         first = time.perf_counter() - begin
         if at.exception:
             raise RuntimeError(f"the payments page failed: {at.exception[0].message}")
@@ -404,7 +405,7 @@ def measure_apptest(database_url: str, query: str) -> list[Timing]:
         searched = time.perf_counter() - begin
         found = len(at.dataframe[0].value) if at.dataframe else 0
         return [
-            Timing("AppTest: render pages/payments.py", [first], shown),
+            Timing("AppTest: render views/payments.py", [first], shown),
             Timing("AppTest: filter change (failed + partly refunded)", [change], changed),
             Timing("AppTest: search (exact imp_uid)", [searched], found),
         ]

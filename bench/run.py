@@ -191,7 +191,7 @@ def _dashboard(ctx: Context) -> dict[str, Any]:
 
 def _dashboard_summary(r: dict[str, Any]) -> tuple[str, str, str]:
     t = r["timings"]
-    render = t["AppTest: render pages/payments.py"]["seconds"] * 1000
+    render = t["AppTest: render views/payments.py"]["seconds"] * 1000
     change = t["AppTest: filter change (failed + partly refunded)"]["seconds"] * 1000
     search = t["AppTest: search (exact imp_uid)"]["seconds"] * 1000
     naive = t["AppTest: naive page (pandas whole table)"]["seconds"] * 1000

@@ -1,25 +1,33 @@
 """Sign-in and the role gate. Every page calls `gate(permission)` first: it checks on the
-server, re-reading the user's role each run, so hiding a button is never the only guard."""
+server, re-reading the user's role each run, so hiding a button is never the only guard.
+
+A sign-in lives in the database (services.auth.dashboard_sessions). The browser holds its token in
+an HttpOnly cookie set by the dashboard's server (dashboard/session_cookie.py), read here from the
+websocket's handshake (`st.context.cookies`): a reload, a new tab or another dashboard process
+finds the same sign-in. The browser session that signed in also remembers the sign-in's id, so it
+stays signed in before the cookie is set (and where no cookie exists, as in AppTest)."""
 
 from __future__ import annotations
 
-import time
+import json
 
 import streamlit as st
 
 from dashboard.format import plain
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
+from dashboard.session_cookie import COOKIE, END_PATH, START_PATH
 from services.auth import accounts as users
+from services.auth import dashboard_sessions
 from services.auth.access import Actor, Permission
-from services.auth.sessions import SessionPolicy, SignIn, new_session_id
+from services.auth.dashboard_sessions import LiveSession, SessionEnded
+from services.auth.sessions import SessionEnd, SessionPolicy, SignIn
 from services.core.errors import Forbidden
-from services.reporting import export_links
 
-_USER = "auth_username"
-_SIGNED_IN = "auth_signed_in_at"
-_SEEN = "auth_last_seen"
-_SESSION = "auth_session_id"  # names this sign-in to the server: export links are bound to it
+_SESSION = "auth_session_id"  # the sign-in this browser session made (its public id, not the token)
+_HANDOFF = "auth_handoff"  # the one-time code the page posts to the cookie route, once
+_FORGET = "auth_forget_cookie"  # after sign-out: ask the server to clear the cookie, once
+_IGNORED = "auth_ended_cookie"  # the hash of a cookie token known to have ended: said once, not looked up again
 
 
 def oidc_configured() -> bool:
@@ -32,25 +40,79 @@ def oidc_configured() -> bool:
 
 
 def sign_in(actor: Actor) -> None:
-    st.session_state[_USER] = actor.username
-    st.session_state[_SIGNED_IN] = st.session_state[_SEEN] = time.time()
-    st.session_state[_SESSION] = new_session_id()
+    """A new sign-in (new id, new token: nothing from before carries over) for an authenticated actor."""
+    live, code = dashboard_sessions.start(get_runtime(), username=actor.username)
+    st.session_state[_SESSION] = live.id
+    st.session_state[_HANDOFF] = code
+    st.session_state.pop(_FORGET, None)
+
+
+def _cookie_token() -> str | None:
+    try:
+        token = st.context.cookies.get(COOKIE)
+    except Exception:  # noqa: BLE001 - no browser connection (e.g. a script run in tests): no cookie
+        return None
+    return token if isinstance(token, str) and token else None
+
+
+def _say_why(reason: str) -> None:
+    policy = SessionPolicy.from_settings(get_runtime().settings)
+    words = {
+        SessionEnd.IDLE: lambda: t("login.expired_idle", minutes=f"{policy.idle_seconds / 60:g}"),
+        SessionEnd.LIFETIME: lambda: t("login.expired_lifetime", hours=f"{policy.lifetime_seconds / 3600:g}"),
+        SessionEnd.SIGNED_OUT: lambda: t("login.ended_signed_out"),
+        SessionEnd.REVOKED: lambda: t("login.ended_revoked"),
+    }
+    say = words.get(reason)  # type: ignore[call-overload]
+    if say is not None:
+        st.session_state["auth_message"] = say()
+    if oidc_configured() and getattr(st.user, "is_logged_in", False):
+        st.logout()
+
+
+def _live_session() -> LiveSession | None:
+    """This browser's live sign-in, or None; an ended one is said why once, then forgotten.
+    With neither a sign-in nor a cookie, nothing is asked of the runtime (the sign-in page shows
+    even when the settings are refused)."""
+    session_id = st.session_state.get(_SESSION)
+    if session_id:
+        try:
+            return dashboard_sessions.resolve(get_runtime(), session_id=str(session_id))
+        except SessionEnded as ended:
+            st.session_state.pop(_SESSION, None)
+            st.session_state.pop(_HANDOFF, None)
+            _say_why(ended.reason)
+    token = _cookie_token()
+    if token and dashboard_sessions.hash_token(token) != st.session_state.get(_IGNORED):
+        try:
+            return dashboard_sessions.resolve(get_runtime(), token=token)
+        except SessionEnded as ended:
+            st.session_state[_IGNORED] = dashboard_sessions.hash_token(token)
+            if not session_id:  # not said a moment ago for the same sign-in
+                _say_why(ended.reason)
+    return None
 
 
 def sign_out() -> None:
-    """End the sign-in (a click, or it ended idle or too old): the export links it made stop working."""
-    session_id = st.session_state.get(_SESSION)
-    for key in (_USER, _SIGNED_IN, _SEEN, _SESSION):
+    """End the sign-in in every tab and dashboard process; the export links it made stop working."""
+    live = _live_session()
+    if live is not None:
+        dashboard_sessions.end(get_runtime(), live.id)
+    token = _cookie_token()
+    if token:
+        st.session_state[_IGNORED] = dashboard_sessions.hash_token(token)
+    for key in (_SESSION, _HANDOFF, "auth_message"):
         st.session_state.pop(key, None)
-    if session_id:
-        export_links.revoke_sign_in(get_runtime(), str(session_id))
+    st.session_state[_FORGET] = True
     if oidc_configured() and getattr(st.user, "is_logged_in", False):
         st.logout()
 
 
 def current_actor() -> Actor | None:
-    """The signed-in actor, or None (never signed in, idle or signed in too long, account disabled)."""
-    if oidc_configured() and getattr(st.user, "is_logged_in", False) and _USER not in st.session_state:
+    """The signed-in actor, or None (never signed in, signed out, idle or signed in too long,
+    ended by an admin, account disabled). The role is read afresh on every run."""
+    live = _live_session()
+    if live is None and oidc_configured() and getattr(st.user, "is_logged_in", False):
         email = str(st.user.get("email") or "")
         if st.user.get("email_verified") is not True:
             # The e-mail claim names the account; an address the IdP did not verify is anyone's.
@@ -62,44 +124,40 @@ def current_actor() -> Actor | None:
             st.session_state["auth_message"] = t("login.oidc_unknown", email=plain(email))
             return None
         sign_in(actor)
-    username = st.session_state.get(_USER)
-    if not username:
-        return None
-    policy = SessionPolicy.from_settings(get_runtime().settings)
-    ended = policy.ended(
-        signed_in_at=st.session_state.get(_SIGNED_IN), last_seen=st.session_state.get(_SEEN), now=time.time()
-    )
-    if ended is not None:
-        sign_out()
-        st.session_state["auth_message"] = t(
-            f"login.expired_{ended}",
-            minutes=f"{policy.idle_seconds / 60:g}",
-            hours=f"{policy.lifetime_seconds / 3600:g}",
-        )
+        return actor
+    if live is None:
         return None
     try:
-        actor = users.current_actor(get_runtime(), username)
+        return users.current_actor(get_runtime(), live.username)
     except Forbidden:
-        sign_out()
+        dashboard_sessions.end(get_runtime(), live.id, reason=SessionEnd.DISABLED)
         return None
-    st.session_state[_SEEN] = time.time()
-    return actor
 
 
 def current_sign_in() -> SignIn | None:
-    """This browser session's sign-in, for binding what the server hands out (export links) to it.
+    """This browser's sign-in, for binding what the server hands out (export links) to it.
     Call after `gate`; None when signed out."""
-    username = st.session_state.get(_USER)
-    signed_in_at, last_seen = st.session_state.get(_SIGNED_IN), st.session_state.get(_SEEN)
-    if not username or signed_in_at is None or last_seen is None:
-        return None
-    if not st.session_state.get(_SESSION):  # a sign-in made before sign-ins had ids
-        st.session_state[_SESSION] = new_session_id()
-    return SignIn(
-        session_id=str(st.session_state[_SESSION]),
-        username=str(username),
-        signed_in_at=float(signed_in_at),
-        last_seen=float(last_seen),
+    live = _live_session()
+    return None if live is None else live.sign_in()
+
+
+def send_cookie_requests() -> None:
+    """After a sign-in, have the browser exchange the one-time code for the HttpOnly cookie; after
+    a sign-out, have it drop the cookie. Called by app.py on every run; does nothing most runs."""
+    code = st.session_state.pop(_HANDOFF, None)
+    if code:
+        _post(START_PATH, {"code": str(code)})
+    if st.session_state.pop(_FORGET, None):
+        _post(END_PATH, {})
+
+
+def _post(path: str, body: dict[str, str]) -> None:
+    # json.dumps of our own values; "</" escaped so nothing can close the script element.
+    payload = json.dumps(body).replace("</", "<\\/")
+    st.html(
+        f"<script>fetch({json.dumps(path)}, {{method: 'POST', credentials: 'same-origin', "
+        f"headers: {{'Content-Type': 'application/json'}}, body: JSON.stringify({payload})}});</script>",
+        unsafe_allow_javascript=True,
     )
 
 

@@ -1,4 +1,4 @@
 """Business logic of Chekar Payments Ops, one room per domain (see ARCHITECTURE.md).
 
-Nothing here imports Streamlit, FastAPI or the command line: pages/, api/ and cli/ call in.
+Nothing here imports Streamlit, FastAPI or the command line: views/, api/ and cli/ call in.
 """

@@ -12,7 +12,7 @@ def test_the_payments_page_bench_runs() -> None:
     assert first.rows > 0
     # The page through AppTest shows the same first page the service returns, and the naive
     # pandas approach agrees on how many rows the first page has.
-    assert timings["AppTest: render pages/payments.py"].rows == first.rows
+    assert timings["AppTest: render views/payments.py"].rows == first.rows
     assert timings["naive: whole table into pandas + filter"].rows == first.rows
     assert timings["search: exact imp_uid (92 days)"].rows == 1
     changed = timings["AppTest: filter change (failed + partly refunded)"]

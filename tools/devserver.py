@@ -4,7 +4,7 @@
    PORTONE_MODE=sandbox, PORTONE_API_URL=http://127.0.0.1:<sandbox port>,
    SANDBOX_WEBHOOK_URL=http://127.0.0.1:<api port>/portone/webhook; DATABASE_URL is left to the app;
 2. ``python -m cli migrate``;
-3. starts ``python -m sandbox``, ``python -m api``, ``streamlit run app.py`` and ``python -m cli scheduler``
+3. starts ``python -m sandbox``, ``python -m api``, ``streamlit run dashboard_server.py`` and ``python -m cli scheduler``
    (the scheduled reconciliation that heals lost webhooks: RECONCILE_SCHEDULE_MINUTES, RECONCILE_SCHEDULE_WINDOW)
    and waits until each answers (the scheduler has no port: running is answering);
 4. in sandbox mode, ``python -m cli seed-demo`` (seeds once; later runs change nothing);
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Child("sandbox", [python, "-m", "sandbox", "--port", str(args.sandbox_port)], args.sandbox_port,
               "/sandbox/config"),
         Child("api", [python, "-m", "api", "--port", str(args.api_port)], args.api_port, "/healthz"),
-        Child("dashboard", [python, "-m", "streamlit", "run", "app.py", "--server.port", str(args.dashboard_port),
+        Child("dashboard", [python, "-m", "streamlit", "run", "dashboard_server.py", "--server.port", str(args.dashboard_port),
                             "--server.address", HOST, "--server.headless", "true",
                             "--browser.gatherUsageStats", "false"], args.dashboard_port, "/_stcore/health"),
         Child("scheduler", [python, "-m", "cli", "scheduler"], None, ""),

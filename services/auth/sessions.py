@@ -29,6 +29,9 @@ class SignIn:
 class SessionEnd(enum.StrEnum):
     IDLE = "idle"  # no action for longer than the idle limit
     LIFETIME = "lifetime"  # signed in longer ago than the absolute limit
+    SIGNED_OUT = "signed_out"  # signed out (in any tab)
+    REVOKED = "revoked"  # an admin ended the user's sign-ins
+    DISABLED = "disabled"  # the account was disabled or removed
 
 
 @dataclass(frozen=True)

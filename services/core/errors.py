@@ -1,4 +1,4 @@
-"""Domain errors raised by `services/`; `api/` and `pages/` translate them.
+"""Domain errors raised by `services/`; `api/` and `views/` translate them.
 
 Each class carries how the payment API answers it: `code` (the JSON body's `error`) and
 `api_status` (the HTTP status), inherited by its subclasses; `api_message()` and `api_details()`

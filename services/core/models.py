@@ -441,6 +441,26 @@ class ExportLinkGrant(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class DashboardSession(Base):
+    """One dashboard sign-in, kept on the server so any number of dashboard processes honour it and
+    it can be ended from anywhere (sign-out in any tab, an admin, a disabled account). The browser
+    holds a random token in an HttpOnly cookie; only its SHA-256 is stored here. `id` is the public
+    name of the sign-in (export links are bound to it). `handoff_hash` is a one-time code, valid
+    seconds, that the dashboard's cookie route exchanges for the token."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_expires_at: Mapped[datetime | None]
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    ended_reason: Mapped[str | None] = mapped_column(String(16))
+
+
 class NotificationOutbox(Base):
     """One event to tell people about (a high or critical alert, a refund awaiting approval, a failed
     scheduled reconciliation), written in the event's own transaction and sent later by

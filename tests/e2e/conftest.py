@@ -158,7 +158,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         Server("sandbox", [python, "-m", "sandbox", "--port", str(sandbox_port)], f"{sandbox_url}/sandbox/health",
                workdir / "sandbox.log"),
         Server("api", [python, "-m", "api", "--port", str(api_port)], f"{api_url}/healthz", workdir / "api.log"),
-        Server("dashboard", [python, "-m", "streamlit", "run", "app.py", "--server.port", str(dashboard_port),
+        Server("dashboard", [python, "-m", "streamlit", "run", "dashboard_server.py", "--server.port", str(dashboard_port),
                              "--server.address", "127.0.0.1", "--server.headless", "true",
                              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
                f"{dashboard_url}/_stcore/health", workdir / "dashboard.log"),

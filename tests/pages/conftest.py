@@ -3,14 +3,17 @@ each role, and an `app` factory that opens app.py signed in as one of them."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from streamlit.testing.v1 import AppTest
 
+from services.auth import dashboard_sessions
 from services.auth.accounts import create_user
+from services.core.models import DashboardSession, utcnow
 from services.runtime import Runtime
 from tests.factories import SandboxControl, make_runtime
 
@@ -43,8 +46,33 @@ def open_app(dashboard_runtime: Runtime) -> Callable[..., AppTest]:
         at = AppTest.from_file(APP_FILE, default_timeout=APP_TIMEOUT)
         at.session_state["lang"] = lang
         if role is not None:
-            at.session_state["auth_username"] = role
-            at.session_state["auth_signed_in_at"] = at.session_state["auth_last_seen"] = time.time()
+            sign_in_state(at, dashboard_runtime, role)
         return at.run()
 
     return open_as
+
+
+SESSION_KEY = "auth_session_id"
+
+
+def sign_in_state(at: AppTest, rt: Runtime, username: str) -> str:
+    """A fresh server-side sign-in of `username` held by this AppTest's browser session, as the
+    sign-in form leaves it (AppTest has no cookies: the session remembers the sign-in's id)."""
+    live, _code = dashboard_sessions.start(rt, username=username)
+    at.session_state[SESSION_KEY] = live.id
+    return live.id
+
+
+def signed_in(at: AppTest) -> bool:
+    return SESSION_KEY in at.session_state
+
+
+def age_sign_in(rt: Runtime, at: AppTest, *, signed_in_ago: float, idle_for: float) -> None:
+    """Move the AppTest's sign-in back in time in the database (signed in and last seen that long ago)."""
+    now = utcnow()
+    with rt.db.write() as session:
+        session.execute(
+            update(DashboardSession)
+            .where(DashboardSession.id == at.session_state[SESSION_KEY])
+            .values(created_at=now - timedelta(seconds=signed_in_ago), last_seen_at=now - timedelta(seconds=idle_for))
+        )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,9 +19,9 @@ from services.core.errors import Forbidden
 from services.core.models import Role, User
 from services.runtime import Runtime
 from tests.factories import SandboxControl
-from tests.pages.conftest import APP_TIMEOUT
+from tests.pages.conftest import APP_TIMEOUT, sign_in_state, signed_in
 
-PAGE = "pages/admin.py"
+PAGE = "views/admin.py"
 PAGE_FILE = str(Path(__file__).resolve().parents[2] / PAGE)
 
 
@@ -139,8 +138,7 @@ def test_other_roles_cannot_open_admin(open_app: Callable[..., AppTest], dashboa
     with pytest.raises(ValueError, match="admin"):
         at.switch_page(PAGE)  # not in their navigation
     direct = AppTest.from_file(PAGE_FILE, default_timeout=APP_TIMEOUT)
-    direct.session_state["auth_username"] = role
-    direct.session_state["auth_signed_in_at"] = direct.session_state["auth_last_seen"] = time.time()
+    sign_in_state(direct, dashboard_runtime, role)
     direct.run()
     assert not direct.exception
     assert direct.error[0].value.startswith("이 화면을 열 권한이 없습니다")
@@ -153,3 +151,19 @@ def test_other_roles_cannot_open_admin(open_app: Callable[..., AppTest], dashboa
         user_admin.reset_password(dashboard_runtime, username="admin", new_password="taken-over-1", actor=who)
     with pytest.raises(Forbidden):
         audit_log.list_entries(dashboard_runtime, actor=who)
+
+
+def test_admin_ends_a_users_sign_ins(open_app: Callable[..., AppTest], dashboard_runtime: Runtime) -> None:
+    operator = open_app("operator")
+    assert operator.button(key="sign_out")
+    at = _admin(open_app)
+    at.selectbox(key="admin_edit_user").select("operator").run()
+    assert any(c.value == "현재 로그인 1개" for c in at.caption), [c.value for c in at.caption]
+    at.button(key="admin_end_sessions").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value.startswith("operator 계정의 로그인 1개를 종료했습니다")
+    assert at.button(key="admin_end_sessions").disabled
+    operator.run()  # the operator's next action
+    assert not signed_in(operator)
+    assert any("관리자가 로그인을 종료했습니다" in w.value for w in operator.warning)
+    assert at.run().button(key="sign_out")  # the admin's own sign-in is untouched

@@ -18,7 +18,7 @@ from tests.services.reporting.test_sales import forgery, paid
 
 def _alerts(open_app: Callable[..., AppTest], role: str, lang: str = "ko") -> AppTest:
     at = open_app(role, lang=lang)
-    at.switch_page("pages/alerts.py").run()
+    at.switch_page("views/alerts.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -15,7 +15,7 @@ from services.reconciliation import schedule as reconcile_schedule
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 
-PAGE = "pages/alerts.py"
+PAGE = "views/alerts.py"
 
 
 def _button(at: AppTest, key: str) -> object:

@@ -34,7 +34,7 @@ def _texts(at: AppTest) -> str:
 
 def _load(open_app: Callable[..., AppTest], identifier: str) -> AppTest:
     at = open_app("operator")
-    at.switch_page("pages/refunds.py").run()
+    at.switch_page("views/refunds.py").run()
     at.text_input(key="refunds.identifier").input(identifier)
     at.button(key="refunds.load").click().run()
     assert not at.exception, at.exception
@@ -56,7 +56,7 @@ def test_an_escrow_payment_is_offered_only_its_whole_remainder(
 
     detail = open_app("operator")
     detail.session_state["payment_detail.imp_uid"] = imp_uid
-    detail.switch_page("pages/payment_detail.py").run()
+    detail.switch_page("views/payment_detail.py").run()
     assert not detail.exception, detail.exception
     assert "에스크로 결제라 포트원이 부분 환불을 받지 않습니다" in _texts(detail)
 

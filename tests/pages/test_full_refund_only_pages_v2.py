@@ -51,7 +51,7 @@ def test_a_v2_partial_refund_the_pg_refuses_shows_the_pg_words_and_the_advice(
     paid = sandbox.checkout(order.merchant_uid, order.amount, card_number=FOREIGN_CARD)
     payments.complete(dashboard_runtime, imp_uid=str(paid["imp_uid"]), merchant_uid=order.merchant_uid)
     at = open_app("operator")
-    at.switch_page("pages/refunds.py").run()
+    at.switch_page("views/refunds.py").run()
     at.text_input(key="refunds.identifier").input(order.merchant_uid)
     at.button(key="refunds.load").click().run()
     at.text_input(key="refunds.amount").input("20000")

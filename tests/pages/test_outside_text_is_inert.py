@@ -117,13 +117,13 @@ def test_outside_text_renders_no_link_or_image_anywhere(
     ids = _seed(dashboard_runtime, sandbox)
     seen: dict[str, list[str]] = {}
 
-    seen["overview"] = live_markdown(_open(open_app, "pages/overview.py"))
-    seen["payments"] = live_markdown(_open(open_app, "pages/payments.py"))
+    seen["overview"] = live_markdown(_open(open_app, "views/overview.py"))
+    seen["payments"] = live_markdown(_open(open_app, "views/payments.py"))
     for name, imp_uid in ids.items():
-        seen[f"detail {name}"] = live_markdown(_open(open_app, "pages/payment_detail.py", imp_uid=imp_uid))
-    seen["detail from a link"] = live_markdown(_open(open_app, "pages/payment_detail.py", imp_uid=EVIL))
+        seen[f"detail {name}"] = live_markdown(_open(open_app, "views/payment_detail.py", imp_uid=imp_uid))
+    seen["detail from a link"] = live_markdown(_open(open_app, "views/payment_detail.py", imp_uid=EVIL))
 
-    for page, key in (("pages/alerts.py", "alerts_pick"), ("pages/webhooks.py", "webhooks_pick")):
+    for page, key in (("views/alerts.py", "alerts_pick"), ("views/webhooks.py", "webhooks_pick")):
         at = _open(open_app, page)
         count = len(at.selectbox(key=key).options)
         assert count >= 2, page
@@ -131,7 +131,7 @@ def test_outside_text_renders_no_link_or_image_anywhere(
             at.selectbox(key=key).select_index(index)
             seen[f"{page} #{index}"] = live_markdown(_run(at))
 
-    refunds_page = _open(open_app, "pages/refunds.py")
+    refunds_page = _open(open_app, "views/refunds.py")
     refunds_page.text_input(key="refunds.identifier").input(ids["paid"])
     refunds_page.button(key="refunds.load").click()
     _run(refunds_page)
@@ -150,7 +150,7 @@ def test_outside_text_renders_no_link_or_image_anywhere(
     refunds_page.button(key="refunds.bulk_preview_button").click()
     _run(refunds_page)
     seen["bulk preview"] = live_markdown(refunds_page)
-    seen["reports"] = live_markdown(_open(open_app, "pages/reports.py"))
+    seen["reports"] = live_markdown(_open(open_app, "views/reports.py"))
 
     detail = _open(open_app, "pages/payment_detail.py", imp_uid=ids["paid"])
     detail.button(key="payment_detail.refund").click()

@@ -17,7 +17,7 @@ OPERATOR = Actor("operator", Role.OPERATOR)
 
 def _overview(open_app: Callable[..., AppTest], role: str, lang: str = "ko") -> AppTest:
     at = open_app(role, lang=lang)
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("views/overview.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -9,22 +9,22 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 PAGES = (
-    "pages/overview.py",
-    "pages/payments.py",
-    "pages/payment_detail.py",
-    "pages/refunds.py",
-    "pages/alerts.py",
-    "pages/reports.py",
-    "pages/webhooks.py",
-    "pages/test_payment.py",
-    "pages/admin.py",
+    "views/overview.py",
+    "views/payments.py",
+    "views/payment_detail.py",
+    "views/refunds.py",
+    "views/alerts.py",
+    "views/reports.py",
+    "views/webhooks.py",
+    "views/test_payment.py",
+    "views/admin.py",
 )
-VIEWS = {"pages/overview.py", "pages/payments.py", "pages/payment_detail.py", "pages/alerts.py"}
-VIEWS |= {"pages/reports.py", "pages/webhooks.py"}
+VIEWS = {"views/overview.py", "views/payments.py", "views/payment_detail.py", "views/alerts.py"}
+VIEWS |= {"views/reports.py", "views/webhooks.py"}
 EXPECTED = {
     None: set(),
     "viewer": VIEWS,
-    "operator": VIEWS | {"pages/refunds.py", "pages/test_payment.py"},
+    "operator": VIEWS | {"views/refunds.py", "views/test_payment.py"},
     "admin": set(PAGES),
 }
 
@@ -33,7 +33,7 @@ def test_every_page_is_decided_here() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    assert {f"pages/{p.name}" for p in (root / "pages").glob("*.py")} - {"pages/login.py"} == set(PAGES)
+    assert {f"views/{p.name}" for p in (root / "views").glob("*.py")} - {"views/login.py"} == set(PAGES)
 
 
 @pytest.mark.reliability(

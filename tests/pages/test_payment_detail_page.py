@@ -30,7 +30,7 @@ def _detail(open_app: Callable[..., AppTest], role: str, imp_uid: str | None = N
     at = open_app(role)
     if imp_uid is not None:
         at.session_state["payment_detail.imp_uid"] = imp_uid
-    at.switch_page("pages/payment_detail.py").run()
+    at.switch_page("views/payment_detail.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -52,7 +52,7 @@ def test_a_console_cancel_shows_as_a_highlighted_difference(
 ) -> None:
     imp_uid, merchant_uid = _paid(dashboard_runtime, sandbox)
     at = open_app("viewer")
-    at.switch_page("pages/payment_detail.py").run()
+    at.switch_page("views/payment_detail.py").run()
     at.text_input(key="payment_detail.lookup").input(merchant_uid)  # found by order number
     at.button(key="payment_detail.open").click().run()
     assert at.subheader[0].value == plain(imp_uid)  # shown as text
@@ -106,5 +106,5 @@ def test_an_operator_refunds_from_the_detail_in_a_dialog(
 def test_unknown_payment(open_app: Callable[..., AppTest]) -> None:
     at = open_app("viewer")
     at.query_params["imp_uid"] = "imp_nope"
-    at.switch_page("pages/payment_detail.py").run()
+    at.switch_page("views/payment_detail.py").run()
     assert f"우리 기록에 '{plain('imp_nope')}' 결제가 없습니다" in at.warning[0].value

@@ -45,7 +45,7 @@ def _three(runtime: Runtime, sandbox: SandboxControl) -> tuple[str, str, str]:
 
 def _open(open_app: Callable[..., AppTest], role: str, lang: str = "ko") -> AppTest:
     at = open_app(role, lang=lang)
-    at.switch_page("pages/payments.py").run()
+    at.switch_page("views/payments.py").run()
     assert not at.exception, at.exception
     return at
 

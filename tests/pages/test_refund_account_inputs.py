@@ -51,7 +51,7 @@ def test_the_next_virtual_account_request_does_not_inherit_the_account_typed_for
         assert filed.outcome == RefundOutcome.AWAITING_APPROVAL
 
     admin = open_app("admin")
-    admin.switch_page("pages/refunds.py").run()
+    admin.switch_page("views/refunds.py").run()
     assert not admin.exception, admin.exception
     admin.selectbox(key="refunds.queue.refund_bank").set_value("04")
     admin.text_input(key="refunds.queue.refund_holder").input("김첫째")
@@ -76,7 +76,7 @@ def test_a_newly_loaded_virtual_account_payment_does_not_inherit_the_last_refund
     first = _paid_virtual_account(dashboard_runtime, sandbox, "김첫째")
     second = _paid_virtual_account(dashboard_runtime, sandbox, "이둘째")
     at = open_app("operator")
-    at.switch_page("pages/refunds.py").run()
+    at.switch_page("views/refunds.py").run()
     at.text_input(key="refunds.identifier").input(first)
     at.button(key="refunds.load").click().run()
     at.text_input(key="refunds.amount").input("10000")

@@ -41,7 +41,7 @@ def _frame(at: AppTest, column: str) -> pd.DataFrame:
 
 def _open(open_app: Callable[..., AppTest], role: str) -> AppTest:
     at = open_app(role)
-    at.switch_page("pages/refunds.py").run()
+    at.switch_page("views/refunds.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -49,7 +49,7 @@ def _open(open_app: Callable[..., AppTest], role: str) -> AppTest:
 def test_a_viewer_cannot_reach_the_refunds_page(open_app: Callable[..., AppTest]) -> None:
     at = open_app("viewer")
     with pytest.raises(ValueError, match="not a registered page|registered"):
-        at.switch_page("pages/refunds.py")
+        at.switch_page("views/refunds.py")
 
 
 def test_empty_database_says_what_to_do(open_app: Callable[..., AppTest]) -> None:
@@ -211,7 +211,7 @@ def test_a_link_with_imp_uid_loads_the_payment(
     imp_uid, _ = _paid(dashboard_runtime, sandbox)
     at = open_app("operator")
     at.query_params["imp_uid"] = imp_uid
-    at.switch_page("pages/refunds.py").run()
+    at.switch_page("views/refunds.py").run()
     assert not at.exception, at.exception
     assert at.text_input(key="refunds.identifier").value == imp_uid
     assert at.text_input(key="refunds.amount").value == "50000"
@@ -223,7 +223,7 @@ def test_a_link_with_imp_uid_loads_the_payment(
 
 def test_english(open_app: Callable[..., AppTest]) -> None:
     at = open_app("operator", lang="en")
-    at.switch_page("pages/refunds.py").run()
+    at.switch_page("views/refunds.py").run()
     assert at.title[0].value == "Refunds"
     assert "No refund requests are waiting" in _texts(at)
 
@@ -272,7 +272,7 @@ def test_a_virtual_account_paid_on_the_test_payment_page_is_refunded_into_the_ac
     """The newcomer's path (`make run`): pay by virtual account on the test payment page, deposit,
     open the payment, refund it in the detail page's dialog by entering the customer's account."""
     at = open_app("operator")
-    at.switch_page("pages/test_payment.py").run()
+    at.switch_page("views/test_payment.py").run()
     at.radio(key="test_payment_method").set_value("vbank")
     at.button(key="test_payment_submit").click().run()
     assert not at.exception, at.exception
@@ -284,7 +284,7 @@ def test_a_virtual_account_paid_on_the_test_payment_page_is_refunded_into_the_ac
     assert not at.exception, at.exception
     assert at.title[0].value == "결제 상세" and "결제 내역에서 행을 선택하거나" not in _texts(at)
     # AppTest keeps a page a script switched to for one run only; the browser stays there.
-    at.switch_page("pages/payment_detail.py").run()
+    at.switch_page("views/payment_detail.py").run()
     at.button(key="payment_detail.refund").click().run()  # the refund dialog, on the detail page
     assert not at.exception, at.exception
     dialog = "payment_detail.refund_dialog"
@@ -363,7 +363,7 @@ def test_the_payment_detail_shows_a_refund_account_masked(
     )  # fmt: skip
     at = open_app("operator")
     at.session_state["payment_detail.imp_uid"] = imp_uid
-    at.switch_page("pages/payment_detail.py").run()
+    at.switch_page("views/payment_detail.py").run()
     assert not at.exception, at.exception
     table = _frame(at, "account")
     assert list(table["account"]) == ["카카오뱅크 *********5678 (김체카)"]

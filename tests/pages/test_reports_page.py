@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,12 +14,13 @@ from services.refunds import engine as refunds
 from services.reporting import export_links
 from services.runtime import Runtime
 from tests.factories import SandboxControl
+from tests.pages.conftest import age_sign_in, signed_in
 from tests.services.reporting.test_sales import forgery, paid
 
 
 def _reports(open_app: Callable[..., AppTest], role: str, lang: str = "ko") -> AppTest:
     at = open_app(role, lang=lang)
-    at.switch_page("pages/reports.py").run()
+    at.switch_page("views/reports.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -171,9 +171,11 @@ def test_a_link_ends_with_its_sign_in(
     [link] = at.get("link_button")
     url = urlsplit(link.proto.url)
     # The sign-in ends (left idle past SESSION_IDLE_MINUTES); the next page run signs it out.
-    at.session_state["auth_last_seen"] = time.time() - dashboard_runtime.settings.session_idle_minutes * 60 - 1
+    age_sign_in(
+        dashboard_runtime, at, signed_in_ago=0, idle_for=dashboard_runtime.settings.session_idle_minutes * 60 + 1
+    )
     at.run()
-    assert "auth_username" not in at.session_state
+    assert not signed_in(at)
     served = serve_in_thread(create_app(dashboard_runtime))
     try:
         answer = httpx.get(f"{served.url}{url.path}?{url.query}", timeout=60)

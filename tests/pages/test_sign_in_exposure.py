@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from services.auth.accounts import create_user
 from services.runtime import Runtime
-from tests.pages.conftest import APP_FILE, APP_TIMEOUT
+from tests.pages.conftest import APP_FILE, APP_TIMEOUT, sign_in_state, signed_in
 from tests.pages.test_outside_text_is_inert import live_markdown
 
 # Allowed by users._USERNAME (letters, digits, . _ @ -), and each an autolink to GitHub-flavoured
@@ -28,10 +27,9 @@ def test_user_names_render_no_link_on_the_admin_page_or_the_sidebar(
     for username in LINKED_USERNAMES:
         at = AppTest.from_file(APP_FILE, default_timeout=APP_TIMEOUT)
         at.session_state["lang"] = "en"
-        at.session_state["auth_username"] = username
-        at.session_state["auth_signed_in_at"] = at.session_state["auth_last_seen"] = time.time()
+        sign_in_state(at, dashboard_runtime, username)
         at.run()
-        at.switch_page("pages/admin.py")
+        at.switch_page("views/admin.py")
         at.run()
         assert not at.exception, at.exception
         at.selectbox(key="admin_edit_user").select(username)
@@ -98,5 +96,4 @@ def test_an_oidc_sign_in_with_an_unverified_email_is_not_the_account_of_that_ema
     at.user = {"is_logged_in": True, "email": "boss@corp.example", "email_verified": False, "name": "Mallory"}
     at.run()
     assert not at.exception, at.exception
-    signed_in_as = at.session_state["auth_username"] if "auth_username" in at.session_state else None
-    assert signed_in_as is None, f"signed in as {signed_in_as} on an unverified e-mail claim"
+    assert not signed_in(at), "signed in on an unverified e-mail claim"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -16,9 +15,9 @@ from services.core.models import Order, Payment
 from services.payments.test_payment import DECLINED_TEST_CARD
 from services.runtime import Runtime
 from tests.factories import SandboxControl
-from tests.pages.conftest import APP_TIMEOUT
+from tests.pages.conftest import APP_TIMEOUT, sign_in_state
 
-PAGE = "pages/test_payment.py"
+PAGE = "views/test_payment.py"
 PAGE_FILE = str(Path(__file__).resolve().parents[2] / PAGE)
 
 
@@ -73,8 +72,7 @@ def test_viewer_has_no_test_payment(open_app: Callable[..., AppTest], dashboard_
     with pytest.raises(ValueError, match="test_payment"):
         at.switch_page(PAGE)  # not in the viewer's navigation
     direct = AppTest.from_file(PAGE_FILE, default_timeout=APP_TIMEOUT)
-    direct.session_state["auth_username"] = "viewer"
-    direct.session_state["auth_signed_in_at"] = direct.session_state["auth_last_seen"] = time.time()
+    sign_in_state(direct, dashboard_runtime, "viewer")
     direct.run()
     assert not direct.exception
     assert direct.error[0].value.startswith("이 화면을 열 권한이 없습니다")
@@ -107,8 +105,7 @@ def test_live_mode_shows_nothing_actionable(
         at.switch_page(PAGE)  # not in the navigation in live mode
     # Opened directly anyway, the page offers nothing to fill in or press.
     direct = AppTest.from_file(str(Path(__file__).resolve().parents[2] / PAGE), default_timeout=60)
-    direct.session_state["auth_username"] = "operator"
-    direct.session_state["auth_signed_in_at"] = direct.session_state["auth_last_seen"] = time.time()
+    sign_in_state(direct, dashboard_runtime, "operator")
     direct.run()
     assert not direct.exception, direct.exception
     assert direct.warning[0].value.startswith("실결제(LIVE) 모드에서는 테스트 결제를 할 수 없습니다")

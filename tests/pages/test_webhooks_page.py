@@ -19,7 +19,7 @@ from tests.services.reporting.test_sales import paid
 
 def _webhooks(open_app: Callable[..., AppTest], role: str, lang: str = "ko") -> AppTest:
     at = open_app(role, lang=lang)
-    at.switch_page("pages/webhooks.py").run()
+    at.switch_page("views/webhooks.py").run()
     assert not at.exception, at.exception
     return at
 

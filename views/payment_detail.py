@@ -63,7 +63,7 @@ if len(matches) > 1:
 imp_uid = st.query_params.get("imp_uid") or st.session_state.get("payment_detail.imp_uid")
 if not imp_uid:
     st.info(t("payment_detail.empty"))
-    st.page_link("pages/payments.py", label=t("payment_detail.to_payments"), icon=":material/payments:")
+    st.page_link("views/payments.py", label=t("payment_detail.to_payments"), icon=":material/payments:")
     st.stop()
 
 try:

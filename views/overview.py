@@ -85,7 +85,7 @@ def _alerts(data: figures.Overview) -> None:
     if not any(data.open_alerts.values()):
         st.caption(t("overview.alerts_none"))
     elif st.button(t("overview.open_alerts"), key="overview_open_alerts"):
-        st.switch_page("pages/alerts.py")
+        st.switch_page("views/alerts.py")
 
 
 def _last_webhook(data: figures.Overview) -> None:
@@ -137,7 +137,7 @@ if not data.has_payments:
     can_test = actor.can(Permission.TEST_PAYMENT) and not rt.settings.is_live
     st.info(t("overview.empty") if can_test else t("overview.empty_viewer"))
     if can_test and st.button(t("overview.run_test_payment"), type="primary", key="overview_test_payment"):
-        st.switch_page("pages/test_payment.py")
+        st.switch_page("views/test_payment.py")
 else:
     _today_metrics(data)
     _period_tables(data)

@@ -112,7 +112,7 @@ def _payment(detail: alert_desk.AlertDetail) -> None:
     if st.button(t("alerts.open_payment"), key="alerts_open_payment"):
         st.session_state["detail_imp_uid"] = p.imp_uid
         st.session_state["payment_detail.imp_uid"] = p.imp_uid  # the key the detail page reads
-        st.switch_page("pages/payment_detail.py")
+        st.switch_page("views/payment_detail.py")
 
 
 def _run(action: Callable[[], str], *, invalid_message: str | None = None) -> None:

@@ -280,9 +280,9 @@ if can_refund and not bulk_mode:
 if bulk_mode:
     if st.button(t("payments.bulk_go", count=len(chosen)), key="payments.bulk_go", type="primary", disabled=not chosen):
         st.session_state["refunds.bulk_imp_uids"] = chosen
-        st.switch_page("pages/refunds.py")
+        st.switch_page("views/refunds.py")
 elif chosen:
     st.session_state["payment_detail.imp_uid"] = chosen[0]
-    st.switch_page("pages/payment_detail.py", query_params={"imp_uid": chosen[0]})
+    st.switch_page("views/payment_detail.py", query_params={"imp_uid": chosen[0]})
 else:
     st.caption(t("payments.select_hint_refund" if can_refund else "payments.select_hint"))

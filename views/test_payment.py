@@ -52,7 +52,7 @@ def _open_detail(imp_uid: str) -> None:
     if st.button(t("test_payment.view_detail"), key="test_payment_detail", type="primary"):
         st.session_state["detail_imp_uid"] = imp_uid
         st.session_state["payment_detail.imp_uid"] = imp_uid  # the key the detail page reads
-        st.switch_page("pages/payment_detail.py")
+        st.switch_page("views/payment_detail.py")
 
 
 def _order_form(submit_label: str, *, with_card: bool) -> tuple[bool, str, str, str, str, str]:

@@ -15,6 +15,7 @@ from dashboard.runtime import get_runtime
 from services.audit import reader as audit_log
 from services.auth import account_admin as user_admin
 from services.auth import accounts as users
+from services.auth import dashboard_sessions
 from services.auth.access import Permission
 from services.core.errors import Conflict, Forbidden, InvalidRequest, NotFound, PaymentsError
 from services.core.models import Role, User
@@ -131,6 +132,13 @@ def _edit_user(accounts: dict[str, User]) -> None:
         _act(
             lambda: user_admin.set_active(rt, username=username, active=not active, actor=actor),
             t("admin.disabled" if active else "admin.enabled", username=plain(username)),
+        )
+    live = dashboard_sessions.live_counts(rt, actor=actor).get(username, 0)
+    st.caption(t("admin.sessions_live", count=live))
+    if st.button(t("admin.end_sessions"), key="admin_end_sessions", disabled=live == 0):
+        _act(
+            lambda: dashboard_sessions.end_user_sessions(rt, username=username, actor=actor),
+            t("admin.sessions_ended", username=plain(username), count=live),
         )
     with st.form("admin_reset_password"):
         st.markdown(f"**{t('admin.reset_heading')}**")
