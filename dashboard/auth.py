@@ -161,6 +161,14 @@ def _post(path: str, body: dict[str, str]) -> None:
     )
 
 
+def holding(permission: Permission) -> Actor | None:
+    """The signed-in actor if they hold `permission` now, else None. Dialogs ask on each of their own
+    runs: Streamlit reruns only the dialog when one of its widgets is used, so the page's gate does not
+    run again, and the actor the page saw may since have been demoted, disabled or signed out."""
+    actor = current_actor()
+    return actor if actor is not None and actor.can(permission) else None
+
+
 def gate(permission: Permission = Permission.VIEW) -> Actor:
     """Stop the page unless the signed-in actor holds `permission`."""
     actor = current_actor()

@@ -26,8 +26,10 @@ from typing import Any, Literal
 import pandas as pd
 import streamlit as st
 
+from dashboard.auth import holding
 from dashboard.format import STATUS_COLORS, kst, money, status_label
 from dashboard.i18n import t
+from services.auth.access import Permission
 from services.reporting.export_writer import BOM, Cell, csv_text
 
 # -- confirm dialog and intents -----------------------------------------------------------------
@@ -87,18 +89,23 @@ def confirm_dialog(
     title: str,
     body: Callable[[Intent], None],
     on_confirm: Callable[[Intent], None],
+    permission: Permission,
     confirm_label: str | None = None,
     cancel_label: str | None = None,
     width: Literal["small", "medium", "large"] = "medium",
 ) -> None:
     """Render the dialog while it is open. Confirm calls `on_confirm(intent)`, then closes it
-    (on_confirm may keep it open by calling `open_intent` again); cancel just closes it."""
+    (on_confirm may keep it open by calling `open_intent` again); cancel just closes it. Only while
+    the signed-in actor still holds `permission`: otherwise it closes and the whole page runs again."""
     intent = current_intent(name)
     if not dialog_is_open(name) or intent is None:
         return
 
     @st.dialog(title, width=width, dismissible=False)
     def _dialog() -> None:
+        if holding(permission) is None:
+            close_dialog(name)
+            st.rerun(scope="app")
         body(intent)
         left, right = st.columns(2)
         confirmed = left.button(

@@ -19,9 +19,10 @@ from decimal import Decimal
 import streamlit as st
 
 from dashboard import components as ui
+from dashboard.auth import holding
 from dashboard.format import plain
 from dashboard.i18n import current_language, t
-from services.auth.access import Actor
+from services.auth.access import Actor, Permission
 from services.core.errors import InvalidRequest, PartialRefundRefused, PaymentsError, RefundExceedsRemaining
 from services.core.money import InvalidAmount, minor_unit_exponent, parse_typed_amount
 from services.portone import banks
@@ -289,6 +290,10 @@ def render(name: str, rt: Runtime, actor: Actor) -> None:
     def _dialog() -> None:
         # The intent of this run: a refusal replaces it (a new key) within the dialog's fragment.
         current = ui.current_intent(name) or intent
-        _body(name, rt, actor, current)
+        still = holding(Permission.REFUND)  # this run may be the dialog's alone: ask again who is signed in
+        if still is None or still.username != actor.username:
+            ui.close_dialog(name)
+            st.rerun(scope="app")
+        _body(name, rt, still, current)
 
     _dialog()

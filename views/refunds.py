@@ -164,6 +164,7 @@ ui.confirm_dialog(
     title=t("refunds.confirm_title"),
     body=single_body,
     on_confirm=single_confirm,
+    permission=Permission.REFUND,
     confirm_label=t("refunds.confirm_button"),
 )
 
@@ -309,6 +310,7 @@ ui.confirm_dialog(
     title=t("refunds.bulk_confirm_title"),
     body=bulk_body,
     on_confirm=bulk_confirm,
+    permission=Permission.REFUND,
     confirm_label=t("refunds.confirm_button"),
 )
 

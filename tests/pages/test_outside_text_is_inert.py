@@ -152,7 +152,7 @@ def test_outside_text_renders_no_link_or_image_anywhere(
     seen["bulk preview"] = live_markdown(refunds_page)
     seen["reports"] = live_markdown(_open(open_app, "views/reports.py"))
 
-    detail = _open(open_app, "pages/payment_detail.py", imp_uid=ids["paid"])
+    detail = _open(open_app, "views/payment_detail.py", imp_uid=ids["paid"])
     detail.button(key="payment_detail.refund").click()
     _run(detail)
     dialog = "payment_detail.refund_dialog"

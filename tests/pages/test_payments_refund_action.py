@@ -29,7 +29,7 @@ def _pay(runtime: Runtime, sandbox: SandboxControl, **checkout: str) -> str:
 
 def _open(open_app: Callable[..., AppTest], role: str) -> AppTest:
     at = open_app(role)
-    at.switch_page("pages/payments.py").run()
+    at.switch_page("views/payments.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -47,7 +47,7 @@ def _metric(at: AppTest, label: str) -> str:
 def _detail(open_app: Callable[..., AppTest], role: str, imp_uid: str) -> AppTest:
     at = open_app(role)
     at.session_state["payment_detail.imp_uid"] = imp_uid
-    at.switch_page("pages/payment_detail.py").run()
+    at.switch_page("views/payment_detail.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -236,7 +236,7 @@ def test_the_dialog_speaks_english_and_still_stores_the_korean_reason(
     imp_uid = _paid(dashboard_runtime, sandbox)
     at = open_app("operator", lang="en")
     at.session_state["payment_detail.imp_uid"] = imp_uid
-    at.switch_page("pages/payment_detail.py").run()
+    at.switch_page("views/payment_detail.py").run()
     at.button(key="payment_detail.refund").click().run()
     assert not at.exception, at.exception
     assert list(at.radio(key=f"{DIALOG}.reason").options)[:2] == [
