@@ -1,5 +1,5 @@
 """Sending what the outbox holds, outside any request: `dispatch_due` (run every
-DISPATCH_EVERY_SECONDS by `python -m cli scheduler`, once by `python -m cli notify`).
+DISPATCH_EVERY_SECONDS by `python -m cli scheduler` and by the API, once by `python -m cli notify`).
 
 - Batching: once the oldest waiting event is NOTIFY_BATCH_SECONDS old, every event waiting for
   its first try goes out together, one message per channel; so what happens within a minute
@@ -126,26 +126,36 @@ def _dispatch(rt: Runtime, channels: dict[str, Callable[[str, str], None]], now:
     result = DispatchResult()
     if not rows:
         return result
-    took: dict[str, bool] = {}
     errors: list[str] = []
     for name, send in channels.items():
+        column = getattr(NotificationOutbox, f"{name}_sent_at")
         pending = [row for row in rows if getattr(row, f"{name}_sent_at") is None]
         if not pending:
             continue
         try:
             send(*compose(rt.settings, pending))
-            took[name] = True
         except ChannelError as exc:
-            took[name] = False
             errors.append(str(exc))
+            continue
+        except Exception as exc:  # noqa: BLE001 - channels raise ChannelError; anything else is still this channel's
+            errors.append(f"{name}: {type(exc).__name__}")
+            continue
+        took = utcnow()
+        # Marked at once, in its own transaction: a failure later (another channel, the database)
+        # cannot make this channel be sent the batch again.
+        with rt.db.write() as session:
+            session.execute(
+                update(NotificationOutbox)
+                .where(NotificationOutbox.id.in_([row.id for row in pending]), column.is_(None))
+                .values({column: took})
+            )
+        for row in pending:
+            setattr(row, f"{name}_sent_at", took)
     done = utcnow()
     with rt.db.write() as session:
         for row in rows:
             values: dict[str, object] = {"attempts": row.attempts + 1}
-            for name in channels:
-                if took.get(name):
-                    values[f"{name}_sent_at"] = getattr(row, f"{name}_sent_at") or done
-            if all(values.get(f"{name}_sent_at") or getattr(row, f"{name}_sent_at") for name in channels):
+            if all(getattr(row, f"{name}_sent_at") for name in channels):
                 values["sent_at"] = done
                 result.sent.append(row.event_key)
             else:
@@ -164,12 +174,15 @@ def _dispatch(rt: Runtime, channels: dict[str, Callable[[str, str], None]], now:
 
 
 class Dispatcher:
-    """A thread running `dispatch_due` every DISPATCH_EVERY_SECONDS; the scheduler process runs one."""
+    """A thread running `dispatch_due` every DISPATCH_EVERY_SECONDS (or sooner when woken). The
+    scheduler process and the API each run one (the API's tells of a scheduler that died; the
+    `notify` lock keeps one sender at a time)."""
 
     def __init__(self, rt: Runtime, *, every: float = DISPATCH_EVERY_SECONDS) -> None:
         self.rt = rt
         self.every = every
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="notify-dispatcher", daemon=True)
 
     def start(self) -> Dispatcher:
@@ -182,9 +195,16 @@ class Dispatcher:
                 dispatch_due(self.rt)
             except Exception as exc:  # noqa: BLE001 - a dispatcher reports and carries on
                 log.warning("notification dispatch failed: %s", type(exc).__name__)
-            if self._stop.wait(self.every):
+            self._wake.wait(self.every)
+            self._wake.clear()
+            if self._stop.is_set():
                 return
+
+    def wake(self) -> None:
+        """Dispatch now rather than at the next tick (something was just queued)."""
+        self._wake.set()
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=30)
