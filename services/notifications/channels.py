@@ -21,10 +21,16 @@ class ChannelError(Exception):
     pass
 
 
+def slack_escaped(text: str) -> str:
+    """Slack reads `<...>` as a mention or link (`<!channel>`, `<http://x|click>`): its three control
+    characters escaped as its docs ask, so any text is shown as text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def post_to_slack(settings: Settings, text: str) -> None:
     try:
         url = settings.notify_slack_webhook_url.get_secret_value()
-        answer = httpx.post(url, json={"text": text}, timeout=settings.notify_timeout_seconds)
+        answer = httpx.post(url, json={"text": slack_escaped(text)}, timeout=settings.notify_timeout_seconds)
     except Exception as exc:  # noqa: BLE001 - any failure is this channel's, by type only
         raise ChannelError(f"slack: {type(exc).__name__}") from None
     if not answer.is_success:

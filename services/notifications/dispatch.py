@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 
 from services.core import job_lock
 from services.core.config import Settings
@@ -64,39 +64,59 @@ def _channels(settings: Settings) -> dict[str, Callable[[str, str], None]]:
     return channels
 
 
-def compose(settings: Settings, rows: Sequence[NotificationOutbox]) -> tuple[str, str]:
-    """(subject, text): Korean first, then English; a link to the dashboard for each event."""
+def compose(settings: Settings, rows: Sequence[NotificationOutbox], *, waiting: int = 0) -> tuple[str, str]:
+    """(subject, text): Korean first, then English; a link to the dashboard for each event.
+    `waiting`: how many events are due in all (more than `rows` when a batch is cut at MAX_ROWS)."""
     base = settings.dashboard_url
+    total = max(waiting, len(rows))
 
     def line(row: NotificationOutbox) -> str:
         return f"{row.summary} — {base}{row.link_path}"
 
-    if len(rows) == 1:
+    if total == 1:
         return f"{PRODUCT} {rows[0].summary}", f"{PRODUCT} {line(rows[0])}"
-    subject = f"{PRODUCT} 알림 {len(rows)}건 / {len(rows)} notifications"
-    lines = [subject, *(f"• {line(row)}" for row in rows[:MAX_LINES])]
-    if len(rows) > MAX_LINES:
-        more = len(rows) - MAX_LINES
+    subject = f"{PRODUCT} 알림 {total}건 / {total} notifications"
+    named = rows[:MAX_LINES]
+    lines = [subject, *(f"• {line(row)}" for row in named)]
+    if total > len(named):
+        more = total - len(named)
         lines.append(f"• 외 {more}건 / and {more} more — {base}/alerts")
     return subject, "\n".join(lines)
 
 
-def _batch(rt: Runtime, now: datetime) -> list[NotificationOutbox]:
-    """The events to send now: those due for a retry, plus, once the oldest new event has waited
-    the batch window, every new one."""
+def _due(channels: Sequence[str], now: datetime) -> ColumnElement[bool]:
+    """Waiting for a channel that is configured, and due: new, or its retry's time has come."""
+    return and_(
+        NotificationOutbox.sent_at.is_(None),
+        NotificationOutbox.failed_at.is_(None),
+        or_(*(getattr(NotificationOutbox, f"{name}_sent_at").is_(None) for name in channels)),
+        or_(
+            and_(NotificationOutbox.attempts == 0, NotificationOutbox.created_at <= now),
+            and_(NotificationOutbox.attempts > 0, NotificationOutbox.next_attempt_at <= now),
+        ),
+    )
+
+
+def _batch(rt: Runtime, channels: Sequence[str], now: datetime) -> tuple[list[NotificationOutbox], int]:
+    """The events to send now (those due for a retry, plus, once the oldest new event has waited the
+    batch window, every new one), at most MAX_ROWS, and how many are due in all. Due is decided in
+    SQL before the limit, so events still backing off never crowd out new ones."""
     with rt.db.read() as session:
-        waiting = session.scalars(
-            select(NotificationOutbox)
-            .where(NotificationOutbox.sent_at.is_(None), NotificationOutbox.failed_at.is_(None))
-            .order_by(NotificationOutbox.id)
-            .limit(MAX_ROWS)
+        due = session.scalars(
+            select(NotificationOutbox).where(_due(channels, now)).order_by(NotificationOutbox.id).limit(MAX_ROWS)
         ).all()
-    window = timedelta(seconds=rt.settings.notify_batch_seconds)
-    fresh = [row for row in waiting if row.attempts == 0 and row.created_at <= now]
-    retries = [row for row in waiting if row.attempts > 0 and row.next_attempt_at <= now]
-    if fresh and min(row.created_at for row in fresh) > now - window:
-        fresh = []  # still gathering
-    return sorted([*retries, *fresh], key=lambda row: row.id)
+        fresh = [row for row in due if row.attempts == 0]
+        window = timedelta(seconds=rt.settings.notify_batch_seconds)
+        gathering = bool(fresh) and min(row.created_at for row in fresh) > now - window
+        if gathering:
+            due = [row for row in due if row.attempts > 0]
+        if len(due) < MAX_ROWS and not gathering:
+            return list(due), len(due)
+        where = _due(channels, now)
+        if gathering:
+            where = and_(where, NotificationOutbox.attempts > 0)
+        count = session.scalar(select(func.count()).select_from(NotificationOutbox).where(where)) or 0
+    return list(due), int(count)
 
 
 def dispatch_due(rt: Runtime, *, now: datetime | None = None) -> DispatchResult:
@@ -122,7 +142,7 @@ def _prune(rt: Runtime, now: datetime) -> None:
 
 def _dispatch(rt: Runtime, channels: dict[str, Callable[[str, str], None]], now: datetime) -> DispatchResult:
     _prune(rt, now)
-    rows = _batch(rt, now)
+    rows, waiting = _batch(rt, list(channels), now)
     result = DispatchResult()
     if not rows:
         return result
@@ -133,7 +153,7 @@ def _dispatch(rt: Runtime, channels: dict[str, Callable[[str, str], None]], now:
         if not pending:
             continue
         try:
-            send(*compose(rt.settings, pending))
+            send(*compose(rt.settings, pending, waiting=waiting - (len(rows) - len(pending))))
         except ChannelError as exc:
             errors.append(str(exc))
             continue

@@ -87,3 +87,20 @@ def test_a_webhook_url_the_http_client_refuses_is_a_retried_failure_and_the_queu
         smtp.wait_for(1)
     finally:
         rt.close()
+
+
+def test_text_from_outside_cannot_ping_or_link_in_slack(slack_rt: Runtime, receiver: WebhookReceiver) -> None:
+    from decimal import Decimal
+
+    from services.notifications.outbox import approval_waiting
+
+    with slack_rt.db.write() as session:  # PortOne's currency, only upper-cased, reaches the summary
+        approval_waiting(session, request_id=7, currency="<!CHANNEL>", amount=Decimal(1), batch_id=None)
+        approval_waiting(session, request_id=8, currency="USD", amount=Decimal("1.50"), batch_id=None)
+    _queue(slack_rt, key="alert:9", summary="x <http://evil.example|click> & y")
+    dispatch_due(slack_rt, now=_at(61))
+    [delivery] = receiver.received
+    text = str(delivery["body"]["text"])
+    assert "<" not in text and ">" not in text and "CHANNEL" not in text
+    assert "(1 ?)" in text and "(1.50 USD)" in text
+    assert "x &lt;http://evil.example|click&gt; &amp; y" in text
