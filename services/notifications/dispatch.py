@@ -7,7 +7,8 @@ DISPATCH_EVERY_SECONDS by `python -m cli scheduler` and by the API, once by `pyt
 - Per channel: a channel that took an event is marked (`slack_sent_at`, `email_sent_at`) and is
   never sent it again; the other is retried after a backoff doubling from RETRY_FIRST up to
   RETRY_CAP, and given up after MAX_ATTEMPTS (logged by event key, no personal data).
-- Sent and given-up events are kept KEEP (30 days), then deleted.
+- Sent and given-up events are kept KEEP (30 days), then deleted, also while no channel is
+  configured (and then so is any event queued that long ago: nothing will send it).
 - One dispatcher at a time across processes (the `notify` job lock). A dispatcher that dies
   between sending and marking sends that batch again: at least once, not exactly once.
 """
@@ -122,7 +123,8 @@ def _batch(rt: Runtime, channels: Sequence[str], now: datetime) -> tuple[list[No
 def dispatch_due(rt: Runtime, *, now: datetime | None = None) -> DispatchResult:
     """Send what is due, one message per channel; mark what each channel took; back off the rest."""
     channels = _channels(rt.settings)
-    if not channels:
+    if not channels:  # none (any more): what an earlier configuration queued still ages out
+        _prune(rt, now or utcnow(), waiting_too=True)
         return DispatchResult()
     try:
         with job_lock.held(rt, LOCK, lease=timedelta(minutes=5)):
@@ -131,13 +133,15 @@ def dispatch_due(rt: Runtime, *, now: datetime | None = None) -> DispatchResult:
         return DispatchResult(busy=True)
 
 
-def _prune(rt: Runtime, now: datetime) -> None:
+def _prune(rt: Runtime, now: datetime, *, waiting_too: bool = False) -> None:
+    """Delete what was sent or given up KEEP ago; with `waiting_too` (no channel is configured any
+    more: nothing will send them), also what was queued KEEP ago and is still waiting."""
+    old = now - KEEP
+    stale = [NotificationOutbox.sent_at < old, NotificationOutbox.failed_at < old]
+    if waiting_too:
+        stale.append(NotificationOutbox.created_at < old)
     with rt.db.write() as session:
-        session.execute(
-            delete(NotificationOutbox).where(
-                or_(NotificationOutbox.sent_at < now - KEEP, NotificationOutbox.failed_at < now - KEEP)
-            )
-        )
+        session.execute(delete(NotificationOutbox).where(or_(*stale)))
 
 
 def _dispatch(rt: Runtime, channels: dict[str, Callable[[str, str], None]], now: datetime) -> DispatchResult:

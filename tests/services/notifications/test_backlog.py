@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from services.core.models import NotificationOutbox, utcnow
 from services.notifications.dispatch import MAX_LINES, MAX_ROWS, dispatch_due
@@ -78,3 +78,23 @@ def test_alerts_raised_together_are_queued_in_one_statement(slack_rt: Runtime) -
     with slack_rt.db.read() as session:
         assert session.scalar(select(func.count()).select_from(NotificationOutbox)) == 120
     assert len(inserts) == 1
+
+
+def test_old_events_are_deleted_even_once_no_channel_is_configured(
+    slack_rt: Runtime, receiver: WebhookReceiver, sandbox: object
+) -> None:
+    from services.alerts.store import AlertKind, raise_alert
+    from tests.factories import make_runtime
+
+    with slack_rt.db.write() as session:
+        raise_alert(session, kind=AlertKind.AMOUNT_MISMATCH, imp_uid="imp_sent", merchant_uid=None, message="x")
+    dispatch_due(slack_rt, now=utcnow() + timedelta(seconds=61))
+    with slack_rt.db.write() as session:  # still waiting when the channel is removed
+        raise_alert(session, kind=AlertKind.AMOUNT_MISMATCH, imp_uid="imp_waiting", merchant_uid=None, message="x")
+    quiet = make_runtime(database_url=slack_rt.settings.database_url, portone_api_url=slack_rt.settings.portone_api_url)
+    try:
+        dispatch_due(quiet, now=utcnow() + timedelta(days=31))
+        with quiet.db.read() as session:
+            assert session.scalars(select(NotificationOutbox)).all() == []
+    finally:
+        quiet.close()
