@@ -102,20 +102,19 @@ def _batch(rt: Runtime, channels: Sequence[str], now: datetime) -> tuple[list[No
     """The events to send now (those due for a retry, plus, once the oldest new event has waited the
     batch window, every new one), at most MAX_ROWS, and how many are due in all. Due is decided in
     SQL before the limit, so events still backing off never crowd out new ones."""
+    window = timedelta(seconds=rt.settings.notify_batch_seconds)
     with rt.db.read() as session:
-        due = session.scalars(
-            select(NotificationOutbox).where(_due(channels, now)).order_by(NotificationOutbox.id).limit(MAX_ROWS)
-        ).all()
-        fresh = [row for row in due if row.attempts == 0]
-        window = timedelta(seconds=rt.settings.notify_batch_seconds)
-        gathering = bool(fresh) and min(row.created_at for row in fresh) > now - window
-        if gathering:
-            due = [row for row in due if row.attempts > 0]
-        if len(due) < MAX_ROWS and not gathering:
-            return list(due), len(due)
         where = _due(channels, now)
-        if gathering:
-            where = and_(where, NotificationOutbox.attempts > 0)
+        oldest_new = session.scalar(
+            select(func.min(NotificationOutbox.created_at)).where(where, NotificationOutbox.attempts == 0)
+        )
+        if oldest_new is not None and oldest_new > now - window:
+            where = and_(where, NotificationOutbox.attempts > 0)  # still gathering the new ones
+        due = session.scalars(
+            select(NotificationOutbox).where(where).order_by(NotificationOutbox.id).limit(MAX_ROWS)
+        ).all()
+        if len(due) < MAX_ROWS:
+            return list(due), len(due)
         count = session.scalar(select(func.count()).select_from(NotificationOutbox).where(where)) or 0
     return list(due), int(count)
 

@@ -98,3 +98,19 @@ def test_old_events_are_deleted_even_once_no_channel_is_configured(
             assert session.scalars(select(NotificationOutbox)).all() == []
     finally:
         quiet.close()
+
+
+def test_new_events_still_gathering_do_not_hold_up_a_due_retry(slack_rt: Runtime, receiver: WebhookReceiver) -> None:
+    now = utcnow()
+    with slack_rt.db.write() as session:
+        session.execute(
+            insert(NotificationOutbox),
+            [
+                {"event_key": f"new:{n}", "kind": "k", "severity": "high", "summary": f"new #{n}",
+                 "link_path": "/alerts", "created_at": now, "next_attempt_at": now, "attempts": 0}
+                for n in range(MAX_ROWS + 100)
+            ],
+        )  # fmt: skip
+    _rows(slack_rt, 1, prefix="retry", attempts=2, due_in=timedelta(0))
+    result = dispatch_due(slack_rt, now=now + timedelta(seconds=5))  # the new ones are within the window
+    assert result.sent == ["retry:0"]
