@@ -18,6 +18,7 @@ from api.responses import ExactJSONResponse
 from api.routes import health, orders, payments, refunds, webhooks
 from api.routes.exports import include_export_routes
 from services.core.config import get_settings
+from services.notifications.dispatch import Dispatcher
 from services.reconciliation import schedule as reconcile_schedule
 from services.runtime import Runtime, build_runtime
 from services.webhooks import v2 as webhooks_v2
@@ -33,10 +34,16 @@ def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) ->
         owned = runtime is None
         app.state.runtime = runtime or build_runtime()
         app.state.webhook_batcher = WebhookBatcher(app.state.runtime)
+        # Sends queued notifications here too: the scheduler's dispatcher dies with the scheduler, and
+        # "the scheduler stopped" must still be told (the `notify` lock keeps one sender at a time).
+        app.state.notify_dispatcher = Dispatcher(app.state.runtime).start()
         # Raises reconcile_stale when no scheduled reconciliation finishes in time (the scheduler died).
-        app.state.reconcile_watchdog = reconcile_schedule.Watchdog(app.state.runtime).start()
+        app.state.reconcile_watchdog = reconcile_schedule.Watchdog(
+            app.state.runtime, on_stale=app.state.notify_dispatcher.wake
+        ).start()
         yield
         app.state.reconcile_watchdog.close()
+        app.state.notify_dispatcher.close()
         app.state.webhook_batcher.close()
         if owned:
             app.state.runtime.close()

@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     reconcile_stale_minutes: float = Field(30.0, gt=0)
     # Notifications (services/notifications): high and critical alerts, refunds awaiting a second
     # operator and failed scheduled reconciliations go to a Slack-compatible incoming webhook and/or
-    # e-mail, sent by `python -m cli scheduler`; nothing is queued while neither is configured.
+    # e-mail, sent by `python -m cli scheduler` and the API; nothing is queued while neither is configured.
     notify_slack_webhook_url: SecretStr = SecretStr("")  # the URL is the credential
     notify_smtp_host: str = ""
     notify_smtp_port: int = Field(587, ge=1, le=65535)
@@ -152,10 +152,13 @@ class Settings(BaseSettings):
 
     @field_validator("notify_slack_webhook_url")
     @classmethod
-    def _slack_url_is_http(cls, url: SecretStr) -> SecretStr:
+    def _slack_url_is_https(cls, url: SecretStr) -> SecretStr:
         text = url.get_secret_value().strip()
-        if text and urlsplit(text).scheme not in {"https", "http"}:
-            raise ValueError("NOTIFY_SLACK_WEBHOOK_URL must be an https:// address")  # never echoed: a credential
+        if text and not _sendable_webhook_url(text):
+            raise ValueError(  # never echoed: the URL is a credential
+                "NOTIFY_SLACK_WEBHOOK_URL must be an https:// address with a plain host name "
+                "(http:// only to this machine)"
+            )
         return SecretStr(text)
 
     @field_validator("notify_email_to", "notify_email_from")
@@ -227,6 +230,16 @@ class Settings(BaseSettings):
             self.internal_api_token = SecretStr(SANDBOX_INTERNAL_TOKEN)
         return self
 
+    @model_validator(mode="after")
+    def _smtp_password_not_in_clear(self) -> Settings:
+        host = self.notify_smtp_host
+        if host and self.notify_smtp_user and not self.notify_smtp_starttls and not is_loopback_host(host):
+            raise ValueError(
+                "NOTIFY_SMTP_USER is set but NOTIFY_SMTP_STARTTLS is off: the SMTP password would cross the "
+                "network in clear; turn NOTIFY_SMTP_STARTTLS on (or use an SMTP relay on this machine)"
+            )
+        return self
+
     @property
     def is_live(self) -> bool:
         return self.portone_mode == "live"
@@ -263,6 +276,29 @@ def _webhook_key(secret: str) -> bytes | None:
     except ValueError:
         return None
     return key or None
+
+
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _sendable_webhook_url(url: str) -> bool:
+    """https:// (http:// to this machine only) to a plain ASCII host name or address, a valid port,
+    no user part: anything an HTTP client would refuse or mangle at send time is refused here."""
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port  # .port raises ValueError when out of range
+    except ValueError:
+        return False
+    if not host or "@" in parts.netloc or any(c.isspace() or ord(c) < 32 for c in url):
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST_NAME.match(host):
+            return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host))
 
 
 def is_loopback_url(url: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,8 +103,8 @@ class Database:
         self.url = database_url
         self.engine = make_engine(database_url, **engine_kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
-        self._writes = sessionmaker(write_engine, expire_on_commit=False, info=dict(session_info or {}))
+        self._write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
+        self._writes = sessionmaker(self._write_engine, expire_on_commit=False, info=dict(session_info or {}))
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         self._sqlite_write_lock = threading.RLock()
 
@@ -123,6 +124,13 @@ class Database:
     def read(self) -> Iterator[Session]:
         with _unstorable_refused(), self._reads() as session:
             yield session
+
+    def with_session_info(self, session_info: dict[str, Any]) -> Database:
+        """The same database (engine, pool, writer lock) whose write sessions carry `session_info`
+        instead; dispose only the original."""
+        other = copy.copy(self)
+        other._writes = sessionmaker(self._write_engine, expire_on_commit=False, info=dict(session_info))
+        return other
 
     def dispose(self) -> None:
         self.engine.dispose()

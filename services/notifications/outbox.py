@@ -9,6 +9,8 @@ twice is told once. Summaries name no person: kinds, ids, amounts, and a dashboa
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -17,14 +19,37 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.core.models import NotificationOutbox, utcnow
+from services.core.sequences import chunked
 from services.notifications.labels import alert_kind_words, severity_words
 
 NOTIFY = "chekar.notify"  # Session.info key: True when a notification channel is configured
 NOTIFIED_SEVERITIES = frozenset({"critical", "high"})
+CURRENCY = re.compile(r"[A-Z]{3}")
+INSERT_CHUNK = 500  # rows per INSERT: 4,000 parameters, within SQLite's and PostgreSQL's limits
 
 
 def enabled(session: Session) -> bool:
     return bool(session.info.get(NOTIFY))
+
+
+def _event(*, key: str, kind: str, severity: str, summary: str, link_path: str, now: datetime) -> dict[str, Any]:
+    return {
+        "event_key": key[:120],
+        "kind": kind[:40],
+        "severity": severity[:16],
+        "summary": summary[:500],
+        "link_path": link_path[:200],
+        "created_at": now,
+        "next_attempt_at": now,
+        "attempts": 0,
+    }
+
+
+def _insert(session: Session, events: list[dict[str, Any]]) -> None:
+    """One multi-row INSERT ... ON CONFLICT DO NOTHING per INSERT_CHUNK events."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    for chunk in chunked(events, INSERT_CHUNK):
+        session.execute(dialect.insert(NotificationOutbox).values(chunk).on_conflict_do_nothing())
 
 
 def enqueue(
@@ -40,37 +65,42 @@ def enqueue(
     """Queue one event (nothing when no channel is configured; nothing when `key` is queued already)."""
     if not enabled(session):
         return
-    now = now or utcnow()
-    values: dict[str, Any] = {
-        "event_key": key[:120],
-        "kind": kind[:40],
-        "severity": severity[:16],
-        "summary": summary[:500],
-        "link_path": link_path[:200],
-        "created_at": now,
-        "next_attempt_at": now,
-        "attempts": 0,
-    }
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(NotificationOutbox).values(**values).on_conflict_do_nothing())
+    event = _event(key=key, kind=kind, severity=severity, summary=summary, link_path=link_path, now=now or utcnow())
+    _insert(session, [event])
 
 
 def alert_link(alert_id: int) -> str:
     return f"/alerts?alert={alert_id}"
 
 
-def alert_raised(session: Session, *, alert_id: int, kind: str, severity: str) -> None:
-    """A new alert: queued when high or critical."""
-    if severity not in NOTIFIED_SEVERITIES:
-        return
-    enqueue(
-        session,
+def _alert_event(alert_id: int, kind: str, severity: str, now: datetime) -> dict[str, Any]:
+    return _event(
         key=f"alert:{alert_id}",
         kind=kind,
         severity=severity,
         summary=f"{severity_words(severity)}: {alert_kind_words(kind)} 알림 #{alert_id} / alert #{alert_id}",
         link_path=alert_link(alert_id),
+        now=now,
     )
+
+
+def alert_raised(session: Session, *, alert_id: int, kind: str, severity: str) -> None:
+    """A new alert: queued when high or critical."""
+    alerts_raised(session, [(alert_id, kind, severity)])
+
+
+def alerts_raised(session: Session, alerts: Iterable[tuple[int, str, str]]) -> None:
+    """New alerts (id, kind, severity), those high or critical queued together (a reconciliation
+    can raise thousands: a statement per chunk, not per alert)."""
+    if not enabled(session):
+        return
+    now = utcnow()
+    events = [
+        _alert_event(alert_id, kind, severity, now) for alert_id, kind, severity in alerts
+        if severity in NOTIFIED_SEVERITIES
+    ]  # fmt: skip
+    if events:
+        _insert(session, events)
 
 
 def approval_waiting(
@@ -88,6 +118,7 @@ def approval_waiting(
             link_path="/refunds",
         )
         return
+    currency = currency if CURRENCY.fullmatch(currency) else "?"  # PortOne's text: only a plain code is shown
     how_much = f"{amount} {currency}" if amount is not None else f"전액 / full remainder, {currency}"
     enqueue(
         session,

@@ -156,8 +156,8 @@ def write_verdicts(
             updates.append(
                 {"id": alert_id, **{k: row[k] for k in ("updated_at", "message", "db_value", "portone_value")}}
             )
+        notify.alerts_raised(session, [(alert_id, row["kind"], row["severity"]) for row, alert_id in created])
         for row, alert_id in created:
-            notify.alert_raised(session, alert_id=alert_id, kind=row["kind"], severity=row["severity"])
             result.new[row["kind"]] += 1
             result.open_ids[(row["kind"], row["imp_uid"])] = alert_id
             audits.append(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -177,10 +178,12 @@ def run_once(rt: Runtime) -> RunSummary | None:
 
 class Watchdog:
     """A thread that runs `check_stale` every minute (or sooner for a short RECONCILE_STALE_MINUTES)
-    from the moment it starts; the API runs one."""
+    from the moment it starts; the API runs one. `on_stale` is called after a check that found the
+    schedule stale (the API wakes its notification dispatcher: the scheduler's own is gone)."""
 
-    def __init__(self, rt: Runtime, *, every: float | None = None) -> None:
+    def __init__(self, rt: Runtime, *, every: float | None = None, on_stale: Callable[[], None] | None = None) -> None:
         self.rt = rt
+        self.on_stale = on_stale
         self.started = utcnow()
         stale_seconds = rt.settings.reconcile_stale_minutes * 60
         self.every = every if every is not None else max(min(WATCH_EVERY_SECONDS, stale_seconds / 4), 0.2)
@@ -194,7 +197,8 @@ class Watchdog:
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                check_stale(self.rt, watching_since=self.started)
+                if check_stale(self.rt, watching_since=self.started).stale and self.on_stale is not None:
+                    self.on_stale()
             except Exception as exc:  # noqa: BLE001 - a watchdog reports and carries on
                 log.warning("reconciliation staleness check failed: %s: %s", type(exc).__name__, exc)
 

@@ -25,11 +25,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy import func, select, update
 
 from services.auth.access import Actor
-from services.core.errors import PaymentsError
+from services.core import job_lock
+from services.core.errors import InvalidRequest, PaymentsError
 from services.core.models import Order, Payment, Refund, Role, utcnow
+from services.notifications.outbox import NOTIFY
 from services.payments import verification as payments
 from services.refunds import approvals
 from services.refunds import engine as refunds
@@ -41,10 +44,30 @@ from services.system.demo_record import create_order, deliver_webhooks, hold_at_
 OPERATORS = ("ops.seoyeon", "ops.jiho", "ops.minjun")  # who made the demo refunds (not accounts)
 ESCROW_DAYS_AGO = 12
 WORKERS = 4
+SEED_LOCK = "seed-demo"
 
 
 def seed_demo(rt: Runtime, *, days: int = 90, seed: int = 7) -> str:
-    """Seed `days` KST days of demo data unless any order exists; says what it did and how long it took."""
+    """Seed `days` KST days of demo data unless any order exists; says what it did and how long it took.
+
+    Sandbox mode only (InvalidRequest otherwise). Its alerts are made up: nothing is queued for
+    Slack or e-mail. One seeding at a time (the `seed-demo` job lock): a second says so and seeds nothing.
+    """
+    if rt.settings.portone_mode != "sandbox":
+        raise InvalidRequest("seed-demo only runs in sandbox mode")
+    quiet = Runtime(
+        settings=rt.settings.model_copy(update={"notify_slack_webhook_url": SecretStr(""), "notify_smtp_host": ""}),
+        db=rt.db.with_session_info({NOTIFY: False}),
+        gateway=rt.gateway,
+    )
+    try:
+        with job_lock.held(quiet, SEED_LOCK, lease=timedelta(minutes=5)):
+            return _seed(quiet, days=days, seed=seed)
+    except job_lock.JobBusy:
+        return "another seed-demo run is in progress; nothing seeded"
+
+
+def _seed(rt: Runtime, *, days: int, seed: int) -> str:
     started = time.monotonic()
     with rt.db.read() as session:
         existing = session.scalar(select(func.count()).select_from(Order)) or 0

@@ -35,9 +35,12 @@ GIVEN = (("민준", "minjun"), ("서연", "seoyeon"), ("지호", "jiho"), ("수�
          ("하은", "haeun"), ("시우", "siwoo"), ("지유", "jiyu"), ("예준", "yejun"), ("서윤", "seoyun"),
          ("주원", "juwon"), ("하린", "harin"), ("건우", "gunwoo"), ("채원", "chaewon"), ("현우", "hyunwoo"),
          ("지민", "jimin"), ("은서", "eunseo"), ("준혁", "junhyuk"), ("유진", "yujin"), ("태윤", "taeyoon"))  # fmt: skip
+# Phone numbers set aside for fiction, so no real person is ever rung: Korea's 010-0000-xxxx (never
+# issued), NANP 555-0100..0199, Ofcom's 020 7946 0xxx, ARCEP's 01 99 00 xx xx, the Bundesnetzagentur's
+# 030 23125 xxx, ACMA's 02 5550 xxxx.
 OVERSEAS = (("John Smith", "+1 415 555 0100"), ("Emma Brown", "+44 20 7946 0018"), ("Liam Walker", "+1 212 555 0147"),
-            ("Sophie Martin", "+33 1 70 18 99 00"), ("Lucas Meyer", "+49 30 901820"),
-            ("Olivia Chen", "+65 6123 4567"), ("Noah Wilson", "+61 2 9876 5432"))  # fmt: skip
+            ("Sophie Martin", "+33 1 99 00 18 90"), ("Lucas Meyer", "+49 30 23125 182"),
+            ("Olivia Chen", "+1 604 555 0163"), ("Noah Wilson", "+61 2 5550 5432"))  # fmt: skip
 MAIL_DOMAINS = ("example.com", "example.net", "example.org")
 CARDS = (("신한카드", "366"), ("삼성카드", "365"), ("현대카드", "367"), ("KB국민카드", "381"), ("롯데카드", "368"),
          ("하나카드", "374"), ("BC카드", "361"), ("NH농협카드", "371"), ("우리카드", "041"))  # fmt: skip
@@ -75,7 +78,7 @@ class Planned:
 def korean_buyer(rng: random.Random) -> Buyer:
     (surname, s_roman), (given, g_roman) = rng.choice(SURNAMES), rng.choice(GIVEN)
     email = f"{g_roman}.{s_roman}{rng.randint(1, 999)}@{rng.choice(MAIL_DOMAINS)}"
-    return Buyer(surname + given, email, f"010-{rng.randint(2000, 9999)}-{rng.randint(0, 9999):04d}")
+    return Buyer(surname + given, email, f"010-0000-{rng.randint(0, 9999):04d}")
 
 
 def overseas_buyer(rng: random.Random) -> Buyer:

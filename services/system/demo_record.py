@@ -24,6 +24,8 @@ from services.webhooks.v1 import Delivery, receive_many
 APPROVED_CARD = "4111-1111-1111-1111"
 WEBHOOK_BATCH = 100  # what services.webhooks.batcher gathers at most
 
+DEMO_VBANK_PREFIX = "000000"  # demo virtual accounts: 000000 and six digits, no bank issues such a number
+
 
 def ts(moment: datetime) -> int:
     return int(moment.timestamp())
@@ -55,7 +57,7 @@ def payment_spec(
         paid = at + int(planned.deposit_after.total_seconds())
         return {**spec, "status": "paid", "paid_at": paid, "vbank_issued_at": at, "vbank_date": at + 3 * 86400,
                 "vbank_name": issuer, "vbank_code": code, "vbank_holder": "(주)체카",
-                "vbank_num": f"{rng.randint(10**11, 10**12 - 1)}"}  # fmt: skip
+                "vbank_num": f"{DEMO_VBANK_PREFIX}{rng.randint(0, 999_999):06d}"}  # fmt: skip
     if planned.method == "trans":
         return {**spec, "status": "paid", "paid_at": at + 40, "bank_name": issuer, "bank_code": code}
     return {**spec, "status": "paid", "paid_at": at + 35, "card_name": issuer, "card_code": code,

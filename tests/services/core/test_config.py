@@ -189,3 +189,37 @@ def test_notification_settings_are_read_and_checked() -> None:
     with pytest.raises(ValidationError, match="NOTIFY_SLACK_WEBHOOK_URL") as refused:
         Settings(notify_slack_webhook_url="hooks.slack.com/services/T0/B0/very-secret")
     assert "very-secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.slack.com/services/T0/B0/very-secret",  # in clear off this machine
+        "https://hooks slack.com/services/T0/B0/very-secret",
+        "https://hooks.slack.com:99999/services/T0/B0/very-secret",
+        "https://[::1/services/T0/B0/very-secret",
+        "https:///services/T0/B0/very-secret",
+        "https://hööks.example/services/T0/B0/very-secret",
+        "https://user@hooks.slack.com/services/T0/B0/very-secret",
+    ],
+)
+def test_a_webhook_url_that_could_not_be_sent_to_safely_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError, match="NOTIFY_SLACK_WEBHOOK_URL") as refused:
+        Settings(notify_slack_webhook_url=url)
+    assert "very-secret" not in str(refused.value) and "slack.com" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hooks.slack.com/services/T0/B0/x", "http://127.0.0.1:8123/webhook", "http://localhost/hook"]
+)
+def test_a_https_or_loopback_webhook_url_is_taken(url: str) -> None:
+    assert Settings(notify_slack_webhook_url=url).notify_slack_enabled
+
+
+def test_an_smtp_password_is_never_sent_in_clear_off_this_machine() -> None:
+    clear = {"notify_smtp_user": "mailer", "notify_smtp_password": "pw", "notify_smtp_starttls": False}
+    with pytest.raises(ValidationError, match="NOTIFY_SMTP_STARTTLS") as refused:
+        Settings(notify_smtp_host="smtp.example.com", **clear)
+    assert "pw" not in str(refused.value).replace("password", "")
+    assert Settings(notify_smtp_host="127.0.0.1", **clear).notify_smtp_user == "mailer"  # loopback: allowed
+    assert Settings(notify_smtp_host="smtp.example.com", notify_smtp_starttls=False).notify_smtp_host  # no login
