@@ -23,7 +23,13 @@ from dashboard.auth import holding
 from dashboard.format import plain
 from dashboard.i18n import current_language, t
 from services.auth.access import Actor, Permission
-from services.core.errors import InvalidRequest, PartialRefundRefused, PaymentsError, RefundExceedsRemaining
+from services.core.errors import (
+    ApprovalDecisionChanged,
+    InvalidRequest,
+    PartialRefundRefused,
+    PaymentsError,
+    RefundExceedsRemaining,
+)
 from services.core.money import InvalidAmount, minor_unit_exponent, parse_typed_amount
 from services.portone import banks
 from services.refunds import desk, reasons
@@ -258,13 +264,17 @@ def _confirm(
             reason=reason,
             idempotency_key=intent.key,
             refund_account=parsed,
+            expect_approval=_needs_approval(quote, amount),  # what the dialog told the operator
         )
+    except ApprovalDecisionChanged:
+        _next_try(name, intent, rt, actor)
+        return t("refund_dialog.approval_changed")
     except PaymentsError as exc:
-        _next_try(name, intent)
+        _next_try(name, intent, rt, actor)
         return explain(exc)
     kind, text = describe(outcome)
     if kind == "error":  # PortOne's final no, or an earlier answer replayed: stay, next try is new
-        _next_try(name, intent)
+        _next_try(name, intent, rt, actor)
         return text
     if outcome.outcome != RefundOutcome.UNKNOWN:  # unknown: the same intent keeps its key
         ui.settle_intent(name)
@@ -274,10 +284,16 @@ def _confirm(
     return None  # pragma: no cover - st.rerun does not return
 
 
-def _next_try(name: str, intent: ui.Intent) -> None:
-    """A definitive refusal ends this intent: the dialog stays open with a new key for the next try."""
+def _next_try(name: str, intent: ui.Intent, rt: Runtime, actor: Actor) -> None:
+    """A definitive refusal ends this intent: the dialog stays open with a new key for the next try,
+    and the figures read again (what is left, what this operator refunded alone may have changed)."""
+    payload = intent.payload
+    try:
+        payload = {**payload, "quote": desk.refund_quote(rt, actor=actor, identifier=payload["quote"].imp_uid)}
+    except PaymentsError:
+        pass  # the old figures; the desk checks again on the next confirm
     ui.settle_intent(name)
-    ui.open_intent(name, intent.payload, fingerprint=intent.fingerprint)
+    ui.open_intent(name, payload, fingerprint=intent.fingerprint)
 
 
 def render(name: str, rt: Runtime, actor: Actor) -> None:

@@ -74,6 +74,13 @@ class Conflict(PaymentsError):
     api_status = 409
 
 
+class ApprovalDecisionChanged(Conflict):
+    """The operator was told the refund goes out now (or waits for a second operator), but by the time
+    they confirmed the figures said otherwise: nothing was done, the quote is to be read again."""
+
+    code = "approval_decision_changed"
+
+
 class RefundExceedsRemaining(Conflict):
     code = "exceeds_remaining"
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from services.auth.access import Actor, Permission, require
 from services.core.errors import (
+    ApprovalDecisionChanged,
     Conflict,
     FullRefundOnly,
     GatewayError,
@@ -178,8 +179,13 @@ def request_refund(
     reason: str,
     idempotency_key: str,
     refund_account: object = None,
+    expect_approval: bool | None = None,
 ) -> DeskResult:
     """Refund `amount` (None: the whole remainder) now, or ask for approval above the threshold.
+
+    `expect_approval`: what the operator was told before confirming (the refund dialog says whether it
+    goes out now or waits for a second operator); when the figures now decide otherwise, nothing is done
+    and ApprovalDecisionChanged is raised. None: no announcement to hold to.
 
     `refund_account` ({bank, holder, number}): required to refund a virtual-account payment
     (RefundAccountRequired otherwise). It is never stored in full, so a request filed for approval
@@ -225,7 +231,14 @@ def request_refund(
     # "refunded alone in the window" and both pass under the threshold.
     with operator_lease(rt, actor):
         already = refunded_alone(rt, username=actor.username).get(currency, Decimal(0))
-        if needs_approval(rt, currency, ours_remaining if value is None else value, already=already):
+        approval = needs_approval(rt, currency, ours_remaining if value is None else value, already=already)
+        if expect_approval is not None and approval != expect_approval:
+            raise ApprovalDecisionChanged(
+                "this refund now "
+                + ("needs" if approval else "no longer needs")
+                + " a second operator's approval: look at the figures again before confirming"
+            )
+        if approval:
             if ours_status != "paid":  # our record may be behind PortOne (a deposit not heard of yet)
                 ours_status = _status_at_portone(rt, payment.imp_uid)
             if ours_status != "paid":  # nothing to approve (refunds.refund re-checks PortOne for the rest)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import unicodedata
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -168,10 +169,13 @@ def _result(refund: Refund, payment: Payment, *, replayed: bool = False) -> Refu
 
 
 def checked_reason(reason: str | None) -> str:
-    """A refund's reason, stripped: required, at most MAX_REASON_LENGTH characters (InvalidRequest)."""
+    """A refund's reason, stripped: required, at most MAX_REASON_LENGTH characters, visible text and line
+    breaks only (InvalidRequest). It goes to PortOne and into our records, and people read it."""
     text = (reason or "").strip()
     if not text:
         raise InvalidRequest("a refund needs a reason")
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Cs") and char not in "\n\t" for char in text):
+        raise InvalidRequest("the reason holds a control or invisible character: type it again in plain text")
     if len(text) > MAX_REASON_LENGTH:
         raise InvalidRequest(f"the reason is longer than {MAX_REASON_LENGTH} characters")
     return text

@@ -6,6 +6,7 @@ refunds once, and the page shows the new state after."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -168,6 +169,36 @@ def test_over_the_threshold_it_says_so_and_files_for_approval(
     at.button(key="payment_detail.refund").click().run()
     at.text_input(key=f"{DIALOG}.amount").input("10000").run()
     assert not [w for w in at.warning if "다른 운영자가 승인해야" in w.value]
+    assert at.button(key=f"{DIALOG}.confirm").label == "환불하기"
+
+
+def test_when_the_approval_decision_changes_before_confirming_nothing_is_done_and_the_figures_are_read_again(
+    open_app: Callable[..., AppTest],
+    dashboard_runtime: Runtime,
+    sandbox: SandboxControl,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dialog said "nothing is sent to PortOne yet"; the operator's earlier refund then left the approval
+    window. Confirming must not refund at once: it is refused in words, and the dialog reads the figures again."""
+    monkeypatch.setenv("REFUND_APPROVAL_THRESHOLD", '{"KRW": "30000", "USD": "20.00"}')
+    earlier, imp_uid = _paid(dashboard_runtime, sandbox), _paid(dashboard_runtime, sandbox)
+    at = _open_dialog(open_app, earlier)
+    at.text_input(key=f"{DIALOG}.amount").input("20000").run()
+    at.button(key=f"{DIALOG}.confirm").click().run()  # 20,000 refunded alone, under the threshold
+    assert [r.amount for r in _refunds(dashboard_runtime)] == [Decimal(20000)]
+    at = _open_dialog(open_app, imp_uid)
+    at.text_input(key=f"{DIALOG}.amount").input("20000").run()
+    assert at.button(key=f"{DIALOG}.confirm").label == "승인 요청 올리기"  # 20,000 + 20,000 > 30,000
+    with dashboard_runtime.db.write() as session:  # time passes: the earlier refund leaves the window
+        for refund in session.scalars(select(Refund)):
+            refund.created_at -= timedelta(days=30)
+    at.button(key=f"{DIALOG}.confirm").click().run()
+    assert not at.exception, at.exception
+    assert "승인 필요 여부가 바뀌었습니다" in _texts(at)
+    assert [r.amount for r in _refunds(dashboard_runtime)] == [Decimal(20000)]  # nothing more refunded
+    with dashboard_runtime.db.read() as session:
+        assert list(session.scalars(select(RefundRequest))) == []  # nor filed
+    at.run()  # the dialog's next draw holds the figures read again: now it goes out at once
     assert at.button(key=f"{DIALOG}.confirm").label == "환불하기"
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from services.auth.access import Actor
 from services.core.errors import (
+    ApprovalDecisionChanged,
     Conflict,
     Forbidden,
     GatewayUnavailable,
@@ -24,6 +25,7 @@ from services.payments import orders
 from services.payments import verification as payments
 from services.refunds import approvals, bulk
 from services.refunds import desk as refund_desk
+from services.refunds import engine as refunds_engine
 from services.refunds.bulk import BulkInputRow
 from services.refunds.outcomes import DeskResult, RefundOutcome, outcome_of_error
 from services.runtime import Runtime
@@ -620,3 +622,39 @@ def test_an_identifier_that_is_one_payments_imp_uid_and_anothers_order_means_the
     assert refund_desk.refund_quote(runtime, actor=KIM, identifier="ord-both").imp_uid == "ord-both"
     preview = bulk.preview_bulk(runtime, actor=KIM, rows=[BulkInputRow(line=1, identifier="ord-both")])
     assert [row.imp_uid for row in preview.rows] == ["ord-both"]
+
+
+def test_the_approval_decision_a_dialog_announced_must_still_hold_when_it_is_confirmed(
+    runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """The dialog says before confirming whether a refund goes out now or waits for a second operator;
+    if the figures changed meanwhile, the desk refuses rather than do the other thing."""
+    rt = _strict(runtime)
+    imp_uid, _ = _paid(rt, sandbox)
+    with pytest.raises(ApprovalDecisionChanged):  # announced "waits for approval", but 10,000 goes out now
+        refund_desk.request_refund(
+            rt, actor=KIM, imp_uid=imp_uid, amount="10000", reason="고객 요청 취소",
+            idempotency_key="told-approval", expect_approval=True,
+        )  # fmt: skip
+    assert _cancels(sandbox) == []
+    with pytest.raises(ApprovalDecisionChanged):  # announced "goes out now", but 40,000 needs approval
+        refund_desk.request_refund(
+            rt, actor=KIM, imp_uid=imp_uid, amount="40000", reason="고객 요청 취소",
+            idempotency_key="told-now", expect_approval=False,
+        )  # fmt: skip
+    assert approvals.list_requests(rt, actor=PARK) == [] and _cancels(sandbox) == []
+    done = refund_desk.request_refund(
+        rt, actor=KIM, imp_uid=imp_uid, amount="10000", reason="고객 요청 취소",
+        idempotency_key="told-now-right", expect_approval=False,
+    )  # fmt: skip
+    assert done.outcome == RefundOutcome.REFUNDED
+
+
+@pytest.mark.parametrize("reason", ["\u200b", "\x00", "a\x00b", "\u200b \u200b", "\x07알림", "\u202e"])
+def test_a_reason_with_no_visible_character_or_a_control_character_is_refused(reason: str) -> None:
+    with pytest.raises(InvalidRequest):
+        refunds_engine.checked_reason(reason)
+
+
+def test_a_reason_may_hold_any_visible_text_and_line_breaks() -> None:
+    assert refunds_engine.checked_reason("  고객 요청 취소\n(전화 확인)  ") == "고객 요청 취소\n(전화 확인)"
