@@ -134,12 +134,19 @@ def open_refund(name: str, rt: Runtime, actor: Actor, imp_uid: str) -> bool:
     if quote.remaining <= 0:
         st.session_state[_result_key(name)] = ("info", t("refunds.nothing_left"))
         return False
-    # The same payment's unsettled intent (cancelled, or sent with no answer) keeps its key.
-    ui.open_intent(name, {"quote": quote}, fingerprint=quote.imp_uid)
-    st.session_state[f"{name}.amount"] = str(quote.remaining)
-    st.session_state[f"{name}.reason"] = reasons.PRESETS[0].value
+    # The same payment's unsettled intent (cancelled, or sent with no answer) keeps its key, and so
+    # what was sent under it: asked again, the same refund settles the first attempt.
+    earlier = ui.current_intent(name)
+    sent: dict[str, str] | None = None
+    if earlier is not None and not earlier.settled and earlier.fingerprint == quote.imp_uid:
+        sent = earlier.payload.get("sent")
+    ui.open_intent(name, {"quote": quote, **({"sent": sent} if sent else {})}, fingerprint=quote.imp_uid)
     for field in ("other", *ACCOUNT_FIELDS):
         st.session_state.pop(f"{name}.{field}", None)
+    st.session_state[f"{name}.amount"] = sent["amount"] if sent else str(quote.remaining)
+    st.session_state[f"{name}.reason"] = sent["reason"] if sent else reasons.PRESETS[0].value
+    if sent and sent.get("other"):
+        st.session_state[f"{name}.other"] = sent["other"]
     st.session_state.pop(f"{name}.typed_for", None)
     st.session_state.pop(_error_key(name), None)
     return True
@@ -254,6 +261,7 @@ def _confirm(
         parsed = banks.refund_account(account)
     except InvalidRequest as exc:
         return t("refunds.bad_account", message=plain(exc))
+    intent.payload["sent"] = {"amount": str(amount), "reason": code, "other": other}
     try:
         reason = reasons.reason_text(code, other)
         outcome = desk.request_refund(

@@ -202,6 +202,32 @@ def test_when_the_approval_decision_changes_before_confirming_nothing_is_done_an
     assert at.button(key=f"{DIALOG}.confirm").label == "환불하기"
 
 
+def test_reopening_after_an_answer_that_never_came_asks_the_same_refund_again(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """The same payment's dialog reopened after a lost answer keeps its key, so it must keep what was
+    sent with it too (amount, reason): asked again it settles the first attempt, never a second refund."""
+    imp_uid = _paid(dashboard_runtime, sandbox)
+    at = _open_dialog(open_app, imp_uid)
+    key = at.session_state[f"{DIALOG}.intent"].key
+    at.text_input(key=f"{DIALOG}.amount").input("20000")
+    at.radio(key=f"{DIALOG}.reason").set_value("duplicate_payment")
+    sandbox.configure(drop_next=1, drop_only="POST /payments/cancel", fail_next=5, fail_only="GET /payments/")
+    at.button(key=f"{DIALOG}.confirm").click().run()
+    sandbox.configure(drop_next=0, fail_next=0, fail_only=None, drop_only=None)
+    assert [(r.amount, r.status) for r in _refunds(dashboard_runtime)] == [(Decimal(20000), "unknown")]
+
+    at.button(key="payment_detail.refund").click().run()
+    assert at.session_state[f"{DIALOG}.intent"].key == key
+    assert at.text_input(key=f"{DIALOG}.amount").value == "20000"
+    assert at.radio(key=f"{DIALOG}.reason").value == "duplicate_payment"
+    at.button(key=f"{DIALOG}.confirm").click().run()
+    assert not at.exception, at.exception
+    assert "already used for a different refund" not in _texts(at)
+    assert [(r.amount, r.idempotency_key) for r in _refunds(dashboard_runtime)] == [(Decimal(20000), key)]
+    assert sandbox.calls()["cancels"] == []  # the lost one never applied, and it was not sent again
+
+
 def test_a_viewer_sees_no_refund_action(
     open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
 ) -> None:
