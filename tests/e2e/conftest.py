@@ -139,7 +139,16 @@ def _add_user_in_process(database_url: str, portone_api_url: str, username: str,
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Sandbox, API and dashboard as subprocesses over one fresh SQLite database; stopped at the end."""
-    workdir = tmp_path_factory.mktemp("e2e")
+    yield from _stack(tmp_path_factory.mktemp("e2e"), seed_demo=False)
+
+
+@pytest.fixture(scope="session")
+def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The same stack with `make run`'s demo data (`python -m cli seed-demo`): a quarter of payments."""
+    yield from _stack(tmp_path_factory.mktemp("e2e-demo"), seed_demo=True)
+
+
+def _stack(workdir: Path, *, seed_demo: bool) -> Iterator[Stack]:
     sandbox_port, api_port, dashboard_port = free_port(), free_port(), free_port()
     sandbox_url, api_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{api_port}"
     dashboard_url = f"http://127.0.0.1:{dashboard_port}"
@@ -177,6 +186,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         httpx.post(
             f"{sandbox_url}/sandbox/config", json={"webhook_url": f"{api_url}/portone/webhook"}
         ).raise_for_status()
+        if seed_demo:
+            _run([python, "-m", "cli", "seed-demo"], env)
         yield Stack(sandbox_url, api_url, dashboard_url, database_url, env)
     finally:
         for server in servers:
