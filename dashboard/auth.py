@@ -16,7 +16,7 @@ import streamlit as st
 from dashboard.format import plain
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
-from dashboard.session_cookie import COOKIE, END_PATH, START_PATH
+from dashboard.session_cookie import COOKIE, END_PATH, START_PATH, same_origin
 from services.auth import accounts as users
 from services.auth import dashboard_sessions
 from services.auth.access import Actor, Permission
@@ -48,9 +48,16 @@ def sign_in(actor: Actor) -> None:
 
 
 def _cookie_token() -> str | None:
+    """The sign-in cookie, only from a page on the dashboard's own origin. Streamlit lets in a websocket
+    from any port of an allowed host name and the browser sends the cookie along, so a page served on
+    another port (the API, the sandbox, any internal tool) could otherwise drive this sign-in."""
     try:
         token = st.context.cookies.get(COOKIE)
+        headers = st.context.headers
+        origin, host = headers.get("Origin"), headers.get("Host")
     except Exception:  # noqa: BLE001 - no browser connection (e.g. a script run in tests): no cookie
+        return None
+    if not same_origin(origin, host):
         return None
     return token if isinstance(token, str) and token else None
 

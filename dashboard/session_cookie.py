@@ -28,13 +28,21 @@ START_PATH = "/session/start"
 END_PATH = "/session/end"
 
 
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """Whether a request's Origin is the dashboard's own (host and port, as the Host header names them).
+    Browsers send the sign-in cookie to every port of a host, so the port must match too."""
+    if not origin or not host:
+        return False
+    return urlsplit(origin).netloc.lower() == host.strip().lower()
+
+
 def _same_origin_json(request: Request) -> bool:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         return False
     origin = request.headers.get("origin")
     if origin is None:
         return True  # same-origin fetch from some browsers omits it; cross-site posts always send it
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    return same_origin(origin, request.headers.get("host", ""))
 
 
 def _secure(request: Request) -> bool:

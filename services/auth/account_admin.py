@@ -7,8 +7,10 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from services.audit import trail as audit
+from services.auth import dashboard_sessions
 from services.auth.access import Actor, Permission, require
 from services.auth.accounts import MIN_PASSWORD_LENGTH, set_role
+from services.auth.sessions import SessionEnd
 from services.core.errors import InvalidRequest, NotFound
 from services.core.models import User
 from services.runtime import Runtime
@@ -29,6 +31,7 @@ def reset_password(rt: Runtime, *, username: str, new_password: str, actor: Acto
         user.failed_logins = 0
         user.locked_until = None
         audit.record(session, actor=actor.username, action="user.password_reset", target=username)
+    dashboard_sessions.end_all_of(rt, username=username, reason=SessionEnd.REVOKED)  # whoever had the old one
 
 
 def set_active(rt: Runtime, *, username: str, active: bool, actor: Actor) -> None:

@@ -14,7 +14,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 
 from services.audit import trail as audit
+from services.auth import dashboard_sessions
 from services.auth.access import Actor, Permission, require
+from services.auth.sessions import SessionEnd
 from services.core.config import DATA_DIR
 from services.core.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from services.core.models import Role, User, utcnow
@@ -141,6 +143,8 @@ def set_role(rt: Runtime, *, username: str, role: str, active: bool = True, acto
         audit.record(
             session, actor=actor.username, action="user.updated", target=username, role=str(new_role), active=active
         )
+    if not active:  # at once, even the sign-ins nobody uses now: enabled again, they must not come back
+        dashboard_sessions.end_all_of(rt, username=username, reason=SessionEnd.DISABLED)
 
 
 def ensure_first_admin(rt: Runtime, *, password_file: Path | None = None) -> str | None:

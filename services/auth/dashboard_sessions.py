@@ -166,6 +166,16 @@ def end(rt: Runtime, session_id: str, *, reason: SessionEnd = SessionEnd.SIGNED_
 def end_user_sessions(rt: Runtime, *, username: str, actor: Actor, now: float | None = None) -> int:
     """An admin ends every live sign-in of `username`; how many. Audited."""
     require(actor, Permission.MANAGE_USERS)
+    ended = end_all_of(rt, username=username, reason=SessionEnd.REVOKED, now=now)
+    with rt.db.write() as session:
+        audit.record(session, actor=actor.username, action="user.sessions_ended", target=username, count=ended)
+    return ended
+
+
+def end_all_of(rt: Runtime, *, username: str, reason: SessionEnd, now: float | None = None) -> int:
+    """End every live sign-in of `username` and the export links they made; how many. For the account's
+    own changes (disabled, password reset) as much as for an admin's "end all sign-ins": a cookie nobody
+    used meanwhile must not work again once the account is enabled again."""
     at = _at(now)
     with rt.db.write() as session:
         ids = list(
@@ -179,10 +189,9 @@ def end_user_sessions(rt: Runtime, *, username: str, actor: Actor, now: float | 
             session.execute(
                 update(DashboardSession)
                 .where(DashboardSession.id.in_(ids), DashboardSession.ended_at.is_(None))
-                .values(ended_at=at, ended_reason=str(SessionEnd.REVOKED), handoff_hash=None, handoff_expires_at=None)
+                .values(ended_at=at, ended_reason=str(reason), handoff_hash=None, handoff_expires_at=None)
                 .execution_options(synchronize_session=False)
             )
-        audit.record(session, actor=actor.username, action="user.sessions_ended", target=username, count=len(ids))
     _revoke_export_links(rt, ids, now=now)
     return len(ids)
 

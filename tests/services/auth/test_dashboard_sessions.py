@@ -125,6 +125,26 @@ def test_a_disabled_user_is_signed_out_at_the_next_action(people: Runtime) -> No
         sessions.resolve(people, token=token)
 
 
+def test_disabling_ends_every_sign_in_at_once_even_unused_ones(people: Runtime) -> None:
+    """Disable, reset the password, enable again: a cookie nobody used meanwhile must not work again."""
+    live, token = signed_in(people)
+    account_admin.set_active(people, username="kim", active=False, actor=ADMIN)
+    account_admin.set_active(people, username="kim", active=True, actor=ADMIN)
+    with pytest.raises(sessions.SessionEnded) as ended:
+        sessions.resolve(people, token=token)
+    assert ended.value.reason == "disabled"
+    with people.db.read() as session:
+        assert session.get(DashboardSession, live.id).ended_reason == "disabled"
+
+
+def test_a_password_reset_ends_every_sign_in_of_the_account(people: Runtime) -> None:
+    _, token = signed_in(people)
+    account_admin.reset_password(people, username="kim", new_password="kim-password-2", actor=ADMIN)
+    with pytest.raises(sessions.SessionEnded) as ended:
+        sessions.resolve(people, token=token)
+    assert ended.value.reason == "revoked"
+
+
 def test_a_role_change_keeps_the_sign_in_and_the_role_is_read_afresh(people: Runtime) -> None:
     live, token = signed_in(people)
     account_admin.change_role(people, username="kim", role="viewer", actor=ADMIN)
