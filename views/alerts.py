@@ -15,7 +15,7 @@ from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services.alerts import desk as alert_desk
 from services.auth.access import Permission
-from services.core.errors import Conflict, GatewayError, InvalidRequest, PaymentsError
+from services.core.errors import Conflict, GatewayError, InvalidRequest, NotFound, PaymentsError
 from services.core.job_lock import JobBusy
 from services.reconciliation import engine as reconcile
 from services.reconciliation import runs as reconcile_runs
@@ -293,6 +293,24 @@ signature = (status, kind, severity)
 if st.session_state.get("alerts_filters") != signature:
     st.session_state["alerts_filters"] = signature
     st.session_state["alerts_page"] = 1
+
+
+def _linked_alert() -> int | None:
+    """The alert a link names (/alerts?alert=12, as notifications send), once: later runs are the page's."""
+    raw = st.query_params.get("alert")
+    if raw is None:
+        return None
+    del st.query_params["alert"]
+    return int(raw) if raw.isdigit() and len(raw) < 12 else None
+
+
+def _linked_detail(alert_id: int) -> None:
+    try:
+        _detail(alert_id)
+    except NotFound:
+        st.warning(t("alerts.linked_missing", id=alert_id))
+
+
 page = alert_desk.list_alerts(
     rt,
     actor=actor,
@@ -312,7 +330,12 @@ else:
         i: t("alerts.pick_option", id=i, kind=_kind(r.kind), payment=r.imp_uid or t("alerts.no_payment"))
         for i, r in by_id.items()
     }
+    linked = _linked_alert()
+    if linked is not None and linked in by_id:
+        st.session_state["alerts_pick"] = linked
     picked = st.selectbox(t("alerts.pick"), list(by_id), format_func=pick_labels.__getitem__, key="alerts_pick")
-    if picked is not None:
+    if linked is not None and linked not in by_id:  # filtered out or on another page: shown all the same
+        _linked_detail(linked)
+    elif picked is not None:
         _detail(int(picked))
 _reconciliation()

@@ -182,3 +182,21 @@ def test_operator_marks_a_refund_overdue_at_portone_failed_with_a_note(
         assert refund is not None and alert is not None
         assert refund.status == "failed" and "카드사 확인: 취소 불가" in (refund.error_message or "")
         assert (alert.status, alert.resolved_by) == ("resolved", "operator")
+
+
+def test_a_link_to_an_alert_opens_that_alert(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime, sandbox: SandboxControl
+) -> None:
+    """Notifications link to /alerts?alert=<id>: the page opens on that alert, not the first one."""
+    _seed(dashboard_runtime, sandbox)
+    with dashboard_runtime.db.read() as session:
+        second = max(session.scalars(select(Alert.id)))
+    at = open_app("operator")
+    at.query_params["alert"] = str(second)
+    at.switch_page("views/alerts.py").run()
+    assert not at.exception, at.exception
+    assert [h.value for h in at.subheader if h.value.startswith("알림 #")] == [f"알림 #{second}"]
+    at.query_params["alert"] = "999999"  # an alert that is not there: the list, and a word why
+    at.run()
+    assert not at.exception, at.exception
+    assert any("#999999" in w.value for w in at.warning)
