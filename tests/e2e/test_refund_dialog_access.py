@@ -13,8 +13,8 @@ from services.auth.access import Actor, Role
 from services.auth.accounts import set_role
 from services.core.config import Settings
 from services.runtime import build_runtime
-from tests.e2e.conftest import ADMIN, Stack, _add_user_in_process, login, open_link, wait_for_app
-from tests.e2e.test_refund_from_the_list import _paid_payment, _refunds_of
+from tests.e2e.conftest import ADMIN, Stack, _add_user_in_process, login, open_link, paid_payment, wait_for_app
+from tests.e2e.test_refund_from_the_list import _refunds_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,7 +33,10 @@ def test_an_operator_demoted_or_disabled_while_the_dialog_is_open_refunds_nothin
 ) -> None:
     user = (f"e2e-dialog-{role}-{active}", "e2e-dialog-operator-password")
     _add_user_in_process(stack.database_url, stack.sandbox_url, *user, role="operator")
-    imp_uid = _paid_payment(stack)
+    # a buyer of its own: the other e2e tests search the shared stack by their buyers' e-mail
+    imp_uid = paid_payment(
+        stack, email=f"e2e.access.{role}.{active}@example.com", name="권한변경", phone="010-0000-0303"
+    )
     login(page, stack, *user)
     open_link(page, page.get_by_test_id("stSidebarNavLink").filter(has_text="결제 상세").first)
     page.get_by_label("imp_uid 또는 주문번호(merchant_uid)").fill(imp_uid)
