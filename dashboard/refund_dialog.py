@@ -162,6 +162,17 @@ def show_result(name: str) -> None:
             st.toast(text, icon=":material/check_circle:" if kind == "success" else ":material/hourglass_top:")
 
 
+def quote_figures(quote: desk.RefundQuote) -> None:
+    """Paid, already refunded, refundable: the three figures a refund is decided on (and whether they
+    are PortOne's live ones)."""
+    figures = st.columns(3)
+    figures[0].metric(t("refunds.paid"), ui.money_text(quote.amount, quote.currency))
+    figures[1].metric(t("refunds.already"), ui.money_text(quote.cancel_amount, quote.currency))
+    figures[2].metric(t("refunds.remaining"), ui.money_text(quote.remaining, quote.currency))
+    if not quote.from_portone:
+        st.warning(t("refunds.quote_offline"))
+
+
 def _typed_amount(text: str, quote: desk.RefundQuote) -> Decimal | None:
     try:
         return parse_typed_amount(text, quote.currency)
@@ -184,12 +195,7 @@ def _body(name: str, rt: Runtime, actor: Actor, intent: ui.Intent) -> None:
             buyer=plain(quote.buyer_name or "—"),
         )
     )
-    figures = st.columns(3)
-    figures[0].metric(t("refunds.paid"), ui.money_text(quote.amount, quote.currency))
-    figures[1].metric(t("refunds.already"), ui.money_text(quote.cancel_amount, quote.currency))
-    figures[2].metric(t("refunds.remaining"), ui.money_text(quote.remaining, quote.currency))
-    if not quote.from_portone:
-        st.warning(t("refunds.quote_offline"))
+    quote_figures(quote)
     if quote.full_only:  # PortOne refunds it in full only: the whole remainder, not editable
         st.info(t(f"refunds.full_only_{quote.full_only}"))
         st.session_state[f"{name}.amount"] = str(quote.remaining)

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.factories import SandboxControl
+from tests.webhook_receiver import WebhookReceiver
 
 pytest_plugins = ["tests.postgres_server", "tests.reliability_report"]
 
@@ -73,3 +74,13 @@ def api(runtime: object, sandbox: SandboxControl) -> Iterator[httpx.Client]:
             yield client
     finally:
         served.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A loopback HTTP server that records what is posted to it (webhook and notification targets)."""
+    running = WebhookReceiver()
+    try:
+        yield running
+    finally:
+        running.close()

@@ -17,7 +17,7 @@ from dashboard import components as ui
 from dashboard.auth import gate
 from dashboard.format import badge, kst, plain, status_label
 from dashboard.i18n import t
-from dashboard.refund_dialog import account_inputs, describe, explain, forget_typed
+from dashboard.refund_dialog import account_inputs, describe, explain, forget_typed, quote_figures
 from dashboard.runtime import get_runtime
 from services.auth.access import Permission
 from services.core.errors import InvalidRequest, PaymentsError
@@ -68,12 +68,7 @@ with single:
             f"**{plain(quote.imp_uid)}** · {plain(quote.merchant_uid)} · {plain(quote.buyer_name)} · "
             f"{badge(quote.status)} · {kst(quote.paid_at)}"
         )
-        figures = st.columns(3)
-        figures[0].metric(t("refunds.paid"), ui.money_text(quote.amount, quote.currency))
-        figures[1].metric(t("refunds.already"), ui.money_text(quote.cancel_amount, quote.currency))
-        figures[2].metric(t("refunds.remaining"), ui.money_text(quote.remaining, quote.currency))
-        if not quote.from_portone:
-            st.warning(t("refunds.quote_offline"))
+        quote_figures(quote)
         if quote.remaining <= 0:
             st.info(t("refunds.nothing_left"))
         else:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from services.alerts.store import AlertKind, raise_alert
 from services.runtime import Runtime
@@ -16,15 +13,6 @@ from tests.factories import SandboxControl, make_runtime
 from tests.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    running = WebhookReceiver()
-    try:
-        yield running
-    finally:
-        running.close()
 
 
 def _env(database_url: str, sandbox: SandboxControl, **extra: str) -> dict[str, str]:

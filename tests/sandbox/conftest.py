@@ -11,7 +11,6 @@ import pytest
 
 from sandbox.config import SandboxConfig
 from sandbox.testing import RunningSandbox, run_sandbox_in_thread
-from tests.webhook_receiver import WebhookReceiver
 
 IMP_KEY = "test-imp-key"
 IMP_SECRET = "test-imp-secret"
@@ -109,13 +108,6 @@ def client(sandbox: RunningSandbox) -> Iterator[SandboxClient]:
     c = SandboxClient(sandbox.url)
     yield c
     c.close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver()
-    yield r
-    r.close()
 
 
 def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> Any:

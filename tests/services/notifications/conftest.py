@@ -13,15 +13,6 @@ from tests.webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    running = WebhookReceiver()
-    try:
-        yield running
-    finally:
-        running.close()
-
-
-@pytest.fixture
 def smtp_port() -> int:
     return free_port()
 
