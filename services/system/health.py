@@ -116,7 +116,7 @@ class Health:
             checks.append(_portone_check("portone_v2", self.portone_v2))
         schedule = self.schedule
         if schedule is None:
-            checks.append(Check("reconcile_schedule", False, "unknown: database unreachable"))
+            checks.append(Check("reconcile_schedule", False, "unknown: the runs could not be read"))
         else:
             checks.append(Check("reconcile_schedule", not schedule.stale, "stale" if schedule.stale else "ok"))
         return tuple(checks)
@@ -262,6 +262,7 @@ class PortOneProbeCache:
 
 
 def _schedule(rt: Runtime, watching_since: datetime | None) -> ScheduleState | None:
+    """None when the runs cannot be read (the database went away, or has no schema yet)."""
     try:
         return schedule_state(rt, watching_since=watching_since or PROCESS_STARTED)
     except SQLAlchemyError:
