@@ -310,7 +310,8 @@ def _scheduler(state: ScheduleState | None) -> None:
             f"reconcile.outcome_{run.status}", checked=run.payments_checked, new=run.new_total, repaired=repaired
         )
         st.caption(t("reconcile.schedule_last", every=every, window=window, time=kst(run.started_at), outcome=outcome))
-    st.caption(t("admin.scheduler_last_finished", time=kst(state.last_finished_at)))
+    if state.last_finished_at is not None:
+        st.caption(t("admin.scheduler_last_finished", time=kst(state.last_finished_at)))
     if state.stale:
         st.error(t("reconcile.schedule_stale", minutes=state.stale_after.total_seconds() / 60))
 

@@ -145,6 +145,7 @@ def test_health_shows_the_scheduler_last_run_and_when_it_is_stale(
     at = _admin(open_app)
     assert ":green-badge[정상]" in _badge_line(at, "정기 대조")
     assert any("아직 실행된 적이 없습니다" in c.value for c in at.caption)
+    assert not any(c.value.startswith("마지막 완료") for c in at.caption)  # none finished: no line
 
     summary = reconcile_schedule.run_once(dashboard_runtime)  # what the scheduler does on each tick
     assert summary is not None and summary.status == "finished"
