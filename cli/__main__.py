@@ -1,4 +1,4 @@
-"""Command line for scripts: `python -m cli migrate | seed-demo | users add|list | reconcile | scheduler | notify`."""
+"""Command line for scripts: `python -m cli migrate | check-config | seed-demo | users add|list | reconcile | scheduler | notify`."""
 
 from __future__ import annotations
 
@@ -7,12 +7,19 @@ import getpass
 import sys
 
 from pydantic import ValidationError
+from pydantic_settings.exceptions import SettingsError
 
 from services.core.config import DATA_DIR, get_settings
 from services.core.errors import PaymentsError
 from services.runtime import Runtime, build_runtime
 
 ADMIN_PASSWORD_FILE = DATA_DIR / "admin-password.txt"
+
+
+def _check_config(_: argparse.Namespace) -> int:
+    from cli.check_config import run
+
+    return run()
 
 
 def _migrate(_: argparse.Namespace) -> int:
@@ -137,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cli", description="Chekar payments operations")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="upgrade the database to the newest schema").set_defaults(func=_migrate)
+    commands.add_parser(
+        "check-config",
+        help="check every setting, the database and PortOne (exit 0 ok, 1 a check failed, 2 settings refused)",
+    ).set_defaults(func=_check_config)
     commands.add_parser("seed-demo", help="seed demo data once (sandbox mode only)").set_defaults(
         func=_with_runtime(_seed_demo)
     )
@@ -167,9 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except ValidationError as exc:  # settings refused: say which, never echo a value
-        reasons = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
-        print(f"python -m cli: refusing to start: {reasons}", file=sys.stderr)
+    except (ValidationError, SettingsError) as exc:  # settings refused: say which, never echo a value
+        from services.system.config_check import settings_problems
+
+        print(f"python -m cli: refusing to start: {'; '.join(settings_problems(exc))}", file=sys.stderr)
         return 2
 
 
