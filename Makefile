@@ -55,7 +55,7 @@ $(STAMP): $(REQUIREMENTS)
 	@touch $@
 
 run: venv
-	$(PY) tools/devserver.py --api-port $(API_PORT) --sandbox-port $(SANDBOX_PORT) --dashboard-port $(DASHBOARD_PORT)
+	$(PY) -m tools.devserver --api-port $(API_PORT) --sandbox-port $(SANDBOX_PORT) --dashboard-port $(DASHBOARD_PORT)
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
