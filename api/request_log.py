@@ -40,8 +40,12 @@ def request_id_of(scope: Scope) -> str:
 
 
 def route_template(scope: Scope) -> str:
-    """The matched route's path template; never the path the caller sent."""
+    """The matched route's path template; never the path the caller sent. FastAPI's routes leave
+    themselves in the scope; Starlette's (the OpenAPI document, the docs) only their endpoint."""
     route: Any = scope.get("route")
+    if route is None and scope.get("endpoint") is not None:
+        routes = getattr(getattr(scope.get("app"), "router", None), "routes", [])
+        route = next((r for r in routes if getattr(r, "endpoint", None) is scope["endpoint"]), None)
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED
 

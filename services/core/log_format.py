@@ -13,11 +13,15 @@ from __future__ import annotations
 import logging.config
 from typing import Any, Literal
 
+from pythonjsonlogger.core import RESERVED_ATTRS
+
 LogFormat = Literal["text", "json"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = "{levelname}{name}{message}"
 JSON_RENAMES = {"levelname": "level", "name": "logger"}
+# Record attributes never written as fields: the standard ones, and uvicorn's message with terminal colours.
+JSON_LEFT_OUT = [*RESERVED_ATTRS, "color_message"]
 
 
 def logging_config(log_format: LogFormat, *, level: str = "INFO") -> dict[str, Any]:
@@ -30,6 +34,7 @@ def logging_config(log_format: LogFormat, *, level: str = "INFO") -> dict[str, A
             "style": "{",
             "rename_fields": dict(JSON_RENAMES),
             "timestamp": "time",
+            "reserved_attrs": list(JSON_LEFT_OUT),
         }
     else:
         formatter = {"format": TEXT_FORMAT}

@@ -63,6 +63,7 @@ def test_json_request_lines_name_the_route_not_the_path(database_url: str, sandb
             forged = api.get("/api/orders/ord-2", headers={"X-Request-ID": "line\tbreak"})
             refused = api.post("/api/payments/imp_123456/refunds", json={"reason": "x"})
             nowhere = api.get("/secret-path/kim@example.com")
+            schema = api.get("/openapi.json")
     finally:
         lines = _lines(process)
     records: list[dict[str, Any]] = [json.loads(line) for line in lines]  # every line is JSON
@@ -78,6 +79,8 @@ def test_json_request_lines_name_the_route_not_the_path(database_url: str, sandb
     assert by_id[refused.headers["X-Request-ID"]]["route"] == "/api/payments/{imp_uid}/refunds"
     assert by_id[refused.headers["X-Request-ID"]]["status"] == 401
     assert by_id[nowhere.headers["X-Request-ID"]]["route"] == "(no route)"
+    assert by_id[schema.headers["X-Request-ID"]]["route"] == "/openapi.json"  # a Starlette route, not FastAPI's
+    assert not any("color_message" in r for r in records)  # uvicorn's terminal-coloured copy stays out
     whole = "\n".join(lines)
     for leaked in ("ord-kim-secret", "kim@example.com", "imp_123456", "secret-path"):
         assert leaked not in whole
