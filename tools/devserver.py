@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -33,6 +32,8 @@ from tools.processes import (  # noqa: E402
     Child,
     Stop,
     first_dead,
+    ignore_stop_signals,
+    port_in_use,
     raise_stop,
     run_step,
     stop_all,
@@ -51,12 +52,6 @@ def say(message: str) -> None:
 def _prefixed(name: str, line: str) -> None:
     with _print_lock:
         print(f"{name:>9} | {line}", flush=True)
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((HOST, port)) == 0
 
 
 def env_port(name: str, default: int) -> int:
@@ -122,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "--browser.gatherUsageStats", "false"], args.dashboard_port, "/_stcore/health"),
         Child("scheduler", [python, "-m", "cli", "scheduler"], None, ""),
     ]  # fmt: skip
-    busy = [f"{c.name} port {c.port}" for c in children if c.port is not None and port_in_use(c.port)]
+    busy = [f"{c.name} port {c.port}" for c in children if c.port is not None and port_in_use(HOST, c.port)]
     if busy:
         raise SystemExit(
             f"devserver: already in use: {', '.join(busy)}. Stop what uses it, or pick other ports "
@@ -150,12 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"devserver: {dead.name} died (exit {dead.exit_code()})", file=sys.stderr, flush=True)
         return 1
     except Stop as stop:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the shutdown
+        ignore_stop_signals()  # a second Ctrl-C or SIGTERM must not interrupt the shutdown
         say(f"{stop} received")
         stop_all(children, STOP_GRACE_SECONDS, say)
         return 0
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        ignore_stop_signals()
         stop_all(children, STOP_GRACE_SECONDS, say)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -35,6 +36,12 @@ class Stop(Exception):
 def raise_stop(signum: int, _frame: object) -> None:
     """Signal handler: SIGTERM / SIGINT become `Stop`, unwinding the supervisor's main loop."""
     raise Stop(signal.Signals(signum).name)
+
+
+def ignore_stop_signals() -> None:
+    """While stopping: a second SIGTERM or Ctrl-C would unwind the shutdown and orphan the children."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass
@@ -109,6 +116,15 @@ def _pump_lines(name: str, stream: IO[bytes], write: LineWriter) -> None:
     for raw in iter(stream.readline, b""):
         write(name, raw.decode(errors="replace").rstrip("\r\n"))
     stream.close()
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on `host`:`port` (a wildcard address is asked over loopback)."""
+    host = HOST if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
 
 
 def run_step(
