@@ -1,4 +1,4 @@
-"""Command line for scripts: `python -m cli migrate | seed-demo | users add|list | reconcile | scheduler | notify`."""
+"""Command line for scripts: `python -m cli migrate | check-config | seed-demo | users add|list | reconcile | scheduler | notify`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from services.core.errors import PaymentsError
 from services.runtime import Runtime, build_runtime
 
 ADMIN_PASSWORD_FILE = DATA_DIR / "admin-password.txt"
+
+
+def _check_config(_: argparse.Namespace) -> int:
+    from cli.check_config import run
+
+    return run()
 
 
 def _migrate(_: argparse.Namespace) -> int:
@@ -139,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cli", description="Chekar payments operations")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="upgrade the database to the newest schema").set_defaults(func=_migrate)
+    commands.add_parser(
+        "check-config",
+        help="check every setting, the database and PortOne (exit 0 ok, 1 a check failed, 2 settings refused)",
+    ).set_defaults(func=_check_config)
     commands.add_parser("seed-demo", help="seed demo data once (sandbox mode only)").set_defaults(
         func=_with_runtime(_seed_demo)
     )

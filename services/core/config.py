@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     dashboard_url: str = "http://localhost:8501"  # messages link here instead of naming anyone
     # Log lines of the API and the scheduler: readable text, or one JSON object per line (make serve sets json).
     log_format: Literal["text", "json"] = "text"
+    # Production (make serve): how many API processes uvicorn starts. SQLite takes one writer process
+    # well; more need PostgreSQL (`python -m cli check-config` refuses SQLite with more than one).
+    api_workers: int = Field(1, ge=1)
 
     @classmethod
     def settings_customise_sources(

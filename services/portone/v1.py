@@ -218,6 +218,11 @@ class PortOneV1Client:
     def close(self) -> None:
         self._http.close()
 
+    def verify_credentials(self) -> None:
+        """Ask for a new access token (POST /users/getToken) once, no retry: GatewayUnauthorized when
+        PortOne refuses the key and secret, GatewayUnavailable when it cannot be reached."""
+        self._access_token(force=True)
+
     def _access_token(self, *, force: bool = False) -> str:
         with self._token_lock:
             if not force and self._token and time.time() < self._token_expires_at - TOKEN_REFRESH_MARGIN_SECONDS:

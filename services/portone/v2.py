@@ -38,7 +38,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -502,6 +502,23 @@ class PortOneV2Client:
         total = max(count if type(count) is int else 0, seen)
         next_page = page + 1 if page * size < total or returned >= size else None
         return PaymentPage(payments=payments, total=total, next_page=next_page, unreadable=unreadable)
+
+    def verify_access(self) -> None:
+        """The cheapest read that proves the API secret and the store: one page of one payment of the
+        store (GET /payments, filter.storeId), sent once with no retry. PortOne answers 401 for a
+        secret it refuses and 403 for a store the secret may not read: both GatewayUnauthorized,
+        with the status; GatewayUnavailable when PortOne cannot be reached."""
+        until = datetime.now(UTC)
+        filters = PaymentFilterInput(store_id=self._store_id, from_=_rfc3339(until - timedelta(minutes=1)),
+                                     until=_rfc3339(until))  # fmt: skip
+        try:
+            _, answer = self._invoke(
+                lambda: self._sdk.get_payments(page=PageInput(number=0, size=1), filter=filters), write=False
+            )
+        except httpx.TransportError as exc:
+            raise GatewayUnavailable(f"PortOne unreachable: {type(exc).__name__}") from exc
+        if not isinstance(answer.json(), dict):
+            raise GatewayUnavailable("PortOne answered a payment list we cannot read", http_status=answer.status)
 
     def cancel_payment(
         self,

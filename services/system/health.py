@@ -1,42 +1,68 @@
-"""Health of what the dashboard depends on: the database (and its schema) and PortOne.
+"""Health of what the system depends on: the database (and its schema), PortOne and the scheduled
+reconciliation. The dashboard's admin page (`check`), `GET /readyz` (`readiness`) and
+`python -m cli check-config` (services/system/config_check.py) all read it from here.
 
 Never raises for a dependency that is down: it reports it, with the reason and the time taken.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from alembic.util import CommandError
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.auth.access import Actor, Permission, require
-from services.core.errors import GatewayError, GatewayNotFound, GatewayRejected, GatewayUnauthorized
+from services.core.config import Settings, is_placeholder
+from services.core.errors import GatewayError, GatewayUnauthorized
 from services.core.migrate import alembic_config
-from services.runtime import Runtime, make_gateway
+from services.core.models import utcnow
+from services.portone.v1 import PortOneV1Client
+from services.reconciliation.schedule import ScheduleState, schedule_state
+from services.runtime import Runtime
 
 # A health check must answer quickly even when PortOne hangs.
 PORTONE_PROBE_TIMEOUT_SECONDS = 5.0
-# A merchant_uid no order ever has: reading its pre-registration needs a valid token, changes nothing.
-PROBE_MERCHANT_UID = "chekar-health-probe"
+# /readyz is asked every few seconds by load balancers: PortOne's token endpoint is asked at most this often.
+PORTONE_PROBE_CACHE_SECONDS = 30.0
+# With no scheduled run ever finished, the schedule counts as stale once a process has waited
+# RECONCILE_STALE_MINUTES since it started (schedule_state's `watching_since`).
+PROCESS_STARTED = utcnow()
+
+SchemaState = Literal["at_head", "behind", "ahead"]
 
 
 @dataclass(frozen=True)
 class DatabaseHealth:
     reachable: bool
     backend: str  # sqlite | postgresql
-    revision: str | None  # the schema revision the database is at
+    revision: str | None  # the schema revision the database is at (None: no schema yet)
     heads: tuple[str, ...]  # the newest revision(s) this code ships
     latency_ms: float | None
     error: str | None
+    known_revision: bool = True  # the revision is one this code ships (or there is none yet)
 
     @property
     def at_head(self) -> bool:
         return self.reachable and self.revision is not None and self.revision in self.heads and len(self.heads) == 1
+
+    @property
+    def schema(self) -> SchemaState | None:
+        """at_head; behind (migrations to apply); ahead (a revision this code does not know: the
+        database was migrated by newer code). None when the database was not reached."""
+        if not self.reachable:
+            return None
+        if self.at_head:
+            return "at_head"
+        return "behind" if self.known_revision else "ahead"
 
     @property
     def ok(self) -> bool:
@@ -46,10 +72,14 @@ class DatabaseHealth:
 @dataclass(frozen=True)
 class PortOneHealth:
     reachable: bool  # PortOne answered
-    authorized: bool  # ... and accepted our REST API key and secret
+    authorized: bool  # ... and accepted our credentials
     api_url: str
     latency_ms: float | None
     error: str | None
+    api: Literal["v1", "v2"] = "v1"
+    # What PortOne refused when not authorized: "key" (V1 key/secret, V2 API secret) or "store"
+    # (V2: the store id, for this secret).
+    refused: Literal["key", "store"] | None = None
 
     @property
     def ok(self) -> bool:
@@ -61,7 +91,9 @@ class Health:
     mode: str  # sandbox | test | live
     checked_at: datetime
     database: DatabaseHealth
-    portone: PortOneHealth
+    portone: PortOneHealth  # V1: its key is always in use
+    schedule: ScheduleState | None  # None when the database could not be read
+    portone_v2: PortOneHealth | None = None  # when V2 is in use
 
     @property
     def is_live(self) -> bool:
@@ -69,54 +101,190 @@ class Health:
 
     @property
     def ok(self) -> bool:
-        return self.database.ok and self.portone.ok
+        return all(check.ok for check in self.checks)
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        """Each check with the kind of failure in a few public words (no error text: /readyz is public)."""
+        db = self.database
+        checks = [
+            Check("database", db.reachable, "ok" if db.reachable else "unreachable"),
+            Check("schema", db.ok, _SCHEMA_WORDS[db.schema] if db.schema else "unknown: database unreachable"),
+            _portone_check("portone", self.portone),
+        ]
+        if self.portone_v2 is not None:
+            checks.append(_portone_check("portone_v2", self.portone_v2))
+        schedule = self.schedule
+        if schedule is None:
+            checks.append(Check("reconcile_schedule", False, "unknown: database unreachable"))
+        else:
+            checks.append(Check("reconcile_schedule", not schedule.stale, "stale" if schedule.stale else "ok"))
+        return tuple(checks)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    state: str  # "ok", or the kind of failure: unreachable, refused our key, behind head, stale ...
+
+
+_SCHEMA_WORDS = {"at_head": "ok", "behind": "behind head", "ahead": "ahead of this code"}
+
+
+def _portone_check(name: str, result: PortOneHealth) -> Check:
+    if result.ok:
+        return Check(name, True, "ok")
+    if not result.reachable:
+        return Check(name, False, "unreachable")
+    return Check(name, False, "refused our store id" if result.refused == "store" else "refused our key")
 
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-def check_database(rt: Runtime) -> DatabaseHealth:
-    backend = rt.db.engine.dialect.name
-    heads = tuple(sorted(ScriptDirectory.from_config(alembic_config(rt.db.url)).get_heads()))
+def database_error_text(exc: BaseException, database_url: str) -> str:
+    """The first line of a database error, with the URL's password taken out wherever it appears."""
+    line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    try:
+        password = make_url(database_url).password
+    except Exception:  # noqa: BLE001 - an unparsable URL has no password to hide
+        password = None
+    if password:
+        line = line.replace(str(password), "***")
+    return line
+
+
+def check_database_engine(engine: Engine, database_url: str) -> DatabaseHealth:
+    """Connect, `select 1`, and read the schema revision against this code's head."""
+    backend = engine.dialect.name
+    scripts = ScriptDirectory.from_config(alembic_config(database_url))
+    heads = tuple(sorted(scripts.get_heads()))
     started = time.perf_counter()
     try:
-        with rt.db.engine.connect() as connection:
+        with engine.connect() as connection:
             connection.execute(text("select 1"))
             revision = MigrationContext.configure(connection).get_current_revision()
     except SQLAlchemyError as exc:
-        return DatabaseHealth(False, backend, None, heads, None, f"{type(exc).__name__}: {exc}".splitlines()[0])
-    return DatabaseHealth(True, backend, revision, heads, _ms(started), None)
+        return DatabaseHealth(False, backend, None, heads, None, database_error_text(exc, database_url))
+    latency = _ms(started)
+    known = True
+    if revision is not None:
+        try:
+            known = scripts.get_revision(revision) is not None
+        except CommandError:  # "Can't locate revision": written by newer code
+            known = False
+    return DatabaseHealth(True, backend, revision, heads, latency, None, known_revision=known)
 
 
-def check_portone(rt: Runtime) -> PortOneHealth:
-    """Ask for a new access token (a fresh client, so no cached token hides an outage) and read once.
+def check_database(rt: Runtime) -> DatabaseHealth:
+    return check_database_engine(rt.db.engine, rt.db.url)
 
-    "Not found" for the probe means PortOne answered and accepted the token: healthy.
-    """
-    settings = rt.settings.model_copy(update={"portone_timeout_seconds": PORTONE_PROBE_TIMEOUT_SECONDS})
-    gateway = make_gateway(settings)
+
+def uses_v2(settings: Settings) -> bool:
+    """V2 is in use when new payments go through it, or when a V2 API secret of one's own is set."""
+    return settings.portone_api_version == "v2" or not is_placeholder(settings.portone_v2_api_secret.get_secret_value())
+
+
+def probe_portone_v1(settings: Settings) -> PortOneHealth:
+    """Ask PortOne V1 for a new access token with our REST API key and secret (once, no retry)."""
+    url = settings.portone_api_url
+    client = PortOneV1Client(
+        base_url=url,
+        imp_key=settings.portone_imp_key.get_secret_value(),
+        imp_secret=settings.portone_imp_secret.get_secret_value(),
+        timeout=PORTONE_PROBE_TIMEOUT_SECONDS,
+    )
     started = time.perf_counter()
     try:
-        gateway.get_prepared(PROBE_MERCHANT_UID)
-    except (GatewayNotFound, GatewayRejected):
-        pass
+        client.verify_credentials()
     except GatewayUnauthorized as exc:
-        return PortOneHealth(True, False, settings.portone_api_url, _ms(started), str(exc))
+        return PortOneHealth(True, False, url, _ms(started), str(exc), "v1", "key")
     except GatewayError as exc:
-        return PortOneHealth(False, False, settings.portone_api_url, _ms(started), str(exc))
-    except Exception as exc:  # a health check reports; it never takes the page down
-        return PortOneHealth(False, False, settings.portone_api_url, _ms(started), f"{type(exc).__name__}: {exc}")
+        return PortOneHealth(False, False, url, _ms(started), str(exc), "v1")
+    except Exception as exc:  # noqa: BLE001 - a health check reports; it never takes the page down
+        return PortOneHealth(False, False, url, _ms(started), f"{type(exc).__name__}: {exc}", "v1")
     finally:
-        gateway.close()
-    return PortOneHealth(True, True, settings.portone_api_url, _ms(started), None)
+        client.close()
+    return PortOneHealth(True, True, url, _ms(started), None, "v1")
 
 
-def check(rt: Runtime, *, actor: Actor) -> Health:
-    require(actor, Permission.VIEW)
+def probe_portone_v2(settings: Settings) -> PortOneHealth:
+    """Read one page of one payment of our store from PortOne V2 with our API secret (once, no retry)."""
+    # Imported here: the V2 SDK takes about a second to import (see services/runtime.py).
+    from services.portone.v2 import PortOneV2Client
+
+    url = settings.portone_v2_api_url
+    started = time.perf_counter()
+    try:
+        client = PortOneV2Client(
+            base_url=url,
+            api_secret=settings.portone_v2_api_secret.get_secret_value(),
+            store_id=settings.portone_v2_store_id or None,
+            timeout=PORTONE_PROBE_TIMEOUT_SECONDS,
+        )
+        try:
+            client.verify_access()
+        finally:
+            client.close()
+    except GatewayUnauthorized as exc:
+        refused: Literal["key", "store"] = "store" if exc.http_status == 403 else "key"
+        return PortOneHealth(True, False, url, _ms(started), str(exc), "v2", refused)
+    except GatewayError as exc:
+        return PortOneHealth(False, False, url, _ms(started), str(exc), "v2")
+    except Exception as exc:  # noqa: BLE001 - a health check reports; it never takes the page down
+        return PortOneHealth(False, False, url, _ms(started), f"{type(exc).__name__}: {exc}", "v2")
+    return PortOneHealth(True, True, url, _ms(started), None, "v2")
+
+
+def probe_portone(settings: Settings) -> tuple[PortOneHealth, PortOneHealth | None]:
+    """V1 always (its key is required in every mode); V2 when it is in use."""
+    return probe_portone_v1(settings), probe_portone_v2(settings) if uses_v2(settings) else None
+
+
+class PortOneProbeCache:
+    """The PortOne probes' last result, for `ttl` seconds (one per process: /readyz). Callers
+    arriving while a probe runs wait for it rather than starting their own."""
+
+    def __init__(self, ttl: float = PORTONE_PROBE_CACHE_SECONDS) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._result: tuple[PortOneHealth, PortOneHealth | None] | None = None
+        self._at = 0.0
+
+    def get(self, settings: Settings) -> tuple[PortOneHealth, PortOneHealth | None]:
+        with self._lock:
+            if self._result is None or time.monotonic() - self._at >= self.ttl:
+                self._result = probe_portone(settings)
+                self._at = time.monotonic()
+            return self._result
+
+
+def _schedule(rt: Runtime, watching_since: datetime | None) -> ScheduleState | None:
+    try:
+        return schedule_state(rt, watching_since=watching_since or PROCESS_STARTED)
+    except SQLAlchemyError:
+        return None
+
+
+def readiness(
+    rt: Runtime, *, probes: PortOneProbeCache | None = None, watching_since: datetime | None = None
+) -> Health:
+    """What `GET /readyz` answers: every check, PortOne's from `probes` when given (cached)."""
+    database = check_database(rt)
+    portone, portone_v2 = probes.get(rt.settings) if probes is not None else probe_portone(rt.settings)
     return Health(
         mode=rt.settings.portone_mode,
         checked_at=datetime.now(UTC),
-        database=check_database(rt),
-        portone=check_portone(rt),
+        database=database,
+        portone=portone,
+        portone_v2=portone_v2,
+        schedule=_schedule(rt, watching_since) if database.reachable else None,
     )
+
+
+def check(rt: Runtime, *, actor: Actor, watching_since: datetime | None = None) -> Health:
+    """The same checks for the dashboard's admin page, PortOne asked afresh."""
+    require(actor, Permission.VIEW)
+    return readiness(rt, watching_since=watching_since)
