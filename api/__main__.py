@@ -9,7 +9,6 @@ requests in flight finish for up to GRACEFUL_SHUTDOWN_SECONDS before the workers
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import uvicorn
@@ -23,22 +22,13 @@ APP = "api.app:create_app"
 GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
-def _default_workers() -> int:
-    text = os.environ.get("API_WORKERS", "").strip()
-    return int(text) if text.isdigit() and int(text) > 0 else 1
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m api", description="Chekar payments API")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument(
-        "--workers", type=int, default=_default_workers(), help="API processes (default API_WORKERS, 1)"
-    )
+    parser.add_argument("--workers", type=int, default=None, help="API processes (default: API_WORKERS, else 1)")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be 1 or more")
     try:
         # Refuses placeholder secrets outside sandbox mode, and sandbox mode off this machine, before anything listens.
         settings = get_settings()
@@ -52,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
             f"python -m api: refusing to start: sandbox mode listens on this machine only (--host {args.host} "
             "is reachable from elsewhere); set PORTONE_MODE=test or live with real secrets to serve other hosts"
         )
+    workers = settings.api_workers if args.workers is None else args.workers
+    if workers < 1:
+        parser.error("--workers must be 1 or more")
     as_json = settings.log_format == "json"
     logging: dict[str, object] = (
         {"log_config": logging_config("json", level=args.log_level), "access_log": False}
@@ -63,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         factory=True,
         host=args.host,
         port=args.port,
-        workers=args.workers,
+        workers=workers,
         log_level=args.log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         **logging,  # type: ignore[arg-type]

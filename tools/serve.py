@@ -145,22 +145,19 @@ def read_settings() -> Settings:
     return settings
 
 
-def child_environment() -> dict[str, str]:
+def child_environment(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
+    # The Procfile's ${API_WORKERS}: as Settings reads it (the environment, else .streamlit/secrets.toml).
+    env["API_WORKERS"] = str(settings.api_workers)
     env["LOG_FORMAT"] = "json"
     env["PYTHONUNBUFFERED"] = "1"  # children's lines appear as they happen
     return env
 
 
-def _has_check_config() -> bool:
-    return (ROOT / "cli" / "check_config.py").exists()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     if argv:
         raise SystemExit(f"{PROGRAM}: takes no arguments; it reads the environment (see the README)")
-    read_settings()
-    env = child_environment()
+    env = child_environment(read_settings())
     commands = procfile(env)
     python = sys.executable
     children = [child_of(name, command) for name, command in commands.items() if name != RELEASE]
@@ -171,10 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, raise_stop)
     signal.signal(signal.SIGINT, raise_stop)
     try:
-        if _has_check_config():
-            run_step("check-config", [python, "-m", "cli", "check-config"], env, say=say, program=PROGRAM)
-        else:
-            say("python -m cli check-config is not available in this version; skipped")
+        run_step("check-config", [python, "-m", "cli", "check-config"], env, say=say, program=PROGRAM)
         if RELEASE in commands:
             run_step(RELEASE, commands[RELEASE], env, say=say, program=PROGRAM)
         for child in children:

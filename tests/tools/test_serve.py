@@ -317,6 +317,30 @@ def test_serve_refuses_sandbox_mode() -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_serve_refuses_sqlite_with_two_api_workers_through_check_config(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"  # PortOne's checks fail too; the workers' line is what counts here
+    base = {key: value for key, value in os.environ.items() if not key.startswith(("PORTONE_", "SANDBOX_"))}
+    env = {
+        **base,
+        **_secrets(),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "PORTONE_MODE": "test",
+        "PORTONE_API_URL": closed,
+        "PORTONE_V2_API_URL": closed,
+        "API_WORKERS": "2",
+        "API_PORT": str(free_port()),
+        "DASHBOARD_PORT": str(free_port()),
+    }
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "tools/serve.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode != 0
+    messages = [json.loads(line)["message"] for line in done.stdout.splitlines()]
+    assert any("SQLite takes one API process" in message for message in messages), messages
+    assert not any(message.startswith(("running -m cli migrate", "starting ")) for message in messages), messages
+    assert "serve: check-config failed" in done.stderr
+
+
 def _processes() -> Iterator[tuple[int, int, int, str]]:
     """(pid, parent pid, process group, command line) of every process, from /proc."""
     for entry in Path("/proc").iterdir():
