@@ -2,7 +2,8 @@
 
 1. reads the settings: refuses sandbox mode ("make serve talks to PortOne") and, through Settings,
    placeholder secrets;
-2. ``python -m cli check-config``: every setting, the database and PortOne, said in plain words;
+2. ``python -m cli check-config``: every setting, the database and PortOne, said in plain words
+   (a failed check stops here, before anything is migrated or started);
 3. the Procfile's ``release`` (``python -m cli migrate``: once, under a database lock);
 4. starts the Procfile's ``api`` (API_WORKERS uvicorn processes), ``dashboard`` and ``scheduler``,
    each with LOG_FORMAT=json, and waits until each answers;
@@ -20,6 +21,7 @@ behind a reverse proxy.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -27,6 +29,7 @@ import shlex
 import signal
 import sys
 import threading
+import tomllib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,8 +39,10 @@ if __package__ in (None, ""):  # run as `python tools/serve.py`: the repository 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pydantic import ValidationError  # noqa: E402
+from pydantic_settings.exceptions import SettingsError  # noqa: E402
 
 from services.core.config import Settings  # noqa: E402
+from services.system.config_check import settings_problems  # noqa: E402
 from tools.processes import (  # noqa: E402
     ROOT,
     Child,
@@ -137,9 +142,11 @@ def read_settings() -> Settings:
     """The settings, or SystemExit in plain words (never a value: secrets stay out of the output)."""
     try:
         settings = Settings()
-    except ValidationError as exc:
-        reasons = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+    except (ValidationError, SettingsError) as exc:
+        reasons = "; ".join(settings_problems(exc))
         raise SystemExit(f"{PROGRAM}: refusing to start: {reasons}") from None
+    except tomllib.TOMLDecodeError:
+        raise SystemExit(f"{PROGRAM}: refusing to start: .streamlit/secrets.toml is not valid TOML") from None
     if settings.portone_mode == "sandbox":
         raise SystemExit(f"{PROGRAM}: refusing to start: PORTONE_MODE is sandbox; {SANDBOX_REFUSAL}")
     return settings
@@ -155,8 +162,11 @@ def child_environment(settings: Settings) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if argv:
-        raise SystemExit(f"{PROGRAM}: takes no arguments; it reads the environment (see the README)")
+    argparse.ArgumentParser(
+        prog="make serve",
+        description=(__doc__ or "").splitlines()[0],
+        epilog="Takes no options: it reads the environment (README, 'Production: make serve').",
+    ).parse_args(argv)
     env = child_environment(read_settings())
     commands = procfile(env)
     python = sys.executable

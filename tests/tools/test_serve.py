@@ -199,6 +199,14 @@ def test_serve_takes_a_payment_a_webhook_and_a_refund_and_stops_gracefully_mid_r
         assert httpx.get(f"{served.dashboard_url}/_stcore/health", timeout=10).text == "ok"
         page = httpx.get(served.dashboard_url + "/", timeout=10)
         assert page.status_code == 200 and "<noscript>" in page.text.lower()
+        # dashboard_server.py (with the sign-in cookie's routes), not bare app.py: a cross-site post is refused.
+        cross_site = httpx.post(
+            f"{served.dashboard_url}/session/start",
+            json={},
+            headers={"Origin": "https://elsewhere.example"},
+            timeout=10,
+        )
+        assert (cross_site.status_code, cross_site.json()) == (403, {"ok": False})
 
         with (
             httpx.Client(base_url=served.api_url, timeout=60) as api,
@@ -307,14 +315,24 @@ def test_serve_takes_a_payment_a_webhook_and_a_refund_and_stops_gracefully_mid_r
         assert value not in whole, value
 
 
-def test_serve_refuses_sandbox_mode() -> None:
-    env = {**os.environ, "PORTONE_MODE": "sandbox", "PYTHONUNBUFFERED": "1"}
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({"PORTONE_MODE": "sandbox"}, SANDBOX_REFUSAL),
+        ({"PORTONE_MODE": "test", "PORTONE_IMP_KEY": "sandbox-imp-key"}, "PORTONE_IMP_KEY must be set to a real value"),
+        ({"PORTONE_MODE": "test", "FEE_TABLE": "{nope"}, "FEE_TABLE: not valid JSON"),
+    ],
+)
+def test_serve_refuses_in_plain_words(settings: dict[str, str], said: str) -> None:
+    base = {key: value for key, value in os.environ.items() if not key.startswith(("PORTONE_", "SANDBOX_"))}
+    env = {**base, **_secrets(), **settings, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(  # noqa: S603 - our own interpreter and script
         [sys.executable, "tools/serve.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode != 0
-    assert SANDBOX_REFUSAL in done.stderr
+    assert said in done.stderr
     assert "Traceback" not in done.stderr
+    assert done.stdout == ""  # nothing checked, migrated or started
 
 
 def test_serve_refuses_sqlite_with_two_api_workers_through_check_config(tmp_path: Path) -> None:
