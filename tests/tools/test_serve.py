@@ -315,6 +315,76 @@ def test_serve_takes_a_payment_a_webhook_and_a_refund_and_stops_gracefully_mid_r
         assert value not in whole, value
 
 
+def _paid(api: httpx.Client, sandbox: httpx.Client) -> str:
+    """An order through the API, paid in the sandbox's checkout, completed; its imp_uid."""
+    order = api.post("/api/orders", json={**BUYER, "currency": "KRW"})
+    assert order.status_code == 201, order.text
+    merchant_uid = order.json()["merchant_uid"]
+    checkout = {"merchant_uid": merchant_uid, "amount": order.json()["amount"], "card_number": CARD}
+    imp_uid = str(sandbox.post("/sandbox/checkout", json=checkout).json()["imp_uid"])
+    complete = api.post("/api/payments/complete", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid})
+    assert complete.status_code == 200, complete.text
+    return imp_uid
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_refund_cut_off_after_the_grace_is_left_pending_and_settled_from_portone(database_url: str) -> None:
+    """PortOne applies the cancel and answers only after the API's 30 s grace: the API gives up on the
+    request and stops with the attempt recorded but unanswered; the existing settlement reads PortOne
+    and records it once."""
+    lease = {"REFUND_LOCK_LEASE_SECONDS": "2", "PORTONE_TIMEOUT_SECONDS": "90"}
+    with _serve(database_url, workers=1, **lease) as served:
+        with (
+            httpx.Client(base_url=served.api_url, timeout=120) as api,
+            httpx.Client(base_url=served.sandbox_url, timeout=30) as sandbox,
+        ):
+            imp_uid = _paid(api, sandbox)
+            sandbox.post("/sandbox/config", json={"cancel_timeout_after_apply": 1, "cancel_hang_seconds": 80})
+            answers: list[httpx.Response | Exception] = []
+
+            def refund() -> None:
+                headers = {"Authorization": f"Bearer {served.env['INTERNAL_API_TOKEN']}", "Idempotency-Key": "cut"}
+                try:
+                    answers.append(
+                        api.post(
+                            f"/api/payments/{imp_uid}/refunds",
+                            json={"amount": "20000", "reason": "고객 요청"},
+                            headers=headers,
+                        )
+                    )
+                except httpx.HTTPError as exc:
+                    answers.append(exc)
+
+            worker = threading.Thread(target=refund)
+            worker.start()
+            runtime = _runtime(served.env)
+            try:
+                _wait_until(lambda: _portone_payment(served, imp_uid)["cancel_amount"] == 20000, "never applied")
+                stopping = time.monotonic()
+                os.killpg(served.serve.popen.pid, signal.SIGTERM)
+                assert served.serve.finish(timeout=120) == 0
+                assert time.monotonic() - stopping < 60  # the grace, not PortOne's 80 s
+                worker.join(timeout=30)
+                [answer] = answers
+                assert not (isinstance(answer, httpx.Response) and answer.status_code == 201), answer
+                with runtime.db.read() as session:
+                    [left] = session.scalars(select(Refund).join(Payment).where(Payment.imp_uid == imp_uid)).all()
+                    assert (left.status, left.amount) == (RefundStatus.PENDING, Decimal(20000))  # never half-recorded
+                    assert session.scalar(select(Payment.cancel_amount).where(Payment.imp_uid == imp_uid)) == 0
+                time.sleep(2.5)  # the dead process's lease lapses
+                assert settle_with_lease(runtime, imp_uid=imp_uid) == 1
+                with runtime.db.read() as session:
+                    [settled] = session.scalars(select(Refund).join(Payment).where(Payment.imp_uid == imp_uid)).all()
+                    cancelled = session.scalar(select(Payment.cancel_amount).where(Payment.imp_uid == imp_uid))
+                assert settled.status == RefundStatus.SUCCEEDED
+                assert cancelled == Decimal(str(_portone_payment(served, imp_uid)["cancel_amount"])) == Decimal(20000)
+                assert len(sandbox.get("/sandbox/calls").json()["cancels"]) == 1  # settled by asking, never resent
+            finally:
+                runtime.close()
+    api_said = [r["message"] for r in served.serve.records() if r["process"] == "api"]
+    assert any("Cancel" in message and "running task" in message for message in api_said), api_said[-10:]
+
+
 @pytest.mark.parametrize(
     ("settings", "said"),
     [
