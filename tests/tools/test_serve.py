@@ -297,6 +297,8 @@ def test_serve_takes_a_payment_a_webhook_and_a_refund_and_stops_gracefully_mid_r
 
     # Every line of serve's output is one JSON object, each naming its process.
     assert {r["process"] for r in stopped} >= {"serve", "api", "dashboard", "scheduler"}
+    # Streamlit's own lines are text: wrapped, each a JSON object of its own.
+    assert any("Streamlit" in r["message"] and set(r) == {"time", "process", "message"} for r in stopped)
     requests = [r for r in stopped if r.get("logger") == "chekar.request"]
     refund_lines = [r for r in requests if r["request_id"] == "refund-one"]
     assert [(r["process"], r["method"], r["route"], r["status"]) for r in refund_lines] == [
