@@ -22,6 +22,7 @@ from services.core.config import get_settings
 from services.notifications.dispatch import Dispatcher
 from services.reconciliation import schedule as reconcile_schedule
 from services.runtime import Runtime, build_runtime
+from services.system.health import PortOneProbeCache
 from services.webhooks import v2 as webhooks_v2
 from services.webhooks.batcher import WebhookBatcher
 
@@ -63,6 +64,8 @@ def create_app(runtime: Runtime | None = None, *, schema_public: bool | None = N
     )
 
     app.add_middleware(RequestLog)
+    # /readyz asks PortOne at most every 30 s per process, however often it is probed.
+    app.state.portone_probes = PortOneProbeCache()
     install_error_handlers(app)
     include_export_routes(app)
     # Outside sandbox mode, V2 webhooks only with a real V2 webhook secret (never the sandbox's published one).

@@ -7,7 +7,7 @@ api.responses.ExactJSONResponse. Field order is the order of the keys in the JSO
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -160,7 +160,25 @@ class ReconcileScheduleState(BaseModel):
     stale: bool
 
 
-class Health(BaseModel):
-    status: str
+class Liveness(BaseModel):
+    """`GET /healthz`: the process answers (nothing else is asked)."""
+
+    status: Literal["ok"]
     mode: str
-    reconcile: ReconcileScheduleState
+
+
+class ReadinessCheck(BaseModel):
+    ok: bool
+    state: str = Field(description="`ok`, or the kind of failure: `unreachable`, `refused our key`, `behind head`, ...")
+
+
+class Readiness(BaseModel):
+    """`GET /readyz`: every check (200 when all pass, 503 naming the failed ones)."""
+
+    status: Literal["ready", "not_ready"]
+    mode: str
+    checks: dict[str, ReadinessCheck] = Field(
+        description="database, schema, portone (V1), portone_v2 (when V2 is in use), reconcile_schedule"
+    )
+    failed: list[str]
+    reconcile: ReconcileScheduleState | None = Field(description="null when the database could not be read")

@@ -7,6 +7,7 @@ import getpass
 import sys
 
 from pydantic import ValidationError
+from pydantic_settings.exceptions import SettingsError
 
 from services.core.config import DATA_DIR, get_settings
 from services.core.errors import PaymentsError
@@ -179,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except ValidationError as exc:  # settings refused: say which, never echo a value
-        reasons = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
-        print(f"python -m cli: refusing to start: {reasons}", file=sys.stderr)
+    except (ValidationError, SettingsError) as exc:  # settings refused: say which, never echo a value
+        from services.system.config_check import settings_problems
+
+        print(f"python -m cli: refusing to start: {'; '.join(settings_problems(exc))}", file=sys.stderr)
         return 2
 
 

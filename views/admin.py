@@ -1,4 +1,4 @@
-"""Administration: users and roles, the audit log, and system health (mode, database, PortOne)."""
+"""Administration: users and roles, the audit log, and system health (mode, database, PortOne, scheduler)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from services.auth import dashboard_sessions
 from services.auth.access import Permission
 from services.core.errors import Conflict, Forbidden, InvalidRequest, NotFound, PaymentsError
 from services.core.models import Role, User
+from services.reconciliation.schedule import ScheduleState
 from services.system import health
 
 actor = gate(Permission.MANAGE_USERS)
@@ -231,6 +232,8 @@ def _latency(ms: float | None) -> str:
 
 
 def _health() -> None:
+    """The same checks as the API's /readyz: database and schema, PortOne (V1; V2 when in use), the
+    scheduled reconciliation's last run and staleness."""
     st.subheader(t("admin.health_heading"))
     mode = rt.settings.portone_mode
     color = {"sandbox": "blue", "test": "orange", "live": "red"}[mode]
@@ -241,35 +244,76 @@ def _health() -> None:
         st.session_state[_HEALTH] = health.check(rt, actor=actor)
     report: health.Health = st.session_state[_HEALTH]
     st.caption(t("admin.checked_at", time=kst(report.checked_at, seconds=True)))
-
-    def state(ok: bool) -> str:
-        return f":green-badge[{t('admin.ok')}]" if ok else f":red-badge[{t('admin.down')}]"
-
-    db, portone = st.columns(2)
+    db, portone, schedule = st.columns(3)
     with db.container(border=True):
-        st.markdown(f"**{t('admin.database')}** {state(report.database.ok)}")
-        if not report.database.reachable:
-            st.error(t("admin.database_down", error=plain(report.database.error)))
-        else:
-            head = ", ".join(report.database.heads) or t("admin.none")
-            st.caption(
-                t(
-                    "admin.database_detail",
-                    backend=report.database.backend,
-                    revision=report.database.revision or t("admin.none"),
-                    head=head,
-                    latency=_latency(report.database.latency_ms),
-                )
-            )
-            if not report.database.at_head:
-                st.warning(t("admin.database_not_head"))
+        _database(report.database)
     with portone.container(border=True):
-        st.markdown(f"**{t('admin.portone')}** {state(report.portone.ok)}")
-        st.caption(t("admin.portone_detail", url=report.portone.api_url, latency=_latency(report.portone.latency_ms)))
-        if report.portone.reachable and not report.portone.authorized:
-            st.error(t("admin.portone_unauthorized", error=plain(report.portone.error)))
-        elif not report.portone.reachable:
-            st.error(t("admin.portone_down", error=plain(report.portone.error)))
+        _portone(report.portone)
+        if report.portone_v2 is not None:
+            st.divider()
+            _portone(report.portone_v2)
+    with schedule.container(border=True):
+        _scheduler(report.schedule)
+
+
+def _state(ok: bool) -> str:
+    return f":green-badge[{t('admin.ok')}]" if ok else f":red-badge[{t('admin.down')}]"
+
+
+def _database(report: health.DatabaseHealth) -> None:
+    st.markdown(f"**{t('admin.database')}** {_state(report.ok)}")
+    if not report.reachable:
+        st.error(t("admin.database_down", error=plain(report.error)))
+        return
+    head = ", ".join(report.heads) or t("admin.none")
+    st.caption(
+        t(
+            "admin.database_detail",
+            backend=report.backend,
+            revision=plain(report.revision) if report.revision else t("admin.none"),
+            head=head,
+            latency=_latency(report.latency_ms),
+        )
+    )
+    if report.schema == "behind":
+        st.warning(t("admin.database_not_head"))
+    elif report.schema == "ahead":
+        st.error(t("admin.database_ahead"))
+
+
+def _portone(report: health.PortOneHealth) -> None:
+    v2 = report.api == "v2"
+    st.markdown(f"**{t('admin.portone_v2' if v2 else 'admin.portone')}** {_state(report.ok)}")
+    detail = "admin.portone_v2_detail" if v2 else "admin.portone_detail"
+    st.caption(t(detail, url=plain(report.api_url), latency=_latency(report.latency_ms)))
+    if report.reachable and not report.authorized:
+        refused = "admin.portone_v2_store_refused" if report.refused == "store" else "admin.portone_unauthorized"
+        if v2 and report.refused != "store":
+            refused = "admin.portone_v2_unauthorized"
+        st.error(t(refused, error=plain(report.error)))
+    elif not report.reachable:
+        st.error(t("admin.portone_down", error=plain(report.error)))
+
+
+def _scheduler(state: ScheduleState | None) -> None:
+    st.markdown(f"**{t('admin.scheduler')}** {_state(state is not None and not state.stale)}")
+    if state is None:
+        st.error(t("admin.scheduler_unknown"))
+        return
+    every, window = state.every.total_seconds() / 60, plain(state.window)
+    run = state.last_run
+    if run is None:
+        st.caption(t("reconcile.schedule_never", every=every, window=window))
+    else:
+        repaired = sum(c.repaired for c in run.counts.values())
+        outcome = t(
+            f"reconcile.outcome_{run.status}", checked=run.payments_checked, new=run.new_total, repaired=repaired
+        )
+        st.caption(t("reconcile.schedule_last", every=every, window=window, time=kst(run.started_at), outcome=outcome))
+    if state.last_finished_at is not None:
+        st.caption(t("admin.scheduler_last_finished", time=kst(state.last_finished_at)))
+    if state.stale:
+        st.error(t("reconcile.schedule_stale", minutes=state.stale_after.total_seconds() / 60))
 
 
 st.title(t("admin.title"))

@@ -1,29 +1,40 @@
-"""`GET /healthz`: the database answers, the mode, and the scheduled reconciliation's state."""
+"""`GET /healthz`: the process answers (liveness: nothing else is asked). `GET /readyz`: the database
+answers at the schema head, PortOne accepts our credentials (asked at most every 30 s per process)
+and scheduled reconciliation is not stale: 200, or 503 naming what failed, in public words only."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from sqlalchemy import text
 
 from api.deps import RuntimeDep
-from api.errors import error_responses
-from api.models import Health, ReconcileScheduleState
+from api.models import Liveness, Readiness, ReadinessCheck, ReconcileScheduleState
 from api.responses import ExactJSONResponse
-from services.reconciliation import schedule as reconcile_schedule
+from services.system.health import PortOneProbeCache, readiness
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health, responses=error_responses(503))
-def healthz(request: Request, runtime: RuntimeDep) -> ExactJSONResponse:
-    with runtime.db.read() as session:
-        session.execute(text("select 1"))
-    watchdog = getattr(request.app.state, "reconcile_watchdog", None)
-    schedule = reconcile_schedule.schedule_state(runtime, watching_since=watchdog.started if watchdog else None)
-    return ExactJSONResponse(
-        Health(
-            status="ok",
-            mode=runtime.settings.portone_mode,
-            reconcile=ReconcileScheduleState.model_validate(schedule.as_dict()),
-        )
+@router.get("/healthz", response_model=Liveness)
+def healthz(runtime: RuntimeDep) -> ExactJSONResponse:
+    return ExactJSONResponse(Liveness(status="ok", mode=runtime.settings.portone_mode))
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "a check failed: `failed` names it, `checks` says how"}},
+)
+def readyz(request: Request, runtime: RuntimeDep) -> ExactJSONResponse:
+    state = request.app.state
+    probes: PortOneProbeCache = state.portone_probes  # made by create_app
+    watchdog = getattr(state, "reconcile_watchdog", None)  # made by the lifespan: the API's start
+    health = readiness(runtime, probes=probes, watching_since=watchdog.started if watchdog else None)
+    checks = health.checks
+    body = Readiness(
+        status="ready" if health.ok else "not_ready",
+        mode=health.mode,
+        checks={check.name: ReadinessCheck(ok=check.ok, state=check.state) for check in checks},
+        failed=[check.name for check in checks if not check.ok],
+        reconcile=ReconcileScheduleState.model_validate(health.schedule.as_dict()) if health.schedule else None,
     )
+    return ExactJSONResponse(body, status_code=200 if health.ok else 503)

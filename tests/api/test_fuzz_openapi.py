@@ -43,7 +43,9 @@ def test_no_route_answers_5xx(database_url: str, sandbox: SandboxControl) -> Non
                 case.headers = {**(case.headers or {}), "Authorization": f"Bearer {INTERNAL_TOKEN}"}
             response = case.call()
             calls[case.operation.path] = calls.get(case.operation.path, 0) + 1
-            if response.status_code >= 500:
+            # /readyz answering 503 is its job (not ready: e.g. no scheduled reconciliation in this test);
+            # its body is checked against the schema like any other.
+            if response.status_code >= 500 and not (case.operation.path == "/readyz" and response.status_code == 503):
                 failures.append(f"{case.method} {case.formatted_path} {case.body!r:.200} -> {response.status_code}")
             try:
                 case.validate_response(response, checks=[status_code_conformance, response_schema_conformance])

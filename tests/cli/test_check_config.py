@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -182,6 +184,19 @@ def test_portone_unreachable(sqlite_db: str, portone: RunningSandbox) -> None:
     code, lines = check_config(_env(sqlite_db, portone, PORTONE_API_URL=nowhere))
     assert code == 1
     assert _failed(lines) == [_line(lines, "portone_v1")] and "unreachable" in _line(lines, "portone_v1")
+
+
+def test_a_portone_that_does_not_answer_is_given_up_on_after_5_seconds(sqlite_db: str, portone: RunningSandbox) -> None:
+    with httpx.Client(base_url=portone.url, timeout=10) as control:
+        control.post("/sandbox/config", json={"latency_ms": 30_000, "latency_only": "POST /users/getToken"})
+        try:
+            started = time.monotonic()
+            code, lines = check_config(_env(sqlite_db, portone))
+            took = time.monotonic() - started
+        finally:
+            control.post("/sandbox/config", json={"latency_ms": 0, "latency_only": None})
+    assert code == 1 and "unreachable" in _line(lines, "portone_v1") and "Timeout" in _line(lines, "portone_v1")
+    assert took < 20, took  # 5 s for PortOne, the rest is starting Python
 
 
 def test_portone_refuses_the_key(sqlite_db: str, portone: RunningSandbox) -> None:

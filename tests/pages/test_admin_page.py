@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
-from dashboard.format import plain
+from dashboard.format import kst, plain
 from services.audit import reader as audit_log
 from services.audit import trail as audit
 from services.auth import account_admin as user_admin
 from services.auth import accounts as users
 from services.auth.access import Actor
 from services.core.errors import Forbidden
-from services.core.models import Role, User
+from services.core.models import ReconciliationRun, Role, User, utcnow
+from services.reconciliation import schedule as reconcile_schedule
 from services.runtime import Runtime
 from tests.factories import SandboxControl
 from tests.pages.conftest import APP_TIMEOUT, sign_in_state, signed_in
@@ -124,12 +126,55 @@ def test_health_shows_mode_and_a_portone_outage(
 ) -> None:
     at = _admin(open_app)
     assert any(":blue-badge[샌드박스]" in m.value for m in at.markdown)
-    assert sum(":green-badge[정상]" in m.value for m in at.markdown) == 2
+    assert sum(":green-badge[정상]" in m.value for m in at.markdown) == 3  # database, PortOne, scheduler
     sandbox.configure(fail_next=20)
     at.button(key="admin_health_recheck").click().run()
     assert not at.exception, at.exception
     assert any(e.value.startswith("포트원에 연결할 수 없습니다") for e in at.error)
     assert sum(":red-badge[장애]" in m.value for m in at.markdown) == 1
+
+
+def _badge_line(at: AppTest, heading: str) -> str:
+    (line,) = [m.value for m in at.markdown if m.value.startswith(f"**{heading}**")]
+    return line
+
+
+def test_health_shows_the_scheduler_last_run_and_when_it_is_stale(
+    open_app: Callable[..., AppTest], dashboard_runtime: Runtime
+) -> None:
+    at = _admin(open_app)
+    assert ":green-badge[정상]" in _badge_line(at, "정기 대조")
+    assert any("아직 실행된 적이 없습니다" in c.value for c in at.caption)
+    assert not any(c.value.startswith("마지막 완료") for c in at.caption)  # none finished: no line
+
+    summary = reconcile_schedule.run_once(dashboard_runtime)  # what the scheduler does on each tick
+    assert summary is not None and summary.status == "finished"
+    at.button(key="admin_health_recheck").click().run()
+    assert not at.exception, at.exception
+    assert ":green-badge[정상]" in _badge_line(at, "정기 대조")
+    last = next(c.value for c in at.caption if c.value.startswith("정기 대조 (매 10분, 최근 2d): 마지막 실행"))
+    assert last.endswith("완료, 0건 확인, 새 알림 0건, 자동 복구 0건"), last
+    assert any(c.value == f"마지막 완료: {kst(summary.finished_at)} (KST)" for c in at.caption)
+    assert not at.error
+
+    with dashboard_runtime.db.write() as session:  # its last finish, 45 minutes ago: past RECONCILE_STALE_MINUTES (30)
+        session.execute(
+            update(ReconciliationRun)
+            .where(ReconciliationRun.id == summary.run_id)
+            .values(finished_at=utcnow() - timedelta(minutes=45))
+        )
+    at.button(key="admin_health_recheck").click().run()
+    assert ":red-badge[장애]" in _badge_line(at, "정기 대조")
+    assert [e.value for e in at.error] == [
+        "정기 대조가 30분 넘게 끝나지 않았습니다. 놓친 웹훅의 결제가 복구되지 않고 있을 수 있습니다."
+    ]
+    assert ":green-badge[정상]" in _badge_line(at, "데이터베이스")  # the rest is fine
+
+
+def test_health_in_english(open_app: Callable[..., AppTest], dashboard_runtime: Runtime) -> None:
+    at = _admin(open_app, lang="en")
+    assert ":green-badge[OK]" in _badge_line(at, "Scheduled reconciliation")
+    assert any("token request answered in" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("role", ["viewer", "operator"])

@@ -70,7 +70,7 @@ def _assert_no_internals(answer: httpx.Response) -> None:
 @pytest.mark.reliability(
     area="fault",
     case="database unreachable (PostgreSQL refusing connections)",
-    outcome="503 database_unavailable with a readable message, no stack trace; nothing half-written",
+    outcome="503 database_unavailable with a readable message, no stack trace; nothing half-written; /healthz alive, /readyz 503 database unreachable",
 )
 def test_database_unreachable_answers_503(sandbox: SandboxControl) -> None:
     from api.app import create_app
@@ -85,8 +85,14 @@ def test_database_unreachable_answers_503(sandbox: SandboxControl) -> None:
     served = serve_in_thread(create_app(runtime))
     try:
         with httpx.Client(base_url=served.url, timeout=30) as api:
+            assert api.get("/healthz").json() == {"status": "ok", "mode": "sandbox"}  # alive: asks nothing
+            ready = api.get("/readyz")
+            assert ready.status_code == 503, ready.text
+            assert ready.json()["checks"]["database"] == {"ok": False, "state": "unreachable"}
+            assert ready.json()["failed"] == ["database", "schema", "reconcile_schedule"], ready.text
+            assert ready.json()["reconcile"] is None
+            _assert_no_internals(ready)
             for method, path, body in [
-                ("GET", "/healthz", None),
                 ("POST", "/api/orders", {"customer_email": "a@example.com", "customer_name": "김"}),
                 ("POST", "/portone/webhook", {"imp_uid": "imp_1", "merchant_uid": "m", "status": "paid"}),
             ]:

@@ -107,6 +107,27 @@ def test_list_filters_sorting_and_pages(http: httpx.Client) -> None:
         assert refused.status_code == 400 and refused.json()["type"] == "INVALID_REQUEST", bad
 
 
+def test_list_by_store_the_read_check_config_makes(http: httpx.Client) -> None:
+    """One page of one payment of the store (GET /payments, filter.storeId): 200 for our store, 403
+    FORBIDDEN for a store the secret may not read (ForbiddenError in v2.openapi.json), 401 for a
+    secret PortOne refuses."""
+    checkout(http, "store-1", 1000)
+    now = datetime.now(UTC)
+    window = {"from": _iso(now - timedelta(minutes=1)), "until": _iso(now + timedelta(seconds=1))}
+
+    def listing(store_id: str, secret: str | None = None) -> httpx.Response:
+        body = {"page": {"number": 0, "size": 1}, "filter": {"storeId": store_id, **window}}
+        return http.get(
+            "/payments", headers=auth(secret) if secret else auth(), params={"requestBody": json.dumps(body)}
+        )
+
+    ours = listing(STORE_ID)
+    assert ours.status_code == 200 and [p["id"] for p in ours.json()["items"]] == ["store-1"], ours.text
+    other = listing("store-00000000-1111-4222-8333-444444444444")
+    assert other.status_code == 403 and other.json()["type"] == "FORBIDDEN"
+    assert listing(STORE_ID, "not-the-secret").status_code == 401
+
+
 def test_cancel_partial_full_and_every_refusal(http: httpx.Client) -> None:
     checkout(http, "c-1", 50000)
     checkout(http, "c-failed", 50000, card_number="4000-0000-0000-0002")

@@ -36,6 +36,7 @@ SCHEMA = "schema"  # FastAPI's own: the OpenAPI document and its viewers (no dat
 
 ROUTES = {
     ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,  # kinds of failure only ("unreachable", "refused our key"), never error text
     ("POST", "/api/orders"): PUBLIC,
     ("GET", "/api/orders/{merchant_uid}"): PUBLIC,  # the customer app reads its order; no personal data
     ("POST", "/api/payments/complete"): PUBLIC,

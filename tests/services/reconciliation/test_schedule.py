@@ -1,5 +1,5 @@
 """Scheduled reconciliation heals a lost webhook with no person acting; never two runs at once
-across processes; its last run is in /healthz; `reconcile_stale` when it stops.
+across processes; its last run is in /readyz; `reconcile_stale` when it stops.
 
 Real parts only: the suite's sandbox over loopback HTTP, our API and `python -m cli scheduler`
 as real processes (or our API served on loopback), SQLite and PostgreSQL."""
@@ -168,7 +168,7 @@ def test_a_webhook_lost_while_the_api_was_down_is_healed_by_the_next_scheduled_r
 
             _wait_until(run_that_repaired_it_ended, "the scheduled run never ended", timeout=60)
             assert scheduler.poll() is None, scheduler.stderr.read() if scheduler.stderr else ""
-            health = api.get("/healthz").json()["reconcile"]
+            health = api.get("/readyz").json()["reconcile"]
         with rt.db.read() as session:
             payment = session.scalar(select(Payment).where(Payment.imp_uid == imp_uid))
             assert payment is not None and (payment.status, payment.verified) == ("paid", True)
@@ -279,7 +279,8 @@ def test_reconcile_stale_is_raised_when_no_scheduled_run_finishes_and_resolved_b
     served = serve_in_thread(create_app(rt))
     try:
         with httpx.Client(base_url=served.url, timeout=30) as api:
-            assert api.get("/healthz").json()["reconcile"]["last_run_at"] is None
+            ready = api.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["reconcile"]["last_run_at"] is None, ready.text
 
             def stale_alert() -> Alert | None:
                 with rt.db.read() as session:
@@ -290,8 +291,12 @@ def test_reconcile_stale_is_raised_when_no_scheduled_run_finishes_and_resolved_b
             # The API's watchdog notices that no scheduled run finished (the scheduler is not running).
             alert = _wait_until(stale_alert, "no reconcile_stale alert was raised", timeout=30)
             assert alert.imp_uid is None and alert.severity == "high" and "scheduler" in alert.message
-            health = api.get("/healthz").json()["reconcile"]
+            ready = api.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["failed"] == ["reconcile_schedule"], ready.text
+            assert ready.json()["checks"]["reconcile_schedule"] == {"ok": False, "state": "stale"}
+            health = ready.json()["reconcile"]
             assert health["stale"] is True and health["last_run_status"] is None, health
+            assert api.get("/healthz").status_code == 200  # alive all the same
             time.sleep(0.5)  # further checks refresh the one open alert, never add another
             with rt.db.read() as session:
                 kinds = session.scalars(select(Alert.kind).where(Alert.status != AlertStatus.RESOLVED)).all()
@@ -302,7 +307,9 @@ def test_reconcile_stale_is_raised_when_no_scheduled_run_finishes_and_resolved_b
             reconcile_schedule.check_stale(rt)
             with rt.db.read() as session:
                 assert session.get_one(Alert, alert.id).status == AlertStatus.RESOLVED
-            health = api.get("/healthz").json()["reconcile"]
+            ready = api.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["failed"] == [], ready.text
+            health = ready.json()["reconcile"]
             assert health["last_run_status"] == "finished" and health["stale"] is False, health
             assert health["last_run_at"] == summary.started_at.isoformat()
     finally:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from services.auth.access import Actor
 from services.core.config import Settings
-from services.core.models import Role
+from services.core.models import Role, utcnow
 from services.runtime import Runtime, build_runtime
-from services.system.health import check
+from services.system.health import PortOneProbeCache, check
 from tests.factories import SandboxControl, make_runtime
 from tests.servers import free_port
 
@@ -69,3 +72,51 @@ def test_unmigrated_database_is_not_at_head(tmp_path: Path, sandbox: SandboxCont
     assert health.database.reachable and health.database.revision is None
     assert not health.database.at_head and not health.ok
     assert health.portone.ok
+
+
+def test_a_database_migrated_by_newer_code_is_ahead(runtime: Runtime) -> None:
+    with runtime.db.write() as session:
+        session.execute(text("update alembic_version set version_num = '0099_from_newer_code'"))
+    database = check(runtime, actor=ADMIN).database
+    assert database.reachable and not database.known_revision and database.schema == "ahead"
+    assert not database.ok
+
+
+def test_an_older_revision_is_behind(runtime: Runtime) -> None:
+    with runtime.db.write() as session:
+        session.execute(text("update alembic_version set version_num = '0010_notification_outbox'"))
+    health = check(runtime, actor=ADMIN)
+    assert health.database.schema == "behind" and not health.ok
+    assert [c.name for c in health.checks if not c.ok] == ["schema"]
+
+
+@pytest.mark.parametrize("portone_version", ["v2"])
+def test_v2_in_use_is_probed_with_its_store(runtime: Runtime, sandbox: SandboxControl, portone_version: str) -> None:
+    health = check(runtime, actor=ADMIN)
+    assert health.portone_v2 is not None and health.portone_v2.ok and health.portone_v2.api == "v2"
+    assert health.portone.ok and health.portone.api == "v1"  # V1 payments keep working beside V2
+    sandbox.http.post("/sandbox/v2/config", json={"store_id": "store-00000000-1111-4222-8333-444444444444"})
+    refused = check(runtime, actor=ADMIN).portone_v2
+    assert refused is not None and refused.reachable and not refused.authorized and refused.refused == "store"
+
+
+def test_v1_only_does_not_probe_v2(runtime: Runtime) -> None:
+    assert check(runtime, actor=ADMIN).portone_v2 is None
+
+
+def test_the_schedule_goes_stale_after_a_watch_without_a_finished_run(runtime: Runtime) -> None:
+    long_ago = utcnow() - timedelta(minutes=31)  # RECONCILE_STALE_MINUTES is 30
+    health = check(runtime, actor=ADMIN, watching_since=long_ago)
+    assert health.schedule is not None and health.schedule.stale and not health.ok
+    assert [(c.name, c.state) for c in health.checks if not c.ok] == [("reconcile_schedule", "stale")]
+    assert check(runtime, actor=ADMIN, watching_since=utcnow()).ok
+
+
+def test_the_probe_cache_asks_portone_again_only_when_it_expires(runtime: Runtime, sandbox: SandboxControl) -> None:
+    probes = PortOneProbeCache(ttl=0.5)
+    first, _ = probes.get(runtime.settings)
+    sandbox.configure(imp_key="another-key", imp_secret="another-secret")
+    assert probes.get(runtime.settings)[0] is first  # cached: PortOne not asked
+    time.sleep(0.6)
+    again, _ = probes.get(runtime.settings)
+    assert again is not first and again.refused == "key" and not again.ok

@@ -1,0 +1,106 @@
+"""`GET /healthz` (alive: asks nothing) and `GET /readyz` (database at head, PortOne accepting our
+credentials, scheduled reconciliation not stale), over loopback HTTP against the sandbox."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from api.app import create_app
+from services.runtime import Runtime
+from services.system.health import PortOneProbeCache
+from tests.factories import SandboxControl, make_runtime
+from tests.servers import free_port, serve_in_thread
+
+
+@pytest.fixture
+def served(runtime: Runtime) -> Iterator[tuple[FastAPI, httpx.Client]]:
+    app = create_app(runtime)
+    running = serve_in_thread(app)
+    try:
+        with httpx.Client(base_url=running.url, timeout=30) as client:
+            yield app, client
+    finally:
+        running.stop()
+
+
+def _ready(api: httpx.Client) -> httpx.Response:
+    answer = api.get("/readyz")
+    assert answer.status_code in (200, 503), answer.text
+    assert "traceback" not in answer.text.lower()
+    return answer
+
+
+def test_healthz_is_alive_only(served: tuple[FastAPI, httpx.Client]) -> None:
+    _, api = served
+    assert api.get("/healthz").json() == {"status": "ok", "mode": "sandbox"}
+
+
+def test_readyz_ready_with_every_check(served: tuple[FastAPI, httpx.Client]) -> None:
+    _, api = served
+    answer = _ready(api)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "ready" and body["failed"] == []
+    assert set(body["checks"]) == {"database", "schema", "portone", "reconcile_schedule"}
+    assert all(check == {"ok": True, "state": "ok"} for check in body["checks"].values()), body
+    assert body["reconcile"]["stale"] is False and body["reconcile"]["last_run_at"] is None
+
+
+def test_readyz_caches_portone_for_a_while_then_asks_again(
+    served: tuple[FastAPI, httpx.Client], sandbox: SandboxControl
+) -> None:
+    app, api = served
+    assert _ready(api).status_code == 200
+    sandbox.configure(imp_key="another-key", imp_secret="another-secret")  # PortOne now refuses our key
+    assert _ready(api).status_code == 200  # within 30 s: the last probe stands, PortOne is not asked
+    app.state.portone_probes = PortOneProbeCache(ttl=0.3)
+    _ready(api)
+    time.sleep(0.4)
+    answer = _ready(api)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["failed"] == ["portone"]
+    assert answer.json()["checks"]["portone"] == {"ok": False, "state": "refused our key"}
+
+
+def test_readyz_portone_unreachable_says_only_that(tmp_path: Path) -> None:
+    rt = make_runtime(database_url=f"sqlite:///{tmp_path / 'r.db'}", portone_api_url=f"http://127.0.0.1:{free_port()}")
+    running = serve_in_thread(create_app(rt))
+    try:
+        with httpx.Client(base_url=running.url, timeout=30) as api:
+            answer = _ready(api)
+    finally:
+        running.stop()
+        rt.close()
+    assert answer.status_code == 503 and answer.json()["failed"] == ["portone"]
+    assert answer.json()["checks"]["portone"]["state"] == "unreachable"
+    assert "127.0.0.1" not in answer.text and "ConnectError" not in answer.text  # no error text on a public route
+
+
+def test_readyz_schema_behind_head(served: tuple[FastAPI, httpx.Client], runtime: Runtime) -> None:
+    _, api = served
+    with runtime.db.write() as session:
+        session.execute(text("update alembic_version set version_num = '0010_notification_outbox'"))
+    answer = _ready(api)
+    assert answer.status_code == 503 and answer.json()["failed"] == ["schema"], answer.text
+    assert answer.json()["checks"]["schema"] == {"ok": False, "state": "behind head"}
+
+
+@pytest.mark.parametrize("portone_version", ["v2"])
+def test_readyz_checks_v2_when_in_use(
+    served: tuple[FastAPI, httpx.Client], sandbox: SandboxControl, portone_version: str
+) -> None:
+    app, api = served
+    ready = _ready(api)
+    assert ready.status_code == 200 and ready.json()["checks"]["portone_v2"] == {"ok": True, "state": "ok"}
+    sandbox.http.post("/sandbox/v2/config", json={"store_id": "store-00000000-1111-4222-8333-444444444444"})
+    app.state.portone_probes = PortOneProbeCache()  # a new process, as it were
+    answer = _ready(api)
+    assert answer.status_code == 503 and answer.json()["failed"] == ["portone_v2"], answer.text
+    assert answer.json()["checks"]["portone_v2"] == {"ok": False, "state": "refused our store id"}
