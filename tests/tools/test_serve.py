@@ -371,7 +371,9 @@ def test_a_refund_cut_off_after_the_grace_is_left_pending_and_settled_from_porto
                 assert not (isinstance(answer, httpx.Response) and answer.status_code == 201), answer
                 with runtime.db.read() as session:
                     [left] = session.scalars(select(Refund).join(Payment).where(Payment.imp_uid == imp_uid)).all()
-                    assert (left.status, left.amount) == (RefundStatus.PENDING, Decimal(20000))  # never half-recorded
+                    # Recorded before it was sent, its outcome open (pending; unknown had the call failed on the
+                    # way down): never half-recorded, no money counted.
+                    assert left.status in (RefundStatus.PENDING, RefundStatus.UNKNOWN) and left.amount == 20000
                     assert session.scalar(select(Payment.cancel_amount).where(Payment.imp_uid == imp_uid)) == 0
                 time.sleep(2.5)  # the dead process's lease lapses
                 assert settle_with_lease(runtime, imp_uid=imp_uid) == 1
