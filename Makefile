@@ -1,5 +1,6 @@
 # Chekar Payments Ops: developer commands.
 #   make run    everything up locally (SQLite + PortOne sandbox + demo data); prints the URLs
+#   make serve  production: the Procfile's processes against PortOne (test or live), JSON logs
 #   make test   the whole test suite (needs Debian's `postgresql` package for the PostgreSQL tests)
 #   make lint   ruff check, ruff format --check, mypy services api, import contracts (lint-imports)
 # Ports: make run API_PORT=8001 SANDBOX_PORT=8091 DASHBOARD_PORT=8502
@@ -23,10 +24,12 @@ BENCH_ARGS ?=
 SOAK_SECONDS ?= 600
 SOAK_DB ?= sqlite
 
-.PHONY: help venv run test lint format audit migrate bench bench-smoke soak reliability-table clean distclean
+.PHONY: help venv run serve test lint format audit migrate bench bench-smoke soak reliability-table clean distclean
 
 help:
 	@echo "make run       start sandbox :$(SANDBOX_PORT), API :$(API_PORT), dashboard :$(DASHBOARD_PORT) (demo data)"
+	@echo "make serve     production: check-config, migrate, then API (API_WORKERS), dashboard and scheduler"
+	@echo "               as the Procfile lists them; JSON log lines on stdout; PORTONE_MODE test or live"
 	@echo "make test      run the test suite (PYTEST_ARGS=... to pass options)"
 	@echo "make lint      ruff check, ruff format --check, mypy services api, and the import contracts"
 	@echo "               of pyproject.toml's [tool.importlinter] (who may import whom: lint-imports)"
@@ -55,7 +58,10 @@ $(STAMP): $(REQUIREMENTS)
 	@touch $@
 
 run: venv
-	$(PY) tools/devserver.py --api-port $(API_PORT) --sandbox-port $(SANDBOX_PORT) --dashboard-port $(DASHBOARD_PORT)
+	$(PY) -m tools.devserver --api-port $(API_PORT) --sandbox-port $(SANDBOX_PORT) --dashboard-port $(DASHBOARD_PORT)
+
+serve: venv
+	$(PY) -m tools.serve
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
+from api.request_log import RequestLog
 from api.responses import ExactJSONResponse
 from api.routes import health, orders, payments, refunds, webhooks
 from api.routes.exports import include_export_routes
@@ -26,9 +27,13 @@ from services.webhooks import v2 as webhooks_v2
 from services.webhooks.batcher import WebhookBatcher
 
 
-def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) -> FastAPI:
-    """The API. `schema_public=False` (live mode, see api/__main__.py) serves no OpenAPI document
-    or viewers: a live payments backend need not describe itself to whoever asks."""
+def create_app(runtime: Runtime | None = None, *, schema_public: bool | None = None) -> FastAPI:
+    """The API. `schema_public=False` serves no OpenAPI document or viewers: a live payments backend
+    need not describe itself to whoever asks. Unset, it is public except in live mode, so
+    `create_app` with no arguments is the factory uvicorn's workers call (api/__main__.py)."""
+    settings = runtime.settings if runtime is not None else get_settings()
+    if schema_public is None:
+        schema_public = not settings.is_live
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,12 +63,13 @@ def create_app(runtime: Runtime | None = None, *, schema_public: bool = True) ->
         **hidden,
     )
 
+    app.add_middleware(RequestLog)
     # /readyz asks PortOne at most every 30 s per process, however often it is probed.
     app.state.portone_probes = PortOneProbeCache()
     install_error_handlers(app)
     include_export_routes(app)
     # Outside sandbox mode, V2 webhooks only with a real V2 webhook secret (never the sandbox's published one).
-    if webhooks_v2.v2_webhooks_enabled(runtime.settings if runtime is not None else get_settings()):
+    if webhooks_v2.v2_webhooks_enabled(settings):
         app.include_router(webhooks.v2_router)
     for router in (health.router, orders.router, payments.router, refunds.router, webhooks.router):
         app.include_router(router)

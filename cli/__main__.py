@@ -104,11 +104,11 @@ def _scheduler(runtime: Runtime, args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from services.core.log_format import configure_logging
     from services.notifications.dispatch import Dispatcher
     from services.reconciliation.schedule import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per PortOne request
+    configure_logging(runtime.settings.log_format)  # LOG_FORMAT=json under make serve: one JSON object a line
 
     def _interrupt(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -118,7 +118,9 @@ def _scheduler(runtime: Runtime, args: argparse.Namespace) -> int:
     try:
         serve(runtime, stop=threading.Event(), max_runs=args.max_runs)
     except KeyboardInterrupt:
-        print("scheduler stopped; a run it interrupted is stored as failed and the next one covers it", file=sys.stderr)
+        logging.getLogger("chekar.scheduler").info(
+            "scheduler stopped; a run it interrupted is stored as failed and the next one covers it"
+        )
     finally:
         dispatcher.close()
     return 0

@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(10.0, gt=0)
     notify_batch_seconds: float = Field(60.0, ge=0)  # events within this long go out as one message
     dashboard_url: str = "http://localhost:8501"  # messages link here instead of naming anyone
+    # Log lines of the API and the scheduler: readable text, or one JSON object per line (make serve sets json).
+    log_format: Literal["text", "json"] = "text"
     # Production (make serve): how many API processes uvicorn starts. SQLite takes one writer process
     # well; more need PostgreSQL (`python -m cli check-config` refuses SQLite with more than one).
     api_workers: int = Field(1, ge=1)

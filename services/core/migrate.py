@@ -1,11 +1,29 @@
-"""Run Alembic migrations programmatically (used by `python -m cli migrate` and tests)."""
+"""Run Alembic migrations programmatically (used by `python -m cli migrate`, `make serve` and tests).
+
+`upgrade` holds a database-wide lock while it migrates, so several processes starting at once (two
+hosts running the Procfile's `release`, or a deploy beside a restart) migrate one after the other:
+the first applies what is missing, the others find the schema at head and change nothing.
+PostgreSQL: a session advisory lock held on the very connection Alembic migrates with.
+SQLite: an exclusive lock on a file beside the database file.
+"""
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
 
 from services.core.config import PROJECT_ROOT
+from services.core.db import make_engine
+
+# Any fixed 64-bit number, the same in every process: pg_advisory_lock's key for "migrating".
+MIGRATION_LOCK_KEY = 0x43484B52_4D494752  # "CHKR" "MIGR"
 
 
 def alembic_config(database_url: str) -> Config:
@@ -16,4 +34,61 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    """Upgrade to `revision` under the migration lock (waits for another process's migration)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        _upgrade_postgresql(database_url, revision)
+        return
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        command.upgrade(alembic_config(database_url), revision)  # nothing another process could share
+        return
+    with sqlite_migration_lock(Path(database)):
+        command.upgrade(alembic_config(database_url), revision)
+
+
+def sqlite_lock_path(database: Path) -> Path:
+    """The lock file beside a SQLite database: `chekar.db` -> `chekar.db.migrate-lock`."""
+    return database.with_name(database.name + ".migrate-lock")
+
+
+@contextmanager
+def sqlite_migration_lock(database: Path) -> Iterator[None]:
+    """An exclusive flock on the file beside `database`; the kernel frees it when the process dies."""
+    path = sqlite_lock_path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _upgrade_postgresql(database_url: str, revision: str) -> None:
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as connection:
+            with _advisory_lock(connection):
+                config = alembic_config(database_url)
+                config.attributes["connection"] = connection  # migrations/env.py migrates on this connection
+                command.upgrade(config, revision)
+                if connection.in_transaction():
+                    connection.commit()
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _advisory_lock(connection: Connection) -> Iterator[None]:
+    """pg_advisory_lock on `connection`: a session lock, kept across Alembic's transactions and
+    released by the server if this process dies (its connection closes)."""
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    connection.commit()
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()  # a failed migration leaves its transaction aborted; unlock needs a fresh one
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        connection.commit()
