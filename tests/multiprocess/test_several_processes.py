@@ -246,6 +246,35 @@ def test_webhooks_delivered_alternately_to_both_apis_are_each_recorded_once(clus
         ), imp_uid
 
 
+def test_cancels_of_known_payments_announced_to_both_apis_at_once_are_recorded_once(cluster: Cluster) -> None:
+    """Payments we already hold, cancelled in PortOne's console (in part, in full, twice in part),
+    each cancel announced four times at once, twice to each API: one refund row per cancellation."""
+    payments = [paid_payment(cluster, cluster.api_urls[n % 2], 300 + n) for n in range(4)]
+    cancels = [["10000"], [], ["5000", "7000"], ["20000"]]  # [] = the whole payment
+    for (imp_uid, _), amounts in zip(payments, cancels, strict=True):
+        for amount in amounts or [None]:
+            body = {"reason": "console"} if amount is None else {"amount": amount, "reason": "console"}
+            cluster.sandbox.http.post(f"/sandbox/payments/{imp_uid}/cancel", json=body).raise_for_status()
+
+    def deliver(url: str, imp_uid: str, merchant_uid: str) -> httpx.Response:
+        body = {"imp_uid": imp_uid, "merchant_uid": merchant_uid, "status": "cancelled"}
+        return httpx.post(f"{url}/portone/webhook", json=body, timeout=60)
+
+    deliveries = [(url, imp_uid, merchant_uid) for imp_uid, merchant_uid in payments for url in cluster.api_urls * 2]
+    answers = all_at_once([partial(deliver, *d) for d in deliveries])
+
+    assert [a.status_code for a in answers] == [200] * len(deliveries), [a.text for a in answers]
+    for imp_uid, _ in payments:
+        portone = portone_payment(cluster, imp_uid)
+        refunds = our_refunds(cluster, imp_uid)
+        assert sorted(r.portone_cancellation_id or "" for r in refunds) == sorted(
+            h["cancellation_id"] for h in portone["cancel_history"]
+        ), imp_uid
+        ours = our_payment(cluster, imp_uid)
+        assert (ours.status, ours.cancel_amount) == (portone["status"], Decimal(str(portone["cancel_amount"])))
+        assert sum((r.amount for r in refunds), Decimal(0)) == ours.cancel_amount
+
+
 # --- 3. reconciliations -------------------------------------------------------------------------------------
 
 
