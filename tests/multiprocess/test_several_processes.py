@@ -153,6 +153,11 @@ def assert_refunds_agree_with_portone(cluster: Cluster, imp_uid: str) -> list[Re
 # --- 1. refunds ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.reliability(
+    area="concurrency",
+    case="20 partial refunds of one payment at once, spread over two API processes on one PostgreSQL, some keys repeated on the other process, asking more than was paid",
+    outcome="our refunded total equals PortOne's cancel_amount, never above what was paid; PortOne receives one cancel per successful refund and no key twice; a repeated key answers the same refund",
+)
 def test_concurrent_refunds_of_one_payment_over_both_apis_never_exceed_it_and_each_is_sent_once(
     cluster: Cluster,
 ) -> None:
@@ -188,6 +193,11 @@ def test_concurrent_refunds_of_one_payment_over_both_apis_never_exceed_it_and_ea
 # --- 2. webhooks --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.reliability(
+    area="concurrency",
+    case="V1 webhooks of new payments (paid, virtual account issued, cancelled) delivered alternately to two API processes, some at once to both",
+    outcome="each delivery recorded once and processed; one payment row each, its state PortOne's; a console cancel recorded once",
+)
 def test_webhooks_delivered_alternately_to_both_apis_are_each_recorded_once(cluster: Cluster) -> None:
     payments: list[tuple[str, str]] = []
     for n in range(10):
@@ -246,6 +256,11 @@ def test_webhooks_delivered_alternately_to_both_apis_are_each_recorded_once(clus
         ), imp_uid
 
 
+@pytest.mark.reliability(
+    area="concurrency",
+    case="console cancels (partial, full, two partial) of payments we hold, each announced four times at once over two API processes",
+    outcome="one refund row per PortOne cancellation; our refunded total and status equal PortOne's",
+)
 def test_cancels_of_known_payments_announced_to_both_apis_at_once_are_recorded_once(cluster: Cluster) -> None:
     """Payments we already hold, cancelled in PortOne's console (in part, in full, twice in part),
     each cancel announced four times at once, twice to each API: one refund row per cancellation."""
@@ -348,6 +363,11 @@ def _start_a_dashboard_run(page: Page, cluster: Cluster) -> None:
     pytest.fail("the scheduler took the lock before each of three presses of the button")
 
 
+@pytest.mark.reliability(
+    area="concurrency",
+    case="the scheduler's reconciliation, the dashboard's run button and python -m cli reconcile started while another run holds the lock",
+    outcome="one run at a time: the button says another run is in progress, the command line exits non-zero saying so; no two runs overlap in reconciliation_runs",
+)
 def test_a_scheduled_and_a_dashboard_reconciliation_started_together_run_one_after_the_other(
     cluster: Cluster, context: BrowserContext
 ) -> None:
@@ -397,6 +417,11 @@ def _signed_out(tab: Page) -> None:
     expect(tab.get_by_role("button", name="로그아웃")).to_have_count(0)
 
 
+@pytest.mark.reliability(
+    area="access",
+    case="a dashboard sign-in used on a second dashboard process (same host, another port), and signed out there",
+    outcome="the second process honours it without the sign-in form; its sign-out ends the sign-in on the first at its next action",
+)
 def test_a_sign_in_on_one_dashboard_works_on_the_other_and_a_sign_out_there_ends_it(
     cluster: Cluster, context: BrowserContext
 ) -> None:
@@ -466,6 +491,11 @@ def _finished_scheduled_run_after(cluster: Cluster, moment: datetime) -> Reconci
     )
 
 
+@pytest.mark.reliability(
+    area="fault",
+    case="one of two API processes SIGKILLed under load (/complete, webhooks, refunds) while PortOne holds a refund it sent; the client fails over to the other process",
+    outcome="nothing lost: every payment PortOne took is ours, every refund answered 201 recorded once, none sent twice, the one in flight settled by the next scheduled run and replayed to the client's retry; restarted, the process serves",
+)
 def test_killing_one_api_process_under_load_loses_nothing(cluster: Cluster) -> None:
     api_a = cluster.api_urls[0]
     victim = cluster.servers["api-a"]
