@@ -1,0 +1,1 @@
+"""Several processes on one PostgreSQL database: two APIs, two dashboards, the scheduler, as subprocesses."""
