@@ -131,6 +131,11 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(10.0, gt=0)
     notify_batch_seconds: float = Field(60.0, ge=0)  # events within this long go out as one message
     dashboard_url: str = "http://localhost:8501"  # messages link here instead of naming anyone
+    # Retention (services/system/retention.py, purged hourly by `python -m cli scheduler`): webhook
+    # deliveries and finished reconciliation runs are kept this many days, ended dashboard sign-ins
+    # SESSION_KEEP_DAYS; the audit log, payments, refunds and alerts are never purged.
+    retention_days: int = Field(180, ge=1)
+    session_keep_days: int = Field(30, ge=1)
 
     @classmethod
     def settings_customise_sources(
