@@ -8,8 +8,8 @@ What goes, and why nothing needs it any more:
   The payment itself is recorded in `payments` (PortOne's record, re-fetched, never the body), and
   what changed it in `audit_log`. V2 replays are refused by `accepted_webhook_id`; PortOne retries
   a delivery for hours, not months, so a "replay" older than RETENTION_DAYS cannot come from
-  PortOne's retry. A reconciliation run over a window older than RETENTION_DAYS finds no deliveries
-  there: its WEBHOOK_GAP / WEBHOOK_UNVERIFIED verdicts speak of a log that was purged.
+  PortOne's retry. Reconciliation judges no webhook gap for a change older than RETENTION_DAYS
+  (services.reconciliation.rules, `webhook_log_kept`): the deliveries that told us are gone.
 - `reconciliation_runs` finished (or failed) RETENTION_DAYS ago, never a running one, and never
   the newest run nor the newest finished run of each `started_by`: `/readyz`, `reconcile_stale`
   and the alerts page read the scheduler's last run. No table refers to runs (their alerts and
