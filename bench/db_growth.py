@@ -14,9 +14,10 @@ Against a sandbox on loopback (PortOne's double), through our services, over one
 
 Then the size: SQLite's file after VACUUM and its tables with their indexes (`dbstat`); PostgreSQL's
 `pg_database_size` and each table's `pg_total_relation_size` (after VACUUM ANALYZE). Prints a table
-per table group and writes JSON (--out). Without --database-url or --postgres a scratch SQLite file
-is used; --postgres starts a throwaway server (tools/throwaway_postgres.py). A --database-url must
-name an empty database: it is migrated and filled.
+per table group and writes JSON (--out); then runs the retention purge as the scheduler would the
+day after RETENTION_DAYS had passed, and measures again. Without --database-url or --postgres a
+scratch SQLite file is used; --postgres starts a throwaway server (tools/throwaway_postgres.py).
+A --database-url must name an empty database: it is migrated and filled.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from services.reconciliation.engine import start_run
 from services.reconciliation.schedule import scheduler_actor
 from services.refunds.engine import refund
 from services.runtime import Runtime, build_runtime
+from services.system.retention import purge
 from services.webhooks.v1 import Delivery, receive_many
 
 T = TypeVar("T")
@@ -298,9 +300,23 @@ def run(payments: int, *, database_url: str | None = None, postgres: bool = Fals
         )
         try:
             filled = fill(rt, sandbox_url, payments, workers=workers)
+            grown = measure(url)
+            purged = _purge_later(rt)
         finally:
             rt.close()
-        return {"payments": payments, **filled, **measure(url), "empty_bytes": empty}
+        after = measure(url)
+        purged["total_bytes_after"] = after["total_bytes"]
+        purged["groups_bytes_after"] = after["groups_bytes"]
+        return {"payments": payments, **filled, **grown, "empty_bytes": empty, "purge": purged}
+
+
+def _purge_later(rt: Runtime) -> dict[str, Any]:
+    """The retention purge as the scheduler would run it the day after this day's deliveries and
+    runs passed RETENTION_DAYS: what it deleted, in how many transactions, how long it took."""
+    later = utcnow() + timedelta(days=rt.settings.retention_days + 1)
+    started = time.perf_counter()
+    result = purge(rt, now=later)
+    return {"deleted": result.deleted, "batches": result.batches, "seconds": round(time.perf_counter() - started, 2)}
 
 
 def _mb(n: int) -> str:
@@ -323,6 +339,14 @@ def report(result: dict[str, Any]) -> str:
     lines.append(
         f"| **grown** (total less the empty database, {_mb(result['empty_bytes'])}) | {_mb(grown)} | {_mb(round(grown * per))} |"
     )
+    purged = result["purge"]
+    gone = ", ".join(f"{n:,} {table}" for table, n in purged["deleted"].items() if n)
+    lines += [
+        "",
+        f"The purge RETENTION_DAYS + 1 day later: {gone} deleted in {purged['batches']} transactions, "
+        f"{purged['seconds']} s; then {_mb(purged['total_bytes_after'])} "
+        f"(webhook log {_mb(purged['groups_bytes_after']['webhook log'])}).",
+    ]
     return "\n".join(lines)
 
 
