@@ -1,4 +1,4 @@
-"""Command line for scripts: `python -m cli migrate | check-config | seed-demo | users add|list | reconcile | scheduler | notify`."""
+"""Command line for scripts: `python -m cli migrate | check-config | seed-demo | users add|list | reconcile | scheduler | notify | purge`."""
 
 from __future__ import annotations
 
@@ -142,6 +142,22 @@ def _notify(runtime: Runtime, _: argparse.Namespace) -> int:
     return 1 if result.retrying or result.failed else 0
 
 
+def _purge(runtime: Runtime, args: argparse.Namespace) -> int:
+    """The retention purge, once (services/system/retention.py); the scheduler runs it every hour."""
+    from services.system.retention import purge
+
+    result = purge(runtime, dry_run=args.dry_run)
+    if result.busy:
+        print("another process is purging; try again later", file=sys.stderr)
+        return 1
+    verb = "would delete" if result.dry_run else "deleted"
+    for table, count in result.deleted.items():
+        print(f"{table}\t{count}")
+    batches = "" if result.dry_run else f" in {result.batches} transactions"
+    print(f"{verb} {result.total} rows{batches}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cli", description="Chekar payments operations")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "notify", help="send the queued notifications that are due (the scheduler does this every 15 seconds)"
     ).set_defaults(func=_with_runtime(_notify))
+    purge = commands.add_parser(
+        "purge", help="delete what is past RETENTION_DAYS / SESSION_KEEP_DAYS now (the scheduler does this hourly)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
+    purge.set_defaults(func=_with_runtime(_purge))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     # Production (make serve): how many API processes uvicorn starts. SQLite takes one writer process
     # well; more need PostgreSQL (`python -m cli check-config` refuses SQLite with more than one).
     api_workers: int = Field(1, ge=1)
+    # Retention (services/system/retention.py, purged hourly by `python -m cli scheduler`): webhook
+    # deliveries and finished reconciliation runs are kept this many days, ended dashboard sign-ins
+    # SESSION_KEEP_DAYS; the audit log, payments, refunds and alerts are never purged.
+    retention_days: int = Field(180, ge=1)
+    session_keep_days: int = Field(30, ge=1)
 
     @classmethod
     def settings_customise_sources(

@@ -123,7 +123,7 @@ def dispatch_due(rt: Runtime, *, now: datetime | None = None) -> DispatchResult:
     """Send what is due, one message per channel; mark what each channel took; back off the rest."""
     channels = _channels(rt.settings)
     if not channels:  # none (any more): what an earlier configuration queued still ages out
-        _prune(rt, now or utcnow(), waiting_too=True)
+        _prune(rt, now or utcnow())
         return DispatchResult()
     try:
         with job_lock.held(rt, LOCK, lease=timedelta(minutes=5)):
@@ -132,15 +132,20 @@ def dispatch_due(rt: Runtime, *, now: datetime | None = None) -> DispatchResult:
         return DispatchResult(busy=True)
 
 
-def _prune(rt: Runtime, now: datetime, *, waiting_too: bool = False) -> None:
-    """Delete what was sent or given up KEEP ago; with `waiting_too` (no channel is configured any
-    more: nothing will send them), also what was queued KEEP ago and is still waiting."""
+def expired(settings: Settings, now: datetime) -> ColumnElement[bool]:
+    """The events to delete: sent or given up KEEP ago; and, while no channel is configured (nothing
+    will send them), also those queued KEEP ago and still waiting. The one rule, for this dispatcher
+    and for the retention purge (services/system/retention.py), which runs it when no dispatcher does."""
     old = now - KEEP
     stale = [NotificationOutbox.sent_at < old, NotificationOutbox.failed_at < old]
-    if waiting_too:
+    if not _channels(settings):
         stale.append(NotificationOutbox.created_at < old)
+    return or_(*stale)
+
+
+def _prune(rt: Runtime, now: datetime) -> None:
     with rt.db.write() as session:
-        session.execute(delete(NotificationOutbox).where(or_(*stale)))
+        session.execute(delete(NotificationOutbox).where(expired(rt.settings, now)))
 
 
 def _dispatch(rt: Runtime, channels: dict[str, Callable[[str, str], None]], now: datetime) -> DispatchResult:

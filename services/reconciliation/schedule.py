@@ -12,6 +12,8 @@ money never moves, except the existing forgery policy).
   (services/core/job_lock.py). A tick that finds it held (a dashboard or command-line run) is skipped.
 - The last scheduled run (time, outcome) is read from `reconciliation_runs` (started_by
   `scheduler`): `/healthz` and the alerts page show it.
+- The retention purge (services/system/retention.py) runs at the start and then every hour, after
+  a tick's run; its failure is logged and never stops reconciliation.
 - No scheduled run finished for RECONCILE_STALE_MINUTES raises a `reconcile_stale` alert (names no
   payment); the API checks that every minute (`Watchdog`), so a scheduler that died is noticed.
   The next finished scheduled run resolves it.
@@ -38,6 +40,7 @@ from services.notifications import outbox as notify
 from services.reconciliation.engine import start_run
 from services.reconciliation.runs import FAILED, FINISHED, RunSummary, summary_of
 from services.runtime import Runtime
+from services.system import retention
 
 log = logging.getLogger("chekar.scheduler")
 
@@ -226,6 +229,7 @@ def serve(rt: Runtime, *, stop: threading.Event, max_runs: int = 0) -> int:
     log.info("scheduled reconciliation: every %g minutes over the last %s", every / 60, window)
     ran = 0
     serving_since = utcnow()
+    purged_at: datetime | None = None
     while not stop.is_set():
         started = utcnow()
         try:
@@ -251,11 +255,21 @@ def serve(rt: Runtime, *, stop: threading.Event, max_runs: int = 0) -> int:
             check_stale(rt, watching_since=serving_since)
         except Exception as exc:  # noqa: BLE001 - the API's watchdog checks too
             log.warning("reconciliation staleness check failed: %s: %s", type(exc).__name__, exc)
+        if purged_at is None or (utcnow() - purged_at).total_seconds() >= retention.EVERY_SECONDS:
+            purged_at = utcnow()
+            _purge(rt)
         ran += 1
         if max_runs and ran >= max_runs:
             break
         stop.wait(max(every - (utcnow() - started).total_seconds(), 0.0))
     return ran
+
+
+def _purge(rt: Runtime) -> None:
+    try:
+        retention.purge(rt)
+    except Exception as exc:  # noqa: BLE001 - retention waits for the next hour; reconciliation goes on
+        log.error("retention purge failed: %s: %s", type(exc).__name__, exc)
 
 
 def _newest_scheduled_run(session: Session) -> ReconciliationRun | None:

@@ -164,6 +164,23 @@ def test_a_webhook_gap_waits_for_the_delay_and_a_late_verified_delivery_closes_i
     assert _found(_clean(deliveries=late)) == set()
 
 
+def test_no_webhook_gap_is_claimed_where_the_webhook_log_was_purged() -> None:
+    """Deliveries are purged after RETENTION_DAYS (services/system/retention.py): reconciling a window
+    that old finds none, and must not call every payment in it a webhook gap."""
+    assert CFG.webhook_log_kept == timedelta(days=180)
+    portone = _clean().portone
+    assert portone is not None
+    purged = replace(portone, started_at=NOW - timedelta(days=200), paid_at=NOW - timedelta(days=200))
+    verdicts = evaluate(_clean(portone=purged, deliveries=()), CFG, NOW)
+    assert AlertKind.WEBHOOK_GAP not in {v.outcome.kind for v in verdicts if v.outcome is not None}  # undecided
+    kept = replace(portone, started_at=NOW - timedelta(days=170), paid_at=NOW - timedelta(days=170))
+    assert _found(_clean(portone=kept, deliveries=())) == {AlertKind.WEBHOOK_GAP}
+    shorter = RuleConfig(webhook_log_kept=timedelta(days=100))
+    assert not [
+        v for v in evaluate(_clean(portone=kept, deliveries=()), shorter, NOW) if isinstance(v.outcome, Finding)
+    ]
+
+
 def test_a_refund_in_flight_explains_portones_total_until_it_is_stale() -> None:
     portone = _clean().portone
     assert portone is not None
