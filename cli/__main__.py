@@ -32,8 +32,17 @@ def _migrate(_: argparse.Namespace) -> int:
 
 def _with_runtime(func: object) -> object:
     def run(args: argparse.Namespace) -> int:
+        from services.system.config_check import database_not_ready
+        from services.system.health import check_database
+
         runtime = build_runtime(get_settings())
         try:
+            # Code running on a schema it was not written for fails in the middle of its work, with a
+            # stack trace: say so first, and what to run.
+            problem = database_not_ready(check_database(runtime))
+            if problem:
+                print(f"error: {problem}", file=sys.stderr)
+                return 1
             return int(func(runtime, args))  # type: ignore[operator]
         except PaymentsError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -162,6 +162,14 @@ def _database_findings(health: DatabaseHealth) -> list[Finding]:
     return findings
 
 
+def database_not_ready(health: DatabaseHealth) -> str | None:
+    """Why a command must not run on this database (unreachable, no schema, behind or ahead of this
+    code), in check-config's words; None when it is at this code's head."""
+    if health.ok:
+        return None
+    return next(f"{f.check}: {f.message}" for f in _database_findings(health) if f.outcome != "ok")
+
+
 def _portone(result: PortOneHealth) -> Finding:
     name = f"portone_{result.api}"
     version = result.api.upper()

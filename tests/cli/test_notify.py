@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from services.alerts.store import AlertKind, raise_alert
+from services.core.migrate import upgrade
 from services.runtime import Runtime
 from tests.factories import SandboxControl, make_runtime
 from tests.webhook_receiver import WebhookReceiver
@@ -55,6 +56,7 @@ def test_the_scheduler_sends_notifications(
 
 
 def test_notify_without_a_channel_says_so(database_url: str, sandbox: SandboxControl) -> None:
+    upgrade(database_url)  # an unmigrated database is refused first (tests/cli/test_database_not_ready.py)
     done = _cli(_env(database_url, sandbox), "notify")
     assert done.returncode == 0 and "no notification channel configured" in done.stdout
 
