@@ -13,8 +13,9 @@ import sys
 
 import uvicorn
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
-from services.core.config import get_settings, is_loopback_host
+from services.core.config import get_settings, is_loopback_host, workers_refusal
 from services.core.log_format import logging_config
 
 APP = "api.app:create_app"
@@ -32,10 +33,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Refuses placeholder secrets outside sandbox mode, and sandbox mode off this machine, before anything listens.
         settings = get_settings()
-    except ValidationError as exc:
+    except (ValidationError, SettingsError) as exc:
         # Only the messages: pydantic's full text would echo the input values.
-        reasons = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
-        sys.exit(f"python -m api: refusing to start: {reasons}")
+        from services.system.config_check import settings_problems
+
+        sys.exit(f"python -m api: refusing to start: {'; '.join(settings_problems(exc))}")
     if settings.portone_mode == "sandbox" and not is_loopback_host(args.host):
         # Sandbox mode takes the internal token and export secret published in this repository.
         sys.exit(
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     workers = settings.api_workers if args.workers is None else args.workers
     if workers < 1:
         parser.error("--workers must be 1 or more")
+    refusal = workers_refusal(settings.database_url, workers)
+    if refusal:
+        sys.exit(f"python -m api: refusing to start: {refusal}")
     as_json = settings.log_format == "json"
     logging: dict[str, object] = (
         {"log_config": logging_config("json", level=args.log_level), "access_log": False}

@@ -333,6 +333,14 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def workers_refusal(database_url: str, workers: int) -> str | None:
+    """Why `workers` API processes cannot share this database, or None. SQLite takes one writer
+    process at a time: several API processes on it queue on its lock and answer 503 under load."""
+    if workers > 1 and database_url.strip().lower().split(":", 1)[0].split("+", 1)[0] == "sqlite":
+        return "SQLite takes one API process: set API_WORKERS=1 or use PostgreSQL"
+    return None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, created once."""
