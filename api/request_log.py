@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("chekar.request")
 
 HEADER = "X-Request-ID"
-_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 UNMATCHED = "(no route)"
 
 
@@ -33,7 +33,7 @@ def request_id_of(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             text = bytes(value).decode("latin-1")
-            if _VALID_ID.match(text):
+            if _VALID_ID.fullmatch(text):
                 return text
             break
     return uuid.uuid4().hex

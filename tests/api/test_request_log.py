@@ -85,3 +85,12 @@ def test_json_request_lines_name_the_route_not_the_path(database_url: str, sandb
     for leaked in ("ord-kim-secret", "kim@example.com", "imp_123456", "secret-path"):
         assert leaked not in whole
     assert not any(r.get("logger") == "uvicorn.access" for r in records)  # uvicorn's own access log is off
+
+
+def test_a_request_id_ending_in_a_line_break_is_replaced() -> None:
+    """`$` also matches before a final newline: the id must be the whole header value."""
+    from api.request_log import request_id_of
+
+    assert request_id_of({"headers": [(b"x-request-id", b"abc-123")]}) == "abc-123"
+    replaced = request_id_of({"headers": [(b"x-request-id", b"abc-123\n")]})
+    assert replaced != "abc-123\n" and "\n" not in replaced and len(replaced) == 32
