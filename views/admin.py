@@ -296,7 +296,10 @@ def _portone(report: health.PortOneHealth) -> None:
 
 
 def _scheduler(state: ScheduleState | None) -> None:
-    st.markdown(f"**{t('admin.scheduler')}** {_state(state is not None and not state.stale)}")
+    # Never ran yet and not overdue: waiting, neither healthy nor down.
+    waiting = state is not None and state.last_run is None and not state.stale
+    badge = f":gray-badge[{t('admin.waiting')}]" if waiting else _state(state is not None and not state.stale)
+    st.markdown(f"**{t('admin.scheduler')}** {badge}")
     if state is None:
         st.error(t("admin.scheduler_unknown"))
         return

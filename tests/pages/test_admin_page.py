@@ -126,7 +126,8 @@ def test_health_shows_mode_and_a_portone_outage(
 ) -> None:
     at = _admin(open_app)
     assert any(":blue-badge[샌드박스]" in m.value for m in at.markdown)
-    assert sum(":green-badge[정상]" in m.value for m in at.markdown) == 3  # database, PortOne, scheduler
+    assert sum(":green-badge[정상]" in m.value for m in at.markdown) == 2  # database, PortOne
+    assert ":gray-badge[대기 중]" in _badge_line(at, "정기 대조")  # never ran yet, not overdue
     sandbox.configure(fail_next=20)
     at.button(key="admin_health_recheck").click().run()
     assert not at.exception, at.exception
@@ -143,7 +144,7 @@ def test_health_shows_the_scheduler_last_run_and_when_it_is_stale(
     open_app: Callable[..., AppTest], dashboard_runtime: Runtime
 ) -> None:
     at = _admin(open_app)
-    assert ":green-badge[정상]" in _badge_line(at, "정기 대조")
+    assert ":gray-badge[대기 중]" in _badge_line(at, "정기 대조")  # neither healthy nor down yet
     assert any("아직 실행된 적이 없습니다" in c.value for c in at.caption)
     assert not any(c.value.startswith("마지막 완료") for c in at.caption)  # none finished: no line
 
@@ -173,7 +174,7 @@ def test_health_shows_the_scheduler_last_run_and_when_it_is_stale(
 
 def test_health_in_english(open_app: Callable[..., AppTest], dashboard_runtime: Runtime) -> None:
     at = _admin(open_app, lang="en")
-    assert ":green-badge[OK]" in _badge_line(at, "Scheduled reconciliation")
+    assert ":gray-badge[Waiting]" in _badge_line(at, "Scheduled reconciliation")
     assert any("token request answered in" in c.value for c in at.caption)
 
 
