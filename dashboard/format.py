@@ -11,6 +11,7 @@ from decimal import Decimal
 from dashboard.i18n import t
 from services.core.kst import KST
 from services.core.money import minor_unit_exponent
+from services.reconciliation.schedule import ScheduleState
 
 SYMBOLS = {"KRW": "₩", "USD": "$", "EUR": "€", "JPY": "¥", "GBP": "£", "CNY": "CN¥"}
 STATUS_COLORS = {
@@ -106,3 +107,14 @@ def badge(state: str) -> str:
     (PortOne's word, shown as it is) is escaped."""
     color = STATUS_COLORS.get(state, "gray")
     return f":{color}-badge[{plain(status_label(state))}]"
+
+
+def scheduled_run_line(state: ScheduleState) -> str:
+    """The scheduled reconciliation in one line: its cadence, and its last run's time and outcome."""
+    every, window = state.every.total_seconds() / 60, plain(state.window)
+    run = state.last_run
+    if run is None:
+        return t("reconcile.schedule_never", every=every, window=window)
+    repaired = sum(c.repaired for c in run.counts.values())
+    outcome = t(f"reconcile.outcome_{run.status}", checked=run.payments_checked, new=run.new_total, repaired=repaired)
+    return t("reconcile.schedule_last", every=every, window=window, time=kst(run.started_at), outcome=outcome)

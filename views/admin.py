@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.auth import gate
-from dashboard.format import kst, plain
+from dashboard.format import kst, plain, scheduled_run_line
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services.audit import reader as audit_log
@@ -303,16 +303,7 @@ def _scheduler(state: ScheduleState | None) -> None:
     if state is None:
         st.error(t("admin.scheduler_unknown"))
         return
-    every, window = state.every.total_seconds() / 60, plain(state.window)
-    run = state.last_run
-    if run is None:
-        st.caption(t("reconcile.schedule_never", every=every, window=window))
-    else:
-        repaired = sum(c.repaired for c in run.counts.values())
-        outcome = t(
-            f"reconcile.outcome_{run.status}", checked=run.payments_checked, new=run.new_total, repaired=repaired
-        )
-        st.caption(t("reconcile.schedule_last", every=every, window=window, time=kst(run.started_at), outcome=outcome))
+    st.caption(scheduled_run_line(state))
     if state.last_finished_at is not None:
         st.caption(t("admin.scheduler_last_finished", time=kst(state.last_finished_at)))
     if state.stale:

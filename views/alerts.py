@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.auth import gate
-from dashboard.format import KST, amounts_in, badge, kst, money, payment_state, plain, status_label
+from dashboard.format import KST, amounts_in, badge, kst, money, payment_state, plain, scheduled_run_line, status_label
 from dashboard.i18n import t
 from dashboard.runtime import get_runtime
 from services.alerts import desk as alert_desk
@@ -216,16 +216,7 @@ def _detail(alert_id: int) -> None:
 def _schedule() -> None:
     """The scheduled reconciliation's last run (time and outcome), and a warning when it is stale."""
     state = reconcile_schedule.schedule_state(rt)
-    every, window = state.every.total_seconds() / 60, plain(rt.settings.reconcile_schedule_window)
-    run = state.last_run
-    if run is None:
-        st.caption(t("reconcile.schedule_never", every=every, window=window))
-    else:
-        repaired = sum(c.repaired for c in run.counts.values())
-        outcome = t(
-            f"reconcile.outcome_{run.status}", checked=run.payments_checked, new=run.new_total, repaired=repaired
-        )
-        st.caption(t("reconcile.schedule_last", every=every, window=window, time=kst(run.started_at), outcome=outcome))
+    st.caption(scheduled_run_line(state))
     if state.stale:
         st.warning(t("reconcile.schedule_stale", minutes=state.stale_after.total_seconds() / 60))
 
