@@ -4,7 +4,8 @@ small batches (each its own short transaction: no long lock on a busy database).
     purge(rt)          # run by `python -m cli scheduler` every hour; once by `python -m cli purge`
 
 What goes, and why nothing needs it any more:
-- `webhook_events` received RETENTION_DAYS ago (default 180): the body and what processing did.
+- `webhook_events` received RETENTION_DAYS ago (default 180): the body and what processing did;
+  kept while the payment they name has an open WEBHOOK_UNVERIFIED alert (the evidence a person needs).
   The payment itself is recorded in `payments` (PortOne's record, re-fetched, never the body), and
   what changed it in `audit_log`. V2 replays are refused by `accepted_webhook_id`; PortOne retries
   a delivery for hours, not months, so a "replay" older than RETENTION_DAYS cannot come from
@@ -35,8 +36,11 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, or_, select, union
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from services.alerts.store import AlertKind
 from services.core import job_lock
 from services.core.models import (
+    Alert,
+    AlertStatus,
     DashboardSession,
     ExportLinkGrant,
     NotificationOutbox,
@@ -74,7 +78,18 @@ Condition = Callable[[Runtime, Session, datetime], ColumnElement[bool]]
 
 
 def _webhook_events(rt: Runtime, _session: Session, now: datetime) -> ColumnElement[bool]:
-    return WebhookEvent.received_at < now - timedelta(days=rt.settings.retention_days)
+    """Received RETENTION_DAYS ago, except a delivery naming a payment whose WEBHOOK_UNVERIFIED alert
+    is still open: that alert waits for a person (it can mean forged webhooks) and the rule would
+    otherwise resolve it as "no rejected delivery names this payment" once its evidence was gone."""
+    under_review = select(Alert.imp_uid).where(
+        Alert.kind == AlertKind.WEBHOOK_UNVERIFIED,
+        Alert.status != AlertStatus.RESOLVED,
+        Alert.imp_uid.is_not(None),
+    )
+    return and_(
+        WebhookEvent.received_at < now - timedelta(days=rt.settings.retention_days),
+        or_(WebhookEvent.imp_uid.is_(None), WebhookEvent.imp_uid.not_in(under_review)),
+    )
 
 
 def _runs(rt: Runtime, session: Session, now: datetime) -> ColumnElement[bool]:
