@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +59,7 @@ from services.reconciliation.our_side import (
     load_orders,
     load_ours,
     load_ours_by_uid,
+    webhook_log_purged_before,
 )
 from services.reconciliation.repair import auto_repairable, repair_payment
 from services.reconciliation.rules import RuleConfig, evaluate, is_difference, quick_agreement, status_time
@@ -244,7 +245,8 @@ class _Engine:
         deliveries = load_deliveries(session, sorted(lone))
         now = utcnow()
         judged: list[tuple[Facts, list[Verdict]]] = []
-        rules = self.rules
+        # After every delivery of this slice is read (the purge records its horizon before deleting).
+        rules = replace(self.rules, webhook_log_purged_before=webhook_log_purged_before(session))
         for imp_uid, portone in payments.items():
             try:
                 facts = self._facts(imp_uid, portone, ours.get(imp_uid), fresh, orders, deliveries)

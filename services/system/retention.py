@@ -9,8 +9,10 @@ What goes, and why nothing needs it any more:
   The payment itself is recorded in `payments` (PortOne's record, re-fetched, never the body), and
   what changed it in `audit_log`. V2 replays are refused by `accepted_webhook_id`; PortOne retries
   a delivery for hours, not months, so a "replay" older than RETENTION_DAYS cannot come from
-  PortOne's retry. Reconciliation judges no webhook gap for a change older than RETENTION_DAYS
-  (services.reconciliation.rules, `webhook_log_kept`): the deliveries that told us are gone.
+  PortOne's retry. Each purge first records its cutoff in `purge_horizons` (only ever moved
+  forward); reconciliation judges no webhook gap for a change older than that recorded horizon
+  (services.reconciliation.rules, `webhook_log_purged_before`): the deliveries that told us may be
+  gone. It goes by what was deleted, not by its own RETENTION_DAYS: processes may differ.
 - `reconciliation_runs` finished (or failed) RETENTION_DAYS ago, never a running one, and never
   the newest run nor the newest finished run of each `started_by`: `/readyz`, `reconcile_stale`
   and the alerts page read the scheduler's last run. No table refers to runs (their alerts and
@@ -44,11 +46,13 @@ from services.core.models import (
     DashboardSession,
     ExportLinkGrant,
     NotificationOutbox,
+    PurgeHorizon,
     ReconciliationRun,
     WebhookEvent,
     utcnow,
 )
 from services.notifications.dispatch import expired as outbox_expired
+from services.reconciliation.our_side import WEBHOOK_LOG
 from services.reconciliation.runs import FAILED, FINISHED
 from services.runtime import Runtime
 
@@ -152,6 +156,7 @@ def purge(
     try:
         with job_lock.held(rt, LOCK, lease=timedelta(minutes=10)):
             result = PurgeResult()
+            _record_horizon(rt, WEBHOOK_LOG, now - timedelta(days=rt.settings.retention_days))
             for table, key, condition in _PLAN:
                 result.deleted[table], batches = _delete_in_batches(rt, key, condition, now, batch_size)
                 result.batches += batches
@@ -160,6 +165,18 @@ def purge(
     if result.total:
         log.info("retention purge: %s", ", ".join(f"{n} {t}" for t, n in result.deleted.items() if n))
     return result
+
+
+def _record_horizon(rt: Runtime, table: str, cutoff: datetime) -> None:
+    """Committed before the rows go, and only ever moved forward (a purge with a longer
+    RETENTION_DAYS than an earlier one deleted no less): what reconciliation reads as
+    "may be gone" (services.reconciliation.our_side webhook_log_purged_before)."""
+    with rt.db.write() as session:
+        mark = session.get(PurgeHorizon, table, with_for_update=True)
+        if mark is None:
+            session.add(PurgeHorizon(table_name=table, purged_before=cutoff))
+        elif mark.purged_before < cutoff:
+            mark.purged_before = cutoff
 
 
 def _delete_in_batches(
