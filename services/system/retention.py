@@ -13,7 +13,8 @@ What goes, and why nothing needs it any more:
   forward); reconciliation judges no webhook gap for a change older than that recorded horizon
   (services.reconciliation.rules, `webhook_log_purged_before`): the deliveries that told us may be
   gone. It goes by what was deleted, not by its own RETENTION_DAYS: processes may differ.
-- `reconciliation_runs` finished (or failed) RETENTION_DAYS ago, never a running one, and never
+- `reconciliation_runs` finished (or failed) RETENTION_DAYS ago, never a running one (a resume marks
+  its failed run running before it starts, and a delete re-checks the condition), and never
   the newest run nor the newest finished run of each `started_by`: `/readyz`, `reconcile_stale`
   and the alerts page read the scheduler's last run. No table refers to runs (their alerts and
   audit entries name no run row).
@@ -190,7 +191,13 @@ def _delete_in_batches(
             ids = list(session.scalars(select(key).where(condition(rt, session, now)).order_by(key).limit(batch_size)))
             if not ids:
                 return deleted, batches
-            gone = session.execute(delete(key.class_).where(key.in_(ids)).execution_options(synchronize_session=False))
+            # The condition again: a row changed since it was selected (a failed run being resumed,
+            # services.reconciliation.runs claim_for_resume) is not deleted.
+            gone = session.execute(
+                delete(key.class_)
+                .where(key.in_(ids), condition(rt, session, now))
+                .execution_options(synchronize_session=False)
+            )
             deleted += int(cast(CursorResult[Any], gone).rowcount)
         batches += 1
         if len(ids) < batch_size:
