@@ -484,3 +484,17 @@ class NotificationOutbox(Base):
     email_sent_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]  # every configured channel took it
     failed_at: Mapped[datetime | None]  # given up after the last attempt
+
+
+class PurgeHorizon(Base):
+    """How far back the retention purge (services.system.retention) has deleted a table's rows:
+    every row older than `purged_before` may be gone. Written before the rows are deleted and only
+    ever moved forward, so a reader who finds a row missing also finds the horizon that explains it.
+    Reconciliation reads it to leave undecided what only the deleted rows could tell (no row: never
+    purged)."""
+
+    __tablename__ = "purge_horizons"
+
+    table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purged_before: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +45,7 @@ from services.audit import trail as audit
 from services.auth.access import Actor, Permission, require
 from services.core import job_lock
 from services.core.config import Settings
-from services.core.errors import Conflict, InvalidRequest, UnreadableAnswer
+from services.core.errors import InvalidRequest, UnreadableAnswer
 from services.core.models import Alert, AlertStatus, Payment, WebhookEvent, utcnow
 from services.portone.types import GatewayPayment
 from services.reconciliation.alert_writer import write_verdicts
@@ -59,10 +59,11 @@ from services.reconciliation.our_side import (
     load_orders,
     load_ours,
     load_ours_by_uid,
+    webhook_log_purged_before,
 )
 from services.reconciliation.repair import auto_repairable, repair_payment
 from services.reconciliation.rules import RuleConfig, evaluate, is_difference, quick_agreement, status_time
-from services.reconciliation.runs import FAILED, FINISHED, RunSummary, Tally, create_run, get_run, save, store
+from services.reconciliation.runs import FAILED, FINISHED, RunSummary, Tally, claim_for_resume, create_run, save, store
 from services.refunds.settlement import alert_overdue_requests
 from services.runtime import Runtime
 
@@ -244,7 +245,8 @@ class _Engine:
         deliveries = load_deliveries(session, sorted(lone))
         now = utcnow()
         judged: list[tuple[Facts, list[Verdict]]] = []
-        rules = self.rules
+        # After every delivery of this slice is read (the purge records its horizon before deleting).
+        rules = replace(self.rules, webhook_log_purged_before=webhook_log_purged_before(session))
         for imp_uid, portone in payments.items():
             try:
                 facts = self._facts(imp_uid, portone, ours.get(imp_uid), fresh, orders, deliveries)
@@ -495,9 +497,7 @@ def _run_locked(
 ) -> RunSummary:
     options = options or EngineOptions.from_settings(rt.settings)
     if resume_run_id is not None:
-        run = get_run(rt, resume_run_id)
-        if run.status == FINISHED:
-            raise Conflict(f"reconciliation run #{resume_run_id} already finished")
+        run = claim_for_resume(rt, resume_run_id)
         checkpoint = dict(run.checkpoint or {})
         checkpoint["repair"] = bool(checkpoint.get("repair")) or repair
         checkpoint["resumed"] = int(checkpoint.get("resumed", 0)) + 1

@@ -16,9 +16,11 @@ from sqlalchemy import ColumnElement, case, literal, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
-from services.core.models import Alert, AlertStatus, Order, Payment, Refund, WebhookEvent, utcnow
+from services.core.models import Alert, AlertStatus, Order, Payment, PurgeHorizon, Refund, WebhookEvent, utcnow
 from services.core.sequences import SQL_IN_CHUNK, chunked
 from services.reconciliation.facts import RULE_KINDS, DeliveryResult, OurDelivery, OurOrder, OurPayment, OurRefund
+
+WEBHOOK_LOG = "webhook_events"  # its PurgeHorizon row
 
 
 class OurRecord:
@@ -187,3 +189,9 @@ def load_deliveries(session: Session, imp_uids: Sequence[str]) -> dict[str, list
             if imp_uid is not None:
                 found.setdefault(imp_uid, []).append(OurDelivery(received_at, outcome, text))
     return found
+
+
+def webhook_log_purged_before(session: Session) -> datetime | None:
+    """Every webhook delivery received before this may have been purged (services.system.retention);
+    None: never purged. Read it after the deliveries: the purge records it before it deletes."""
+    return session.scalar(select(PurgeHorizon.purged_before).where(PurgeHorizon.table_name == WEBHOOK_LOG))

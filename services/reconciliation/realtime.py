@@ -7,6 +7,7 @@ records payments from PortOne; `check_rejected_webhook` when a webhook delivery 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -19,7 +20,7 @@ from services.core.sequences import SQL_IN_CHUNK, chunked
 from services.portone.types import GatewayPayment, PortOneStatus
 from services.reconciliation.alert_writer import current_attribution, write_verdicts
 from services.reconciliation.facts import DeliveryResult, Facts, OurDelivery, OurOrder, OurPayment, OurRefund, Verdict
-from services.reconciliation.our_side import load_deliveries
+from services.reconciliation.our_side import load_deliveries, webhook_log_purged_before
 from services.reconciliation.rules import RuleConfig, evaluate
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ def check_recorded_many(
     paid_by_order = _paid_payments_by_order(
         session, {applied.payment.merchant_uid for fetched, applied in recorded if fetched.status == PortOneStatus.PAID}
     )
-    cfg = RuleConfig.from_settings(settings)
+    # Read after the deliveries: the purge records its horizon before it deletes.
+    cfg = replace(RuleConfig.from_settings(settings), webhook_log_purged_before=webhook_log_purged_before(session))
     now = utcnow()
     verdicts: list[Verdict] = []
     for fetched, applied in recorded:

@@ -23,7 +23,7 @@ services.reconciliation.alert_writer; repairs live in services.reconciliation.re
 | REFUND_OUTCOME_UNKNOWN | a refund attempt is `unknown`, or `pending` for longer than the refund lease |
 | REFUND_MISMATCH | (only resolved here, raised by services.refunds.settlement) settled attempts now agree with PortOne |
 | STUCK_READY | PortOne says `ready` for a virtual account (issued, not paid) for longer than the configured age |
-| WEBHOOK_GAP | PortOne shows a change it notifies (paid, console cancel) and no verified webhook came after it within the delay (not judged for a change older than RETENTION_DAYS: its deliveries are purged) |
+| WEBHOOK_GAP | PortOne shows a change it notifies (paid, console cancel) and no verified webhook came after it within the delay (not judged for a change older than what the retention purge has deleted: its deliveries may be gone) |
 | WEBHOOK_UNVERIFIED | the latest webhook delivery naming this payment was rejected, and no verified one came after it |
 | PAYMENT_WITHOUT_ORDER | PortOne has a payment whose merchant_uid is no order of ours |
 | UNSUPPORTED_CURRENCY | PortOne has a payment in a currency our fee table does not offer (recorded as given) |
@@ -56,12 +56,11 @@ from services.reconciliation.facts import (
 STUCK_READY_HOURS = float(Settings.model_fields["reconcile_stuck_ready_hours"].default)
 WEBHOOK_GAP_MINUTES = float(Settings.model_fields["reconcile_webhook_gap_minutes"].default)
 WEBHOOK_CLOCK_SKEW_SECONDS = float(Settings.model_fields["reconcile_webhook_skew_seconds"].default)
-RETENTION_DAYS = int(Settings.model_fields["retention_days"].default)
 MISSING_GRACE_MINUTES = float(Settings.model_fields["reconcile_missing_grace_minutes"].default)
 _UNSETTLED = (RefundStatus.PENDING, RefundStatus.UNKNOWN)
-# A change this close to the end of the kept period is not judged either: the hourly purge, and a
-# delivery received up to the clock skew before the change, may already be gone.
-_PURGE_MARGIN = timedelta(days=1)
+# A change this close to what the purge deleted is not judged either: beside PortOne's clock skew,
+# our own processes' clocks (the purge's cutoff, a receiver's received_at) may differ a little.
+_PURGE_MARGIN = timedelta(hours=1)
 _OUR_REFUND_SOURCES = frozenset({"ops", "api", "forgery"})  # cancels we sent ourselves: PortOne sends no webhook
 
 
@@ -72,7 +71,9 @@ class RuleConfig:
     webhook_clock_skew: timedelta = timedelta(seconds=WEBHOOK_CLOCK_SKEW_SECONDS)
     missing_grace: timedelta = timedelta(minutes=MISSING_GRACE_MINUTES)
     refund_pending_after: timedelta = timedelta(seconds=120)  # the refund lease: older = nobody holds it
-    webhook_log_kept: timedelta = timedelta(days=RETENTION_DAYS)  # deliveries older are purged
+    # Deliveries received before this may have been purged (services.reconciliation.our_side
+    # webhook_log_purged_before, what the purge actually deleted; None: never purged).
+    webhook_log_purged_before: datetime | None = None
     currencies: frozenset[str] = frozenset(DEFAULT_FEE_TABLE)  # the fee table's: what we sell in
 
     @classmethod
@@ -83,7 +84,6 @@ class RuleConfig:
             webhook_clock_skew=timedelta(seconds=settings.reconcile_webhook_skew_seconds),
             missing_grace=timedelta(minutes=settings.reconcile_missing_grace_minutes),
             refund_pending_after=timedelta(seconds=settings.refund_lock_lease_seconds),
-            webhook_log_kept=timedelta(days=settings.retention_days),
             currencies=frozenset(code.upper() for code in settings.fee_table),
         )
 
@@ -336,7 +336,8 @@ def _webhook_gap(f: Facts, cfg: RuleConfig, now: datetime) -> RuleOutcome | None
         return Agreement(kind, lambda: f"a verified webhook told us after PortOne {what}")
     if now < moment + cfg.webhook_gap_delay:
         return None
-    if moment < now - cfg.webhook_log_kept + _PURGE_MARGIN:
+    purged = cfg.webhook_log_purged_before
+    if purged is not None and moment - cfg.webhook_clock_skew < purged + _PURGE_MARGIN:
         return None  # its deliveries may have been purged (services/system/retention.py): undecided
     verified = [d.received_at for d in f.deliveries if d.result != DeliveryResult.REJECTED]
     minutes = int(cfg.webhook_gap_delay.total_seconds() // 60)

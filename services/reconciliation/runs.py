@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.auth.access import Actor, Permission, require
-from services.core.errors import NotFound
+from services.core.errors import Conflict, NotFound
 from services.core.models import ReconciliationRun, utcnow
 from services.reconciliation.alert_writer import WriteResult
 from services.runtime import Runtime
@@ -190,12 +190,29 @@ def create_run(rt: Runtime, *, since: datetime, until: datetime, started_by: str
         return run.id
 
 
-def get_run(rt: Runtime, run_id: int) -> ReconciliationRun:
-    with rt.db.read() as session:
-        run = session.get(ReconciliationRun, run_id)
-    if run is None:
-        raise NotFound(f"no reconciliation run #{run_id}")
-    return run
+def claim_for_resume(rt: Runtime, run_id: int) -> ReconciliationRun:
+    """The run to resume, marked running (no finished_at) before any work, in one transaction with
+    the row locked: the retention purge deletes only finished or failed runs, and checks that again
+    as it deletes, so it never takes a run from under its resume. Raises NotFound (saying when the
+    purge took it) or Conflict (already finished)."""
+    with rt.db.write() as session:
+        run = session.get(ReconciliationRun, run_id, with_for_update=True)
+        if run is None:
+            newest = session.scalar(select(func.max(ReconciliationRun.id))) or 0
+            if 0 < run_id <= newest:
+                raise NotFound(
+                    f"reconciliation run #{run_id} is no longer kept: finished and failed runs are deleted "
+                    "RETENTION_DAYS after they end; start a new run over the same window"
+                )
+            raise NotFound(f"no reconciliation run #{run_id}")
+        if run.status == FINISHED:
+            raise Conflict(f"reconciliation run #{run_id} already finished")
+        run.status = RUNNING
+        run.finished_at = None
+        run.error = None
+        run.checkpoint = {**(run.checkpoint or {}), "heartbeat": utcnow().isoformat()}
+        session.flush()
+        return run
 
 
 def store(

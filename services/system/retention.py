@@ -4,13 +4,17 @@ small batches (each its own short transaction: no long lock on a busy database).
     purge(rt)          # run by `python -m cli scheduler` every hour; once by `python -m cli purge`
 
 What goes, and why nothing needs it any more:
-- `webhook_events` received RETENTION_DAYS ago (default 180): the body and what processing did.
+- `webhook_events` received RETENTION_DAYS ago (default 180): the body and what processing did;
+  kept while the payment they name has an open WEBHOOK_UNVERIFIED alert (the evidence a person needs).
   The payment itself is recorded in `payments` (PortOne's record, re-fetched, never the body), and
   what changed it in `audit_log`. V2 replays are refused by `accepted_webhook_id`; PortOne retries
   a delivery for hours, not months, so a "replay" older than RETENTION_DAYS cannot come from
-  PortOne's retry. Reconciliation judges no webhook gap for a change older than RETENTION_DAYS
-  (services.reconciliation.rules, `webhook_log_kept`): the deliveries that told us are gone.
-- `reconciliation_runs` finished (or failed) RETENTION_DAYS ago, never a running one, and never
+  PortOne's retry. Each purge first records its cutoff in `purge_horizons` (only ever moved
+  forward); reconciliation judges no webhook gap for a change older than that recorded horizon
+  (services.reconciliation.rules, `webhook_log_purged_before`): the deliveries that told us may be
+  gone. It goes by what was deleted, not by its own RETENTION_DAYS: processes may differ.
+- `reconciliation_runs` finished (or failed) RETENTION_DAYS ago, never a running one (a resume marks
+  its failed run running before it starts, and a delete re-checks the condition), and never
   the newest run nor the newest finished run of each `started_by`: `/readyz`, `reconcile_stale`
   and the alerts page read the scheduler's last run. No table refers to runs (their alerts and
   audit entries name no run row).
@@ -35,16 +39,21 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, or_, select, union
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from services.alerts.store import AlertKind
 from services.core import job_lock
 from services.core.models import (
+    Alert,
+    AlertStatus,
     DashboardSession,
     ExportLinkGrant,
     NotificationOutbox,
+    PurgeHorizon,
     ReconciliationRun,
     WebhookEvent,
     utcnow,
 )
 from services.notifications.dispatch import expired as outbox_expired
+from services.reconciliation.our_side import WEBHOOK_LOG
 from services.reconciliation.runs import FAILED, FINISHED
 from services.runtime import Runtime
 
@@ -74,7 +83,18 @@ Condition = Callable[[Runtime, Session, datetime], ColumnElement[bool]]
 
 
 def _webhook_events(rt: Runtime, _session: Session, now: datetime) -> ColumnElement[bool]:
-    return WebhookEvent.received_at < now - timedelta(days=rt.settings.retention_days)
+    """Received RETENTION_DAYS ago, except a delivery naming a payment whose WEBHOOK_UNVERIFIED alert
+    is still open: that alert waits for a person (it can mean forged webhooks) and the rule would
+    otherwise resolve it as "no rejected delivery names this payment" once its evidence was gone."""
+    under_review = select(Alert.imp_uid).where(
+        Alert.kind == AlertKind.WEBHOOK_UNVERIFIED,
+        Alert.status != AlertStatus.RESOLVED,
+        Alert.imp_uid.is_not(None),
+    )
+    return and_(
+        WebhookEvent.received_at < now - timedelta(days=rt.settings.retention_days),
+        or_(WebhookEvent.imp_uid.is_(None), WebhookEvent.imp_uid.not_in(under_review)),
+    )
 
 
 def _runs(rt: Runtime, session: Session, now: datetime) -> ColumnElement[bool]:
@@ -137,6 +157,7 @@ def purge(
     try:
         with job_lock.held(rt, LOCK, lease=timedelta(minutes=10)):
             result = PurgeResult()
+            _record_horizon(rt, WEBHOOK_LOG, now - timedelta(days=rt.settings.retention_days))
             for table, key, condition in _PLAN:
                 result.deleted[table], batches = _delete_in_batches(rt, key, condition, now, batch_size)
                 result.batches += batches
@@ -145,6 +166,18 @@ def purge(
     if result.total:
         log.info("retention purge: %s", ", ".join(f"{n} {t}" for t, n in result.deleted.items() if n))
     return result
+
+
+def _record_horizon(rt: Runtime, table: str, cutoff: datetime) -> None:
+    """Committed before the rows go, and only ever moved forward (a purge with a longer
+    RETENTION_DAYS than an earlier one deleted no less): what reconciliation reads as
+    "may be gone" (services.reconciliation.our_side webhook_log_purged_before)."""
+    with rt.db.write() as session:
+        mark = session.get(PurgeHorizon, table, with_for_update=True)
+        if mark is None:
+            session.add(PurgeHorizon(table_name=table, purged_before=cutoff))
+        elif mark.purged_before < cutoff:
+            mark.purged_before = cutoff
 
 
 def _delete_in_batches(
@@ -158,7 +191,13 @@ def _delete_in_batches(
             ids = list(session.scalars(select(key).where(condition(rt, session, now)).order_by(key).limit(batch_size)))
             if not ids:
                 return deleted, batches
-            gone = session.execute(delete(key.class_).where(key.in_(ids)).execution_options(synchronize_session=False))
+            # The condition again: a row changed since it was selected (a failed run being resumed,
+            # services.reconciliation.runs claim_for_resume) is not deleted.
+            gone = session.execute(
+                delete(key.class_)
+                .where(key.in_(ids), condition(rt, session, now))
+                .execution_options(synchronize_session=False)
+            )
             deleted += int(cast(CursorResult[Any], gone).rowcount)
         batches += 1
         if len(ids) < batch_size:

@@ -121,7 +121,7 @@ def test_all_ok_in_test_mode_with_v1_and_v2(migrated: str, portone: RunningSandb
     assert lines[-1] == "0 failed, 0 warnings"
     backend = "sqlite" if migrated.startswith("sqlite") else "postgresql"
     assert backend in _line(lines, "database")
-    assert "0011_dashboard_sessions" in _line(lines, "schema")
+    assert "0012_purge_horizons" in _line(lines, "schema")
     assert "gave an access token" in _line(lines, "portone_v1")
     assert "read the store's payments" in _line(lines, "portone_v2")
     assert "Slack" in _line(lines, "notifications")

@@ -19,7 +19,7 @@ from services.core.db import make_engine
 from services.core.migrate import MIGRATION_LOCK_KEY, sqlite_lock_path
 
 ROOT = Path(__file__).resolve().parents[3]
-HEAD = "0011_dashboard_sessions"
+HEAD = "0012_purge_horizons"
 
 
 def _migrate(database_url: str) -> subprocess.Popen[str]:
