@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.auth.access import Actor, Permission, require
 from services.core.config import Settings, is_placeholder
-from services.core.errors import GatewayError, GatewayUnauthorized
+from services.core.errors import GatewayError, GatewayUnauthorized, UnreadableAnswer
 from services.core.migrate import alembic_config
 from services.core.models import utcnow
 from services.portone.v1 import PortOneV1Client
@@ -81,6 +81,8 @@ class PortOneHealth:
     # What PortOne refused when not authorized: "key" (V1 key/secret, V2 API secret) or "store"
     # (V2: the store id, for this secret).
     refused: Literal["key", "store"] | None = None
+    # Something answered, but not in the shape PortOne documents (a wrong address, a proxy's page).
+    not_portone: bool = False
 
     @property
     def ok(self) -> bool:
@@ -138,6 +140,8 @@ def _portone_check(name: str, result: PortOneHealth) -> Check:
         return Check(name, True, "ok")
     if not result.reachable:
         return Check(name, False, "unreachable")
+    if result.not_portone:
+        return Check(name, False, "answered, but not as PortOne does")
     return Check(name, False, "refused our store id" if result.refused == "store" else "refused our key")
 
 
@@ -208,6 +212,8 @@ def probe_portone_v1(settings: Settings) -> PortOneHealth:
         client.verify_credentials()
     except GatewayUnauthorized as exc:
         return PortOneHealth(True, False, url, _ms(started), str(exc), "v1", "key")
+    except UnreadableAnswer as exc:
+        return PortOneHealth(True, False, url, _ms(started), str(exc), "v1", not_portone=True)
     except GatewayError as exc:
         return PortOneHealth(False, False, url, _ms(started), str(exc), "v1")
     except Exception as exc:  # noqa: BLE001 - a health check reports; it never takes the page down
@@ -238,6 +244,8 @@ def probe_portone_v2(settings: Settings) -> PortOneHealth:
     except GatewayUnauthorized as exc:
         refused: Literal["key", "store"] = "store" if exc.http_status == 403 else "key"
         return PortOneHealth(True, False, url, _ms(started), str(exc), "v2", refused)
+    except UnreadableAnswer as exc:
+        return PortOneHealth(True, False, url, _ms(started), str(exc), "v2", not_portone=True)
     except GatewayError as exc:
         return PortOneHealth(False, False, url, _ms(started), str(exc), "v2")
     except Exception as exc:  # noqa: BLE001 - a health check reports; it never takes the page down

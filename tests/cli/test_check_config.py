@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -283,3 +285,93 @@ def test_plain_http_public_urls_are_warnings_in_test_mode(sqlite_db: str, porton
     assert code == 0, lines
     warnings = [line for line in lines if line.startswith("warning  public_urls:")]
     assert len(warnings) == 2 and "API_PUBLIC_URL" in warnings[0] and "DASHBOARD_URL" in warnings[1]
+
+
+# -- at start-up, PortOne's blip is a warning (the stack must start and answer webhooks) ------
+
+
+def check_config_at_start(env: dict[str, str]) -> tuple[int, list[str]]:
+    done = subprocess.run(  # noqa: S603 - our own command line
+        [sys.executable, "-m", "cli", "check-config", "--at-start"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "Traceback" not in done.stdout + done.stderr
+    return done.returncode, done.stdout.splitlines()
+
+
+def test_at_start_portone_unreachable_is_a_warning(sqlite_db: str, portone: RunningSandbox) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    code, lines = check_config_at_start(_env(sqlite_db, portone, PORTONE_API_URL=nowhere, **_v2(
+        PORTONE_V2_API_URL=nowhere)))  # fmt: skip
+    assert code == 0, lines
+    for check in ("portone_v1", "portone_v2"):
+        line = _line(lines, check)
+        assert line.startswith("warning") and "unreachable" in line, line
+    assert _failed(lines) == []
+
+
+def test_at_start_portone_refusing_the_key_still_fails(sqlite_db: str, portone: RunningSandbox) -> None:
+    code, lines = check_config_at_start(
+        _env(sqlite_db, portone, PORTONE_IMP_SECRET="another-real-looking-secret-0042", **_v2(
+            PORTONE_V2_STORE_ID="store-00000000-1111-4222-8333-444444444444"))
+    )  # fmt: skip
+    assert code == 1
+    assert _failed(lines) == [_line(lines, "portone_v1"), _line(lines, "portone_v2")]
+    assert "refused PORTONE_IMP_KEY" in _line(lines, "portone_v1")
+    assert "refused PORTONE_V2_STORE_ID" in _line(lines, "portone_v2")
+
+
+# -- a server that answers 200 `{}` is not PortOne -----------------------------------------------
+
+
+class _EmptyJson(BaseHTTPRequestHandler):
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def not_portone() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyJson)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("flag", [False, True], ids=["by-hand", "at-start"])
+def test_a_server_answering_empty_json_is_not_portone(
+    sqlite_db: str, portone: RunningSandbox, not_portone: str, flag: bool
+) -> None:
+    env = _env(sqlite_db, portone, PORTONE_API_URL=not_portone, **_v2(PORTONE_V2_API_URL=not_portone))
+    code, lines = check_config_at_start(env) if flag else check_config(env)
+    assert code == 1, lines
+    assert _failed(lines) == [_line(lines, "portone_v1"), _line(lines, "portone_v2")]
+    for check in ("portone_v1", "portone_v2"):
+        assert "answered, but not as PortOne does" in _line(lines, check)
+
+
+# -- a database that keeps nothing ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:chekar?mode=memory&cache=shared&uri=true"]
+)
+def test_an_in_memory_sqlite_database_fails_outside_sandbox(url: str, portone: RunningSandbox) -> None:
+    code, lines = check_config(_env(url, portone))
+    assert code == 1, lines
+    line = _line(lines, "database")
+    assert line.startswith("FAILED") and "in memory" in line, line
