@@ -83,6 +83,8 @@ class PortOneHealth:
     refused: Literal["key", "store"] | None = None
     # Something answered, but not in the shape PortOne documents (a wrong address, a proxy's page).
     not_portone: bool = False
+    # Not known yet: the first probe of this process is under way (/readyz counts it not ready).
+    checking: bool = False
 
     @property
     def ok(self) -> bool:
@@ -138,6 +140,8 @@ _SCHEMA_WORDS = {"at_head": "ok", "behind": "behind head", "ahead": "ahead of th
 def _portone_check(name: str, result: PortOneHealth) -> Check:
     if result.ok:
         return Check(name, True, "ok")
+    if result.checking:
+        return Check(name, False, "checking")
     if not result.reachable:
         return Check(name, False, "unreachable")
     if result.not_portone:
@@ -259,21 +263,42 @@ def probe_portone(settings: Settings) -> tuple[PortOneHealth, PortOneHealth | No
 
 
 class PortOneProbeCache:
-    """The PortOne probes' last result, for `ttl` seconds (one per process: /readyz). Callers
-    arriving while a probe runs wait for it rather than starting their own."""
+    """The PortOne probes' last result, for `ttl` seconds (one per process: /readyz).
+
+    One caller at a time probes (up to the probe timeout, with no lock held); callers arriving
+    meanwhile never wait for it: they get the last result, or "checking" (not ready) when there is
+    none yet. Waiting would hold one of the API's request threads per caller, which orders,
+    webhooks and /healthz need too, for as long as PortOne is slow."""
 
     def __init__(self, ttl: float = PORTONE_PROBE_CACHE_SECONDS) -> None:
         self.ttl = ttl
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held only to read and set the fields below, never across a probe
         self._result: tuple[PortOneHealth, PortOneHealth | None] | None = None
         self._at = 0.0
+        self._probing = False
 
     def get(self, settings: Settings) -> tuple[PortOneHealth, PortOneHealth | None]:
         with self._lock:
-            if self._result is None or time.monotonic() - self._at >= self.ttl:
-                self._result = probe_portone(settings)
-                self._at = time.monotonic()
-            return self._result
+            fresh = self._result is not None and time.monotonic() - self._at < self.ttl
+            if fresh or self._probing:
+                return self._result if self._result is not None else checking(settings)
+            self._probing = True
+        try:
+            result = probe_portone(settings)
+        finally:
+            with self._lock:
+                self._probing = False
+        with self._lock:
+            self._result, self._at = result, time.monotonic()
+        return result
+
+
+def checking(settings: Settings) -> tuple[PortOneHealth, PortOneHealth | None]:
+    """PortOne's state while its first probe is under way: not known yet, so not ready."""
+    v1 = PortOneHealth(False, False, settings.portone_api_url, None, None, "v1", checking=True)
+    if not uses_v2(settings):
+        return v1, None
+    return v1, PortOneHealth(False, False, settings.portone_v2_api_url, None, None, "v2", checking=True)
 
 
 def _schedule(rt: Runtime, watching_since: datetime | None) -> ScheduleState | None:

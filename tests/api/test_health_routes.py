@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -104,3 +105,50 @@ def test_readyz_checks_v2_when_in_use(
     answer = _ready(api)
     assert answer.status_code == 503 and answer.json()["failed"] == ["portone_v2"], answer.text
     assert answer.json()["checks"]["portone_v2"] == {"ok": False, "state": "refused our store id"}
+
+
+def _flood(url: str, readyz: int, healthz: int) -> tuple[list[tuple[float, httpx.Response]], list[float]]:
+    """`readyz` GET /readyz and `healthz` GET /healthz at once, each on its own connection (a fresh
+    client: no kept-alive connection the server may be closing); each one's time (and /readyz's answer)."""
+
+    def timed(path: str) -> tuple[float, httpx.Response]:
+        started = time.monotonic()
+        answer = api.get(path)
+        return time.monotonic() - started, answer
+
+    limits = httpx.Limits(max_connections=readyz + healthz)
+    with httpx.Client(base_url=url, timeout=30, limits=limits) as api, ThreadPoolExecutor(readyz + healthz) as pool:
+        ready = [pool.submit(timed, "/readyz") for _ in range(readyz)]
+        alive = [pool.submit(timed, "/healthz") for _ in range(healthz)]
+        return [f.result() for f in ready], [f.result()[0] for f in alive]
+
+
+def test_a_slow_portone_never_makes_readyz_or_healthz_callers_wait(
+    served: tuple[FastAPI, httpx.Client], sandbox: SandboxControl
+) -> None:
+    """One /readyz caller probes PortOne; the others answer at once (the last result, or "checking"
+    counted as not ready when there is none yet) instead of queueing on the probe and taking
+    the API's request threads (40) from /healthz, orders and webhooks."""
+    app, api = served
+    delay, quick = 4.0, 2.0
+    app.state.portone_probes = PortOneProbeCache(ttl=1.0)
+    sandbox.configure(latency_ms=int(delay * 1000), latency_only="POST /users/getToken")
+    try:
+        # No result yet: one caller waits for its probe; the others are told "checking", not ready.
+        ready, alive = _flood(str(api.base_url), readyz=60, healthz=20)
+        slow = [answer for took, answer in ready if took >= quick]
+        assert len(slow) == 1 and slow[0].status_code == 200, [(round(t, 2), a.status_code) for t, a in ready]
+        for _, answer in (item for item in ready if item[1] is not slow[0]):
+            assert answer.status_code == 503 and answer.json()["checks"]["portone"] == {
+                "ok": False,
+                "state": "checking",
+            }
+        assert max(alive) < quick, alive
+        # The result has aged: one caller probes again; the others get the last result at once.
+        time.sleep(1.6)
+        ready, alive = _flood(str(api.base_url), readyz=60, healthz=20)
+        assert sum(took >= quick for took, _ in ready) == 1, [round(t, 2) for t, _ in ready]
+        assert all(answer.status_code == 200 for _, answer in ready), [a.text for _, a in ready]
+        assert max(alive) < quick, alive
+    finally:
+        sandbox.configure(latency_ms=0, latency_only=None)
