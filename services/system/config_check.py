@@ -153,9 +153,19 @@ def _database(settings: Settings) -> tuple[str | None, list[Finding]]:
 
 
 def _database_findings(health: DatabaseHealth) -> list[Finding]:
+    cannot_write = None
+    if health.cannot_write:
+        grant = (
+            "grant it SELECT, INSERT, UPDATE, DELETE on our tables and USAGE on their sequences"
+            if health.backend == "postgresql"
+            else "make the file and its folder writable by the user the processes run as"
+        )
+        cannot_write = Finding("database", "failed", f"the database user cannot write ({health.cannot_write}): {grant}")
     if not health.reachable:
-        return [Finding("database", "failed", f"cannot reach the {health.backend} database: {health.error}")]
-    findings = [Finding("database", "ok", f"{health.backend} answered in {health.latency_ms:g} ms")]
+        return [
+            cannot_write or Finding("database", "failed", f"cannot reach the {health.backend} database: {health.error}")
+        ]
+    findings = [cannot_write or Finding("database", "ok", f"{health.backend} answered in {health.latency_ms:g} ms")]
     head = ", ".join(health.heads)
     if health.schema == "at_head":
         findings.append(Finding("schema", "ok", f"at revision {health.revision} (this code's head)"))

@@ -14,8 +14,10 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from api.app import create_app
+from services.core.migrate import upgrade
 from services.runtime import Runtime
 from services.system.health import PortOneProbeCache
+from tests.database_access import not_writable, postgres_role
 from tests.factories import SandboxControl, make_runtime
 from tests.servers import free_port, serve_in_thread
 
@@ -152,3 +154,35 @@ def test_a_slow_portone_never_makes_readyz_or_healthz_callers_wait(
         assert max(alive) < quick, alive
     finally:
         sandbox.configure(latency_ms=0, latency_only=None)
+
+
+def _readyz_once(database_url: str, sandbox: SandboxControl) -> httpx.Response:
+    rt = make_runtime(database_url=database_url, portone_api_url=sandbox.url)
+    running = serve_in_thread(create_app(rt))
+    try:
+        with httpx.Client(base_url=running.url, timeout=30) as api:
+            return _ready(api)
+    finally:
+        running.stop()
+        rt.close()
+
+
+def test_readyz_a_postgresql_user_that_cannot_write_is_not_ready(
+    fresh_postgres_url: str, sandbox: SandboxControl
+) -> None:
+    upgrade(fresh_postgres_url)
+    grants = ("grant select on all tables in schema public to {role}",)
+    with postgres_role(fresh_postgres_url, *grants) as url:
+        answer = _readyz_once(url, sandbox)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["checks"]["database"] == {"ok": False, "state": "cannot write"}
+    assert "database" in answer.json()["failed"]
+
+
+def test_readyz_a_sqlite_file_that_cannot_be_written_is_not_ready(tmp_path: Path, sandbox: SandboxControl) -> None:
+    path = tmp_path / "r.db"
+    upgrade(f"sqlite:///{path}")
+    with not_writable(path):
+        answer = _readyz_once(f"sqlite:///{path}", sandbox)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["checks"]["database"] == {"ok": False, "state": "cannot write"}

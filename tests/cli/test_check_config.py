@@ -21,6 +21,7 @@ from sandbox.config import SandboxConfig
 from sandbox.testing import RunningSandbox, run_sandbox_in_thread
 from sandbox.v2_config import V2Config
 from services.core.migrate import upgrade
+from tests.database_access import not_writable, postgres_role
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -375,3 +376,52 @@ def test_an_in_memory_sqlite_database_fails_outside_sandbox(url: str, portone: R
     assert code == 1, lines
     line = _line(lines, "database")
     assert line.startswith("FAILED") and "in memory" in line, line
+
+
+# -- a database user that cannot write -----------------------------------------------------------
+
+ALL_TABLES = "grant {privileges} on all tables in schema public to {{role}}"
+SEQUENCES = "grant usage on all sequences in schema public to {role}"
+
+
+@pytest.mark.parametrize(
+    ("grants", "missing"),
+    [
+        ([ALL_TABLES.format(privileges="select")], "no DELETE on"),
+        ([ALL_TABLES.format(privileges="select, insert, update"), SEQUENCES], "no DELETE on"),
+        ([ALL_TABLES.format(privileges="select, insert, update, delete")], "no USAGE on the sequences"),
+    ],
+    ids=["select-only", "no-delete", "no-sequences"],
+)
+def test_a_postgresql_user_that_cannot_write_fails(
+    fresh_postgres_url: str, portone: RunningSandbox, grants: list[str], missing: str
+) -> None:
+    upgrade(fresh_postgres_url)
+    with postgres_role(fresh_postgres_url, *grants) as url:
+        code, lines = check_config(_env(url, portone))
+    assert code == 1, lines
+    line = _line(lines, "database")
+    assert line.startswith("FAILED") and "the database user cannot write" in line and missing in line, line
+    assert "grant" in line and _failed(lines) == [line], lines
+
+
+def test_a_postgresql_user_with_every_privilege_passes(fresh_postgres_url: str, portone: RunningSandbox) -> None:
+    upgrade(fresh_postgres_url)
+    grants = (ALL_TABLES.format(privileges="select, insert, update, delete"), SEQUENCES)
+    with postgres_role(fresh_postgres_url, *grants) as url:
+        code, lines = check_config(_env(url, portone))
+    assert code == 0, lines
+    assert _line(lines, "database").startswith("ok")
+
+
+@pytest.mark.parametrize("which", ["file", "folder"])
+def test_a_sqlite_file_that_cannot_be_written_fails(tmp_path: Path, portone: RunningSandbox, which: str) -> None:
+    folder = tmp_path / "db"
+    folder.mkdir()
+    path = folder / "check.db"
+    upgrade(f"sqlite:///{path}")
+    with not_writable(path if which == "file" else folder):
+        code, lines = check_config(_env(f"sqlite:///{path}", portone))
+    assert code == 1, lines
+    line = _line(lines, "database")
+    assert line.startswith("FAILED") and "the database user cannot write" in line and str(path.parent) in line, line
