@@ -3,9 +3,11 @@ credentials, scheduled reconciliation not stale), over loopback HTTP against the
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -156,8 +158,8 @@ def test_a_slow_portone_never_makes_readyz_or_healthz_callers_wait(
         sandbox.configure(latency_ms=0, latency_only=None)
 
 
-def _readyz_once(database_url: str, sandbox: SandboxControl) -> httpx.Response:
-    rt = make_runtime(database_url=database_url, portone_api_url=sandbox.url)
+def _readyz_once(database_url: str, sandbox: SandboxControl, portone_url: str | None = None) -> httpx.Response:
+    rt = make_runtime(database_url=database_url, portone_api_url=portone_url or sandbox.url)
     running = serve_in_thread(create_app(rt))
     try:
         with httpx.Client(base_url=running.url, timeout=30) as api:
@@ -186,3 +188,31 @@ def test_readyz_a_sqlite_file_that_cannot_be_written_is_not_ready(tmp_path: Path
         answer = _readyz_once(f"sqlite:///{path}", sandbox)
     assert answer.status_code == 503, answer.text
     assert answer.json()["checks"]["database"] == {"ok": False, "state": "cannot write"}
+
+
+def test_readyz_a_server_answering_empty_json_is_not_portone(tmp_path: Path, sandbox: SandboxControl) -> None:
+    """Something answers 200 `{}` at PortOne's address (a wrong address, a proxy): not ready."""
+
+    class EmptyJson(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EmptyJson)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    database_url = f"sqlite:///{tmp_path / 'r.db'}"
+    upgrade(database_url)
+    try:
+        answer = _readyz_once(database_url, sandbox, f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["checks"]["portone"] == {"ok": False, "state": "answered, but not as PortOne does"}
