@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -330,8 +331,13 @@ def probe_portone_v2(settings: Settings) -> PortOneHealth:
 
 
 def probe_portone(settings: Settings) -> tuple[PortOneHealth, PortOneHealth | None]:
-    """V1 always (its key is required in every mode); V2 when it is in use."""
-    return probe_portone_v1(settings), probe_portone_v2(settings) if uses_v2(settings) else None
+    """V1 always (its key is required in every mode); V2 when it is in use, at the same time (the
+    caller waits for the slower one, not both in turn)."""
+    if not uses_v2(settings):
+        return probe_portone_v1(settings), None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portone-v2-probe") as pool:
+        v2 = pool.submit(probe_portone_v2, settings)
+        return probe_portone_v1(settings), v2.result()
 
 
 class PortOneProbeCache:
