@@ -134,7 +134,7 @@ def test_a_slow_portone_never_makes_readyz_or_healthz_callers_wait(
     counted as not ready when there is none yet) instead of queueing on the probe and taking
     the API's request threads (40) from /healthz, orders and webhooks."""
     app, api = served
-    delay, quick = 4.0, 2.0
+    delay, quick = 4.0, 2.5  # under the probe timeout (5 s); the old code held every caller the whole 4 s
     app.state.portone_probes = PortOneProbeCache(ttl=1.0)
     sandbox.configure(latency_ms=int(delay * 1000), latency_only="POST /users/getToken")
     try:
