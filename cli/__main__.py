@@ -16,10 +16,10 @@ from services.runtime import Runtime, build_runtime
 ADMIN_PASSWORD_FILE = DATA_DIR / "admin-password.txt"
 
 
-def _check_config(_: argparse.Namespace) -> int:
+def _check_config(args: argparse.Namespace) -> int:
     from cli.check_config import run
 
-    return run()
+    return run(at_start=args.at_start)
 
 
 def _migrate(_: argparse.Namespace) -> int:
@@ -171,10 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cli", description="Chekar payments operations")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="upgrade the database to the newest schema").set_defaults(func=_migrate)
-    commands.add_parser(
+    check_config = commands.add_parser(
         "check-config",
         help="check every setting, the database and PortOne (exit 0 ok, 1 a check failed, 2 settings refused)",
-    ).set_defaults(func=_check_config)
+    )
+    check_config.add_argument(
+        "--at-start",
+        action="store_true",
+        help="run by the stack's start: PortOne unreachable is a warning (refusing our key or store still fails)",
+    )
+    check_config.set_defaults(func=_check_config)
     commands.add_parser("seed-demo", help="seed demo data once (sandbox mode only)").set_defaults(
         func=_with_runtime(_seed_demo)
     )

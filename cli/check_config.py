@@ -1,7 +1,8 @@
 """`python -m cli check-config`: one line per check (ok / warning / FAILED and why), never a secret.
 
 Exit 0 when nothing failed (warnings allowed), 1 when a check failed, 2 when the settings themselves
-are refused (nothing else is checked then). `make serve` runs it first.
+are refused (nothing else is checked then). `make serve` runs it first, with `--at-start`: PortOne
+unreachable is then a warning (the stack starts and answers webhooks through a PortOne blip).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def _line(finding: Finding) -> str:
     return f"{LABELS[finding.outcome]:<8} {finding.check}: {finding.message}"
 
 
-def run() -> int:
+def run(*, at_start: bool = False) -> int:
     try:
         settings = Settings()
     except (ValidationError, SettingsError) as exc:
@@ -34,7 +35,7 @@ def run() -> int:
         print(_line(Finding("settings", "failed", ".streamlit/secrets.toml is not valid TOML")), flush=True)
         return 2
     print(_line(Finding("settings", "ok", "every setting is valid")), flush=True)
-    findings = run_checks(settings)
+    findings = run_checks(settings, at_start=at_start)
     for finding in findings:
         print(_line(finding), flush=True)
     failed = sum(finding.outcome == "failed" for finding in findings)

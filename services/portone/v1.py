@@ -220,8 +220,29 @@ class PortOneV1Client:
 
     def verify_credentials(self) -> None:
         """Ask for a new access token (POST /users/getToken) once, no retry: GatewayUnauthorized when
-        PortOne refuses the key and secret, GatewayUnavailable when it cannot be reached."""
-        self._access_token(force=True)
+        PortOne refuses the key and secret, GatewayUnavailable when it cannot be reached, and
+        UnreadableAnswer when something answers, but not as PortOne documents getToken (code 0 and
+        response.access_token a string): a wrong address must not pass for PortOne."""
+        try:
+            response = self._http.post(
+                "/users/getToken", data={"imp_key": self._imp_key, "imp_secret": self._imp_secret}
+            )
+        except httpx.TransportError as exc:
+            raise GatewayUnavailable(f"PortOne unreachable while getting a token: {exc!r}") from exc
+        status = response.status_code
+        if status == 401:
+            raise GatewayUnauthorized("PortOne refused the REST API key and secret", http_status=401)
+        if status >= 500:
+            raise GatewayUnavailable(f"PortOne answered HTTP {status}", http_status=status)
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("code"), int) and body["code"] != 0 and "message" in body:
+            self._envelope(response)  # PortOne's own refusal, in its envelope: raised as such
+        token = body.get("response") if isinstance(body, dict) and body.get("code") == 0 else None
+        if status != 200 or not isinstance(token, dict) or not isinstance(token.get("access_token"), str):
+            raise UnreadableAnswer(f"answered, but not as PortOne does (HTTP {status})", http_status=status)
 
     def _access_token(self, *, force: bool = False) -> str:
         with self._token_lock:

@@ -507,7 +507,8 @@ class PortOneV2Client:
         """The cheapest read that proves the API secret and the store: one page of one payment of the
         store (GET /payments, filter.storeId), sent once with no retry. PortOne answers 401 for a
         secret it refuses and 403 for a store the secret may not read: both GatewayUnauthorized,
-        with the status; GatewayUnavailable when PortOne cannot be reached."""
+        with the status; GatewayUnavailable when PortOne cannot be reached; UnreadableAnswer when
+        something answers, but not in the shape PortOne documents."""
         until = datetime.now(UTC)
         filters = PaymentFilterInput(store_id=self._store_id, from_=_rfc3339(until - timedelta(minutes=1)),
                                      until=_rfc3339(until))  # fmt: skip
@@ -517,8 +518,12 @@ class PortOneV2Client:
             )
         except httpx.TransportError as exc:
             raise GatewayUnavailable(f"PortOne unreachable: {type(exc).__name__}") from exc
-        if not isinstance(answer.json(), dict):
-            raise GatewayUnavailable("PortOne answered a payment list we cannot read", http_status=answer.status)
+        body = answer.json()
+        # As PortOne documents GetPaymentsResponse: `items` a list, `page` an object.
+        if not (isinstance(body, dict) and isinstance(body.get("items"), list) and isinstance(body.get("page"), dict)):
+            raise UnreadableAnswer(
+                f"answered, but not as PortOne does (HTTP {answer.status})", http_status=answer.status
+            )
 
     def cancel_payment(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -107,6 +108,12 @@ def _api_workers(settings: Settings, backend: str | None) -> Finding:
     return Finding("api_workers", "ok", f"{workers} API process{'es' if workers > 1 else ''}")
 
 
+def _in_memory(path: str | None, query: Mapping[str, object]) -> bool:
+    """`sqlite://`, `sqlite:///:memory:` and file URIs with mode=memory (or a file named :memory:)."""
+    name = (path or "").removeprefix("file:").split("?", 1)[0]
+    return name in ("", ":memory:") or query.get("mode") == "memory" or "mode=memory" in (path or "")
+
+
 def _engine(settings: Settings) -> tuple[Engine | None, Finding | None]:
     """An engine for the check alone (PostgreSQL: a short connect timeout), or why there is none."""
     try:
@@ -116,6 +123,11 @@ def _engine(settings: Settings) -> tuple[Engine | None, Finding | None]:
     backend = url.get_backend_name()
     if backend == "sqlite":
         path = url.database
+        if _in_memory(path, url.query) and settings.portone_mode != "sandbox":
+            return None, Finding(
+                "database", "failed", "DATABASE_URL is an SQLite database in memory: nothing is kept when the "
+                "process ends, and each process has its own; give a file (sqlite:///path) or PostgreSQL"
+            )  # fmt: skip
         if path and path != ":memory:" and not Path(path).exists():
             return None, Finding("database", "warning", f"the SQLite file {path} does not exist yet: {MIGRATE}")
         options: dict[str, object] = {}
@@ -141,9 +153,19 @@ def _database(settings: Settings) -> tuple[str | None, list[Finding]]:
 
 
 def _database_findings(health: DatabaseHealth) -> list[Finding]:
+    cannot_write = None
+    if health.cannot_write:
+        grant = (
+            "grant it SELECT, INSERT, UPDATE, DELETE on our tables and USAGE on their sequences"
+            if health.backend == "postgresql"
+            else "make the file and its folder writable by the user the processes run as"
+        )
+        cannot_write = Finding("database", "failed", f"the database user cannot write ({health.cannot_write}): {grant}")
     if not health.reachable:
-        return [Finding("database", "failed", f"cannot reach the {health.backend} database: {health.error}")]
-    findings = [Finding("database", "ok", f"{health.backend} answered in {health.latency_ms:g} ms")]
+        return [
+            cannot_write or Finding("database", "failed", f"cannot reach the {health.backend} database: {health.error}")
+        ]
+    findings = [cannot_write or Finding("database", "ok", f"{health.backend} answered in {health.latency_ms:g} ms")]
     head = ", ".join(health.heads)
     if health.schema == "at_head":
         findings.append(Finding("schema", "ok", f"at revision {health.revision} (this code's head)"))
@@ -170,7 +192,10 @@ def database_not_ready(health: DatabaseHealth) -> str | None:
     return next(f"{f.check}: {f.message}" for f in _database_findings(health) if f.outcome != "ok")
 
 
-def _portone(result: PortOneHealth) -> Finding:
+def _portone(result: PortOneHealth, *, at_start: bool = False) -> Finding:
+    """At start-up (`at_start`) PortOne unreachable is a warning: the stack must start and answer
+    webhooks through a PortOne blip (/readyz says not ready meanwhile). Refusing our key or store,
+    or answering not as PortOne does, is a failure either way: waiting will not mend it."""
     name = f"portone_{result.api}"
     version = result.api.upper()
     where = f"PortOne {version} at {result.api_url}"
@@ -178,7 +203,13 @@ def _portone(result: PortOneHealth) -> Finding:
         proof = "gave an access token" if result.api == "v1" else "let us read the store's payments"
         return Finding(name, "ok", f"{where} {proof} ({result.latency_ms:g} ms)")
     if not result.reachable:
+        if at_start:
+            return Finding(name, "warning", f"{where} unreachable: {result.error} (starting anyway: /readyz "
+                           "says not ready until PortOne answers)")  # fmt: skip
         return Finding(name, "failed", f"{where} unreachable: {result.error}")
+    if result.not_portone:
+        return Finding(name, "failed", f"{where} answered, but not as PortOne does ({result.error}): check the "
+                       "address")  # fmt: skip
     if result.api == "v1":
         refused = "PORTONE_IMP_KEY / PORTONE_IMP_SECRET"
     elif result.refused == "store":
@@ -274,8 +305,9 @@ def _webhook_senders(settings: Settings) -> Finding:
                    "(each is still checked with PortOne)")  # fmt: skip
 
 
-def run_checks(settings: Settings) -> list[Finding]:
-    """Every check but the settings' own validation (a `Settings` exists, so that passed)."""
+def run_checks(settings: Settings, *, at_start: bool = False) -> list[Finding]:
+    """Every check but the settings' own validation (a `Settings` exists, so that passed);
+    `at_start`: run by the stack's start (`check-config --at-start`), see `_portone`."""
     findings = _mode(settings)
     backend, database = _database(settings)
     if backend is None:
@@ -284,9 +316,9 @@ def run_checks(settings: Settings) -> list[Finding]:
         except ArgumentError:
             backend = None
     findings += [_api_workers(settings, backend), *database]
-    findings.append(_portone(probe_portone_v1(settings)))
+    findings.append(_portone(probe_portone_v1(settings), at_start=at_start))
     if uses_v2(settings):
-        findings.append(_portone(probe_portone_v2(settings)))
+        findings.append(_portone(probe_portone_v2(settings), at_start=at_start))
     findings += _notifications(settings)
     findings.append(_webhook_senders(settings))
     return [Finding(f.check, f.outcome, redact(f.message, settings)) for f in findings]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -19,6 +21,7 @@ from sandbox.config import SandboxConfig
 from sandbox.testing import RunningSandbox, run_sandbox_in_thread
 from sandbox.v2_config import V2Config
 from services.core.migrate import upgrade
+from tests.database_access import not_writable, postgres_role
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -283,3 +286,142 @@ def test_plain_http_public_urls_are_warnings_in_test_mode(sqlite_db: str, porton
     assert code == 0, lines
     warnings = [line for line in lines if line.startswith("warning  public_urls:")]
     assert len(warnings) == 2 and "API_PUBLIC_URL" in warnings[0] and "DASHBOARD_URL" in warnings[1]
+
+
+# -- at start-up, PortOne's blip is a warning (the stack must start and answer webhooks) ------
+
+
+def check_config_at_start(env: dict[str, str]) -> tuple[int, list[str]]:
+    done = subprocess.run(  # noqa: S603 - our own command line
+        [sys.executable, "-m", "cli", "check-config", "--at-start"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "Traceback" not in done.stdout + done.stderr
+    return done.returncode, done.stdout.splitlines()
+
+
+def test_at_start_portone_unreachable_is_a_warning(sqlite_db: str, portone: RunningSandbox) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    code, lines = check_config_at_start(_env(sqlite_db, portone, PORTONE_API_URL=nowhere, **_v2(
+        PORTONE_V2_API_URL=nowhere)))  # fmt: skip
+    assert code == 0, lines
+    for check in ("portone_v1", "portone_v2"):
+        line = _line(lines, check)
+        assert line.startswith("warning") and "unreachable" in line, line
+    assert _failed(lines) == []
+
+
+def test_at_start_portone_refusing_the_key_still_fails(sqlite_db: str, portone: RunningSandbox) -> None:
+    code, lines = check_config_at_start(
+        _env(sqlite_db, portone, PORTONE_IMP_SECRET="another-real-looking-secret-0042", **_v2(
+            PORTONE_V2_STORE_ID="store-00000000-1111-4222-8333-444444444444"))
+    )  # fmt: skip
+    assert code == 1
+    assert _failed(lines) == [_line(lines, "portone_v1"), _line(lines, "portone_v2")]
+    assert "refused PORTONE_IMP_KEY" in _line(lines, "portone_v1")
+    assert "refused PORTONE_V2_STORE_ID" in _line(lines, "portone_v2")
+
+
+# -- a server that answers 200 `{}` is not PortOne -----------------------------------------------
+
+
+class _EmptyJson(BaseHTTPRequestHandler):
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def not_portone() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyJson)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("flag", [False, True], ids=["by-hand", "at-start"])
+def test_a_server_answering_empty_json_is_not_portone(
+    sqlite_db: str, portone: RunningSandbox, not_portone: str, flag: bool
+) -> None:
+    env = _env(sqlite_db, portone, PORTONE_API_URL=not_portone, **_v2(PORTONE_V2_API_URL=not_portone))
+    code, lines = check_config_at_start(env) if flag else check_config(env)
+    assert code == 1, lines
+    assert _failed(lines) == [_line(lines, "portone_v1"), _line(lines, "portone_v2")]
+    for check in ("portone_v1", "portone_v2"):
+        assert "answered, but not as PortOne does" in _line(lines, check)
+
+
+# -- a database that keeps nothing ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:chekar?mode=memory&cache=shared&uri=true"]
+)
+def test_an_in_memory_sqlite_database_fails_outside_sandbox(url: str, portone: RunningSandbox) -> None:
+    code, lines = check_config(_env(url, portone))
+    assert code == 1, lines
+    line = _line(lines, "database")
+    assert line.startswith("FAILED") and "in memory" in line, line
+
+
+# -- a database user that cannot write -----------------------------------------------------------
+
+ALL_TABLES = "grant {privileges} on all tables in schema public to {{role}}"
+SEQUENCES = "grant usage on all sequences in schema public to {role}"
+
+
+@pytest.mark.parametrize(
+    ("grants", "missing"),
+    [
+        ([ALL_TABLES.format(privileges="select")], "no DELETE on"),
+        ([ALL_TABLES.format(privileges="select, insert, update"), SEQUENCES], "no DELETE on"),
+        ([ALL_TABLES.format(privileges="select, insert, update, delete")], "no USAGE on the sequences"),
+    ],
+    ids=["select-only", "no-delete", "no-sequences"],
+)
+def test_a_postgresql_user_that_cannot_write_fails(
+    fresh_postgres_url: str, portone: RunningSandbox, grants: list[str], missing: str
+) -> None:
+    upgrade(fresh_postgres_url)
+    with postgres_role(fresh_postgres_url, *grants) as url:
+        code, lines = check_config(_env(url, portone))
+    assert code == 1, lines
+    line = _line(lines, "database")
+    assert line.startswith("FAILED") and "the database user cannot write" in line and missing in line, line
+    assert "grant" in line and _failed(lines) == [line], lines
+
+
+def test_a_postgresql_user_with_every_privilege_passes(fresh_postgres_url: str, portone: RunningSandbox) -> None:
+    upgrade(fresh_postgres_url)
+    grants = (ALL_TABLES.format(privileges="select, insert, update, delete"), SEQUENCES)
+    with postgres_role(fresh_postgres_url, *grants) as url:
+        code, lines = check_config(_env(url, portone))
+    assert code == 0, lines
+    assert _line(lines, "database").startswith("ok")
+
+
+@pytest.mark.parametrize("which", ["file", "folder"])
+def test_a_sqlite_file_that_cannot_be_written_fails(tmp_path: Path, portone: RunningSandbox, which: str) -> None:
+    folder = tmp_path / "db"
+    folder.mkdir()
+    path = folder / "check.db"
+    upgrade(f"sqlite:///{path}")
+    with not_writable(path if which == "file" else folder):
+        code, lines = check_config(_env(f"sqlite:///{path}", portone))
+    assert code == 1, lines
+    line = _line(lines, "database")
+    assert line.startswith("FAILED") and "the database user cannot write" in line and str(path.parent) in line, line

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from services.auth.access import Actor
 from services.core.config import Settings
 from services.core.models import Role, utcnow
 from services.runtime import Runtime, build_runtime
-from services.system.health import PortOneProbeCache, check
+from services.system.health import PortOneProbeCache, check, probe_portone
 from tests.factories import SandboxControl, make_runtime
 from tests.servers import free_port
 
@@ -120,3 +122,44 @@ def test_the_probe_cache_asks_portone_again_only_when_it_expires(runtime: Runtim
     time.sleep(0.6)
     again, _ = probes.get(runtime.settings)
     assert again is not first and again.refused == "key" and not again.ok
+
+
+def test_v1_and_v2_are_probed_at_once(sandbox: SandboxControl) -> None:
+    """Both slow: the probe takes about the slower one's time, not the sum (it holds one /readyz
+    caller that long)."""
+    import services.portone.v2  # noqa: F401 - the SDK's import (about a second) is not what is timed
+
+    delay = 2.0
+
+    class SlowV2(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(delay)
+            body = b'{"items": [], "page": {"number": 0, "size": 0, "totalCount": 0}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowV2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings = Settings(
+        portone_mode="sandbox",
+        portone_api_url=sandbox.url,
+        portone_api_version="v2",
+        portone_v2_api_url=f"http://127.0.0.1:{server.server_address[1]}",
+    )
+    sandbox.configure(latency_ms=int(delay * 1000), latency_only="POST /users/getToken")
+    try:
+        started = time.monotonic()
+        v1, v2 = probe_portone(settings)
+        took = time.monotonic() - started
+    finally:
+        sandbox.configure(latency_ms=0, latency_only=None)
+        server.shutdown()
+        server.server_close()
+    assert v1.ok and v2 is not None and v2.ok, (v1, v2)
+    assert took < 2 * delay - 0.5, took
