@@ -261,7 +261,9 @@ def _state(ok: bool) -> str:
 
 
 def _database(report: health.DatabaseHealth) -> None:
-    st.markdown(f"**{t('admin.database')}** {_state(report.ok)}")
+    st.markdown(f"**{t('admin.database')}** {_state(report.ok and report.cannot_write is None)}")
+    if report.cannot_write is not None:
+        st.error(t("admin.database_cannot_write", detail=plain(report.cannot_write)))
     if not report.reachable:
         st.error(t("admin.database_down", error=plain(report.error)))
         return
@@ -286,7 +288,9 @@ def _portone(report: health.PortOneHealth) -> None:
     st.markdown(f"**{t('admin.portone_v2' if v2 else 'admin.portone')}** {_state(report.ok)}")
     detail = "admin.portone_v2_detail" if v2 else "admin.portone_detail"
     st.caption(t(detail, url=plain(report.api_url), latency=_latency(report.latency_ms)))
-    if report.reachable and not report.authorized:
+    if report.not_portone:
+        st.error(t("admin.portone_not_portone"))
+    elif report.reachable and not report.authorized:
         refused = "admin.portone_v2_store_refused" if report.refused == "store" else "admin.portone_unauthorized"
         if v2 and report.refused != "store":
             refused = "admin.portone_v2_unauthorized"

@@ -213,3 +213,16 @@ def test_admin_ends_a_users_sign_ins(open_app: Callable[..., AppTest], dashboard
     assert not signed_in(operator)
     assert any("관리자가 로그인을 종료했습니다" in w.value for w in operator.warning)
     assert at.run().button(key="sign_out")  # the admin's own sign-in is untouched
+
+
+def test_health_says_when_what_answers_is_not_portone(
+    open_app: Callable[..., AppTest], sandbox: SandboxControl
+) -> None:
+    at = _admin(open_app)
+    sandbox.configure(garble_next=5, garble_only="POST /users/getToken", garble_body="wrong_shape")
+    at.button(key="admin_health_recheck").click().run()
+    assert not at.exception, at.exception
+    assert ":red-badge[장애]" in _badge_line(at, "포트원")
+    assert [e.value for e in at.error] == [
+        "응답은 왔지만 포트원의 응답 형식이 아닙니다. PORTONE_API_URL(또는 PORTONE_V2_API_URL) 주소를 확인하세요."
+    ]
