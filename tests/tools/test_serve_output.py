@@ -15,12 +15,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
+from services.core.migrate import WAITING_MESSAGE, sqlite_migration_lock
 from tests.servers import free_port
-from tests.tools.test_serve import ROOT, _children_of, _in_groups, _sandbox, _secrets, _wait_until
+from tests.tools.test_serve import ROOT, Process, _children_of, _in_groups, _sandbox, _secrets, _wait_until
 from tools.processes import port_in_use
 
 STARTUP_SECONDS = 120
@@ -200,3 +202,40 @@ def test_serve_killed_takes_its_children_with_it(database_url: str) -> None:
         served.popen.send_signal(signal.SIGKILL)
         served.popen.wait(timeout=10)
         _gone_within(served, 15)  # SIGTERM from the kernel: the API and the scheduler stop gracefully
+
+
+def test_serve_says_it_waits_for_the_migration_lock_and_stops_there_without_stopping_what_never_started(
+    tmp_path: Path,
+) -> None:
+    """Another process migrating: serve's `release` says so while it waits (not a silent hang); SIGTERM
+    then ends serve at once, naming nothing as stopped since nothing had started."""
+    database = tmp_path / "serve.db"
+    api_port, dashboard_port = free_port(), free_port()
+    base = {key: value for key, value in os.environ.items() if not key.startswith(("PORTONE_", "SANDBOX_"))}
+    shared = {**base, **_secrets(), "PYTHONUNBUFFERED": "1"}
+    with _sandbox(shared) as sandbox_url, sqlite_migration_lock(database):  # held as another migrating process would
+        env = {
+            **shared,
+            "DATABASE_URL": f"sqlite:///{database}",
+            "PORTONE_MODE": "test",
+            "PORTONE_API_URL": sandbox_url,
+            "PORTONE_V2_API_URL": sandbox_url,
+            "API_PORT": str(api_port),
+            "DASHBOARD_PORT": str(dashboard_port),
+            "API_WORKERS": "1",
+        }
+        serve = Process.start([sys.executable, "tools/serve.py"], env)
+        try:
+            _wait_until(
+                lambda: any(WAITING_MESSAGE in line for line in serve.lines) or serve.popen.poll() is not None,
+                "serve never said it waits for the migration lock",
+                STARTUP_SECONDS,
+            )
+            assert serve.popen.poll() is None, serve.lines
+            os.killpg(serve.popen.pid, signal.SIGTERM)
+            assert serve.finish(timeout=30) == 0
+        finally:
+            serve.stop()
+    said = [record["message"] for record in serve.records() if record["process"] == "serve"]
+    assert not any(message.startswith(("starting ", "stopping ")) for message in said), said
+    assert said[-2:] == ["SIGTERM received", "stopped"], said
