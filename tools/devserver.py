@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -161,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ignore_stop_signals()  # a second Ctrl-C or SIGTERM must not interrupt the shutdown
         say(f"{stop} received")
         stop_all(children, STOP_GRACE_SECONDS, say)
-        return 1 if stop.signum == signal.SIGPIPE else 0
+        return 1 if output.closed else 0
     finally:
         ignore_stop_signals()
         stop_all(children, STOP_GRACE_SECONDS, say)

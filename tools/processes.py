@@ -11,6 +11,7 @@ port, still running); stopping is SIGTERM to every group, a grace period, then S
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import ctypes
 import os
@@ -37,29 +38,22 @@ LineWriter = Callable[[str, str], None]
 class Stop(Exception):
     """A signal asked us to stop."""
 
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        name = signal.Signals(signum).name
-        super().__init__("standard output closed (SIGPIPE)" if signum == signal.SIGPIPE else name)
-
 
 def raise_stop(signum: int, _frame: object) -> None:
-    """Signal handler: SIGTERM / SIGINT / SIGPIPE become `Stop`, unwinding the supervisor's main loop."""
-    raise Stop(signum)
+    """Signal handler: SIGTERM / SIGINT become `Stop`, unwinding the supervisor's main loop."""
+    raise Stop(signal.Signals(signum).name)
 
 
 def handle_stop_signals() -> None:
-    """SIGTERM, Ctrl-C and a closed standard output (SIGPIPE, sent by the kernel to the thread whose
-    write found the reader gone, as to `yes | head`) stop the supervisor and its children."""
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
-        signal.signal(signum, raise_stop)
+    """SIGTERM and Ctrl-C stop the supervisor and its children (so does `Output` finding its reader gone)."""
+    signal.signal(signal.SIGTERM, raise_stop)
+    signal.signal(signal.SIGINT, raise_stop)
 
 
 def ignore_stop_signals() -> None:
     """While stopping: a second SIGTERM or Ctrl-C would unwind the shutdown and orphan the children."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
 class Output:
@@ -68,6 +62,8 @@ class Output:
     `write` never blocks and never raises: while the reader stalls (the queue is full) or after it
     closed the pipe, lines are dropped and counted. The count is written as one line (`dropped_line`)
     once a write succeeds again, and whatever was lost in the end is said on standard error by `close`.
+    A reader that closed the pipe (`| head`) stops the supervisor as SIGTERM would (`closed` says why);
+    SIGPIPE itself stays ignored, so a socket of ours that breaks is not taken for it.
     The writer uses the raw descriptor, never `sys.stdout`, so no buffer lock is held by a blocked write.
     """
 
@@ -79,7 +75,8 @@ class Output:
         self._offered = 0  # lines given to write
         self._done = 0  # lines written, or dropped and already reported in a dropped_line
         self._dropped = 0  # dropped since the last dropped_line
-        self._gone = False  # the reader closed: nothing more is written
+        self._gone = False  # writing failed: nothing more is written
+        self.closed = False  # the reader closed the pipe
         self._thread = threading.Thread(target=self._run, name="output", daemon=True)
         self._thread.start()
 
@@ -117,7 +114,11 @@ class Output:
         try:
             while data:
                 data = data[os.write(self._fd, data) :]
-        except OSError:  # EPIPE (the reader closed; SIGPIPE told the main thread) or any other failure
+        except BrokenPipeError:  # the reader is gone: stop, as a pipeline's writer does
+            self._gone = self.closed = True
+            _thread.interrupt_main(signal.SIGTERM)
+            return False
+        except OSError:  # any other failure: nothing more is written, nothing stops for it
             self._gone = True
             return False
         return True

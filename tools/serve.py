@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -212,10 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Stop as stop:
         ignore_stop_signals()  # a second Ctrl-C or SIGTERM must not interrupt the shutdown
-        say(f"{stop} received")  # only queued (as every say): nothing here can hold up stopping
+        say("standard output closed" if output.closed else f"{stop} received")  # only queued: cannot hold up stopping
         stop_all(children, STOP_GRACE_SECONDS, say)
         say("stopped")
-        if stop.signum == signal.SIGPIPE:
+        if output.closed:
             write_briefly(2, f"{PROGRAM}: stopped: standard output closed\n".encode(), timeout=2)
             return 1
         return 0
