@@ -53,7 +53,7 @@ def _healthy(url: str) -> bool:
 
 
 @contextmanager
-def _unread_serve(database_url: str) -> Iterator[Stalled]:
+def _unread_serve(database_url: str, workers: int = 1) -> Iterator[Stalled]:
     api_port, dashboard_port = free_port(), free_port()
     api_url = f"http://127.0.0.1:{api_port}"
     base = {key: value for key, value in os.environ.items() if not key.startswith(("PORTONE_", "SANDBOX_"))}
@@ -67,7 +67,7 @@ def _unread_serve(database_url: str) -> Iterator[Stalled]:
             "PORTONE_V2_API_URL": sandbox_url,
             "API_PORT": str(api_port),
             "DASHBOARD_PORT": str(dashboard_port),
-            "API_WORKERS": "1",
+            "API_WORKERS": str(workers),
         }
         popen = subprocess.Popen(  # noqa: S603 - our own interpreter and script
             [sys.executable, "tools/serve.py"],
@@ -194,14 +194,15 @@ def test_a_standard_output_that_closes_stops_serve_and_its_children(database_url
         assert "Traceback" not in said, said
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_serve_killed_takes_its_children_with_it(database_url: str) -> None:
-    with _unread_serve(database_url) as served:
+@pytest.mark.parametrize(("database_url", "workers"), [("sqlite", 1), ("postgresql", 2)], indirect=["database_url"])
+def test_serve_killed_takes_its_children_with_it(database_url: str, workers: int) -> None:
+    with _unread_serve(database_url, workers) as served:
         lines: list[str] = []
         _read_lines(served.popen.stdout, lines)
         served.popen.send_signal(signal.SIGKILL)
         served.popen.wait(timeout=10)
-        _gone_within(served, 15)  # SIGTERM from the kernel: the API and the scheduler stop gracefully
+        # SIGTERM from the kernel: the API (its workers too, in its process group) and the scheduler stop gracefully
+        _gone_within(served, 15)
 
 
 def test_serve_says_it_waits_for_the_migration_lock_and_stops_there_without_stopping_what_never_started(
