@@ -10,17 +10,16 @@
 4. in sandbox mode, ``python -m cli seed-demo`` (seeds once; later runs change nothing);
 5. prints the URLs (and what seed-demo printed, e.g. the admin login), then waits.
 
-Ctrl-C or SIGTERM stops all four. If one of them dies, the others are stopped and this exits non-zero,
-naming it. Ports: --api-port/--sandbox-port/--dashboard-port, or API_PORT/SANDBOX_PORT/DASHBOARD_PORT.
+Ctrl-C or SIGTERM stops all four, as does a standard output that closes; one nobody reads drops lines
+rather than holding up a child (tools/processes.py `Output`); if this dies, the kernel stops them.
+If one of them dies, the others are stopped and this exits non-zero, naming it. Ports: --api-port/--sandbox-port/--dashboard-port, or API_PORT/SANDBOX_PORT/DASHBOARD_PORT.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,28 +29,39 @@ if __package__ in (None, ""):  # run as `python tools/devserver.py`: the reposit
 from tools.processes import (  # noqa: E402
     HOST,
     Child,
+    Output,
     Stop,
     first_dead,
+    handle_stop_signals,
     ignore_stop_signals,
     port_in_use,
-    raise_stop,
     run_step,
     stop_all,
     wait_until_ready,
 )
 
 STOP_GRACE_SECONDS = 10.0
-_print_lock = threading.Lock()
+FLUSH_SECONDS = 5.0
+_output: list[Output] = []  # the one Output, made by main
+
+
+def _write(line: str) -> None:
+    if _output:
+        _output[0].write(line)
+    else:
+        print(line, flush=True)
 
 
 def say(message: str) -> None:
-    with _print_lock:
-        print(f"devserver | {message}", flush=True)
+    _write(f"devserver | {message}")
 
 
 def _prefixed(name: str, line: str) -> None:
-    with _print_lock:
-        print(f"{name:>9} | {line}", flush=True)
+    _write(f"{name:>9} | {line}")
+
+
+def _dropped(count: int) -> str:
+    return f"devserver | {count} lines of output were dropped: standard output was not being read"
 
 
 def env_port(name: str, default: int) -> int:
@@ -124,8 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(make run API_PORT=... SANDBOX_PORT=... DASHBOARD_PORT=...)."
         )
 
-    signal.signal(signal.SIGTERM, raise_stop)
-    signal.signal(signal.SIGINT, raise_stop)
+    output = Output(_dropped)
+    _output[:] = [output]
+    handle_stop_signals()
     try:
         run_step("migrate", [python, "-m", "cli", "migrate"], env, say=say, program="devserver")
         for child in children:
@@ -138,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "seed-demo", [python, "-m", "cli", "seed-demo"], env, say=say, program="devserver", echo=False
             )
         if dead is None:
-            print(banner(children, env, seed_output), flush=True)
+            for line in banner(children, env, seed_output).splitlines():
+                _write(line)
             dead = first_dead(children)
         say(f"{dead.name} exited with code {dead.exit_code()}; stopping the others")
         stop_all(children, STOP_GRACE_SECONDS, say)
@@ -148,10 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ignore_stop_signals()  # a second Ctrl-C or SIGTERM must not interrupt the shutdown
         say(f"{stop} received")
         stop_all(children, STOP_GRACE_SECONDS, say)
-        return 0
+        return 1 if output.closed else 0
     finally:
         ignore_stop_signals()
         stop_all(children, STOP_GRACE_SECONDS, say)
+        output.close(FLUSH_SECONDS, "devserver")
 
 
 if __name__ == "__main__":

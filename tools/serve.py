@@ -13,7 +13,9 @@
 
 SIGTERM or Ctrl-C: SIGTERM to every child (the API finishes requests in flight for up to 30 s, the
 scheduler stores an interrupted run as failed), SIGKILL after STOP_GRACE_SECONDS, exit 0. If a child
-dies, the others are stopped and this exits 1 naming it. The Procfile is the one list of commands:
+dies, the others are stopped and this exits 1 naming it. A standard output nobody reads never holds
+up a request: lines are dropped and counted (tools/processes.py `Output`); one that closes (``| head``)
+stops everything, exit 1. If this process dies, even by SIGKILL, the kernel sends its children SIGTERM. The Procfile is the one list of commands:
 a platform that runs processes itself (systemd, supervisord, a container platform) runs its lines.
 Hosts and ports: API_HOST/API_PORT (127.0.0.1:8000), DASHBOARD_HOST/DASHBOARD_PORT (127.0.0.1:8501),
 behind a reverse proxy.
@@ -26,9 +28,7 @@ import json
 import os
 import re
 import shlex
-import signal
 import sys
-import threading
 import tomllib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -46,14 +46,16 @@ from services.system.config_check import settings_problems  # noqa: E402
 from tools.processes import (  # noqa: E402
     ROOT,
     Child,
+    Output,
     Stop,
     first_dead,
+    handle_stop_signals,
     ignore_stop_signals,
     port_in_use,
-    raise_stop,
     run_step,
     stop_all,
     wait_until_ready,
+    write_briefly,
 )
 
 PROGRAM = "serve"
@@ -69,14 +71,27 @@ PROBES = {
 }
 SANDBOX_REFUSAL = "make serve talks to PortOne; use make run for the sandbox"
 _VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
-_write_lock = threading.Lock()
+# Seconds the output may take to write what is queued once everything has stopped.
+FLUSH_SECONDS = 5.0
+_output: list[Output] = []  # the one Output, made by main (importing this module starts no thread)
+
+
+def _line(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, default=str)
+
+
+def _dropped(count: int) -> str:
+    message = f"{count} lines of output were dropped: standard output was not being read"
+    return _line({"time": _now(), "process": PROGRAM, "message": message})
 
 
 def _emit(record: Mapping[str, Any]) -> None:
-    line = json.dumps(record, ensure_ascii=False, default=str)
-    with _write_lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+    """Queue one JSON line for standard output: never blocks, never raises."""
+    line = _line(record)
+    if _output:
+        _output[0].write(line)
+    else:  # before main made the Output (nothing of ours calls it then)
+        print(line, flush=True)
 
 
 def _now() -> str:
@@ -175,8 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if busy:
         raise SystemExit(f"{PROGRAM}: already in use: {', '.join(busy)}; stop what uses it or set another port")
 
-    signal.signal(signal.SIGTERM, raise_stop)
-    signal.signal(signal.SIGINT, raise_stop)
+    output = Output(_dropped)
+    _output[:] = [output]
+    handle_stop_signals()
     try:
         run_step("check-config", [python, "-m", "cli", "check-config"], env, say=say, program=PROGRAM)
         if RELEASE in commands:
@@ -195,13 +211,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Stop as stop:
         ignore_stop_signals()  # a second Ctrl-C or SIGTERM must not interrupt the shutdown
-        say(f"{stop} received")
+        say("standard output closed" if output.closed else f"{stop} received")  # only queued: cannot hold up stopping
         stop_all(children, STOP_GRACE_SECONDS, say)
         say("stopped")
+        if output.closed:
+            write_briefly(2, f"{PROGRAM}: stopped: standard output closed\n".encode(), timeout=2)
+            return 1
         return 0
     finally:
         ignore_stop_signals()
         stop_all(children, STOP_GRACE_SECONDS, say)
+        output.close(FLUSH_SECONDS, PROGRAM)
 
 
 def _announce(child: Child) -> None:

@@ -1,5 +1,6 @@
 """`python -m cli migrate` run by several processes at once on a fresh database: one migrates under the
-lock, the others wait and then find the schema at head (PostgreSQL advisory lock, SQLite file lock)."""
+lock, the others wait (saying so) and then find the schema at head (PostgreSQL advisory lock, SQLite
+file lock)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +18,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
 from services.core.db import make_engine
-from services.core.migrate import MIGRATION_LOCK_KEY, sqlite_lock_path
+from services.core.migrate import MIGRATION_LOCK_KEY, WAITING_MESSAGE, sqlite_lock_path
 
 ROOT = Path(__file__).resolve().parents[3]
 HEAD = "0012_purge_horizons"
@@ -74,13 +76,40 @@ def test_several_migrate_processes_started_together_all_succeed_once(database_ur
     assert _versions(database_url) == [HEAD]
 
 
-def test_migrate_waits_while_another_process_holds_the_lock(database_url: str) -> None:
+def _collect(stream: object) -> tuple[list[str], threading.Thread]:
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            lines.append(line.rstrip("\n"))
+        stream.close()  # type: ignore[attr-defined]
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return lines, reader
+
+
+def test_migrate_waits_while_another_process_holds_the_lock_and_says_so(database_url: str) -> None:
     with _held_elsewhere(database_url):
         waiting = _migrate(database_url)
+        said, reader = _collect(waiting.stderr)
         time.sleep(3)  # ample time to migrate an empty database, were it not waiting
         finished_early = waiting.poll() is not None
+        said_while_waiting = list(said)
         assert _versions(database_url) == []
-    _out, errors = waiting.communicate(timeout=180)
+    waiting.wait(timeout=180)
+    reader.join(timeout=10)
+    if waiting.stdout is not None:
+        waiting.stdout.close()
+    errors = "\n".join(said)
     assert not finished_early, errors
+    assert said_while_waiting == [WAITING_MESSAGE], errors  # one line, while it waits: not a silent hang
     assert waiting.returncode == 0, errors
     assert _versions(database_url) == [HEAD]
+
+
+def test_migrate_with_the_lock_free_says_nothing_of_waiting(database_url: str) -> None:
+    done = _migrate(database_url)
+    _out, errors = done.communicate(timeout=180)
+    assert done.returncode == 0, errors
+    assert WAITING_MESSAGE not in errors
