@@ -2,8 +2,9 @@
 
 1. reads the settings: refuses sandbox mode ("make serve talks to PortOne") and, through Settings,
    placeholder secrets;
-2. ``python -m cli check-config``: every setting, the database and PortOne, said in plain words
-   (a failed check stops here, before anything is migrated or started);
+2. ``python -m cli check-config --at-start``: every setting, the database and PortOne, said in plain
+   words (a failed check stops here, before anything is migrated or started; PortOne unreachable is
+   only a warning, so a blip at start-up does not leave webhooks unanswered, while a refused key fails);
 3. the Procfile's ``release`` (``python -m cli migrate``: once, under a database lock);
 4. starts the Procfile's ``api`` (API_WORKERS uvicorn processes), ``dashboard`` and ``scheduler``,
    each with LOG_FORMAT=json, and waits until each answers;
@@ -194,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _output[:] = [output]
     handle_stop_signals()
     try:
-        run_step("check-config", [python, "-m", "cli", "check-config"], env, say=say, program=PROGRAM)
+        run_step("check-config", [python, "-m", "cli", "check-config", "--at-start"], env, say=say, program=PROGRAM)
         if RELEASE in commands:
             run_step(RELEASE, commands[RELEASE], env, say=say, program=PROGRAM)
         for child in children:

@@ -471,6 +471,18 @@ def test_a_child_that_dies_stops_serve_non_zero_naming_it(database_url: str) -> 
         assert left == {}, left
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_serve_starts_while_portone_is_unreachable_and_says_so(database_url: str) -> None:
+    """A PortOne blip at start-up must not keep webhooks and the dashboard down: check-config runs
+    with --at-start (unreachable is a warning there), and /readyz then names what is wrong."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    with _serve(database_url, workers=1, PORTONE_API_URL=closed, PORTONE_V2_API_URL=closed) as served:
+        assert any("warning" in r["message"] and "unreachable" in r["message"] for r in served.serve.records())
+        assert httpx.get(f"{served.api_url}/healthz", timeout=10).status_code == 200
+        ready = httpx.get(f"{served.api_url}/readyz", timeout=30)
+        assert ready.status_code == 503 and "portone" in ready.json()["failed"], ready.text
+
+
 def test_every_procfile_command_exists_and_parses_its_arguments() -> None:
     commands = procfile({"API_WORKERS": "2"})
     assert list(commands) == ["release", "api", "dashboard", "scheduler"]
