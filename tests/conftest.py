@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import browser, playwright_driver  # noqa: F401 - session fixtures for every browser test
 from tests.factories import SandboxControl
 from tests.webhook_receiver import WebhookReceiver
 

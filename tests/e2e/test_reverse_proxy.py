@@ -10,10 +10,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Playwright, expect
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, OPERATOR, UI_TIMEOUT_MS, Stack, wait_for_app
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import OPERATOR, UI_TIMEOUT_MS, Stack, wait_for_app
 from tests.proxy_support import API_HOST, DASHBOARD_HOST, RunningNginx, render_nginx
 from tests.servers import free_port
 
@@ -36,21 +37,19 @@ def nginx(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ru
 
 
 @pytest.fixture
-def proxied_context(nginx: RunningNginx) -> Iterator[BrowserContext]:
+def proxied_context(nginx: RunningNginx, playwright_driver: Playwright) -> Iterator[BrowserContext]:
+    """A browser of its own: the host names map to 127.0.0.1 only through a launch option."""
     rules = f"MAP {DASHBOARD_HOST} 127.0.0.1, MAP {API_HOST} 127.0.0.1"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"]
-        )
-        context = browser.new_context(
-            viewport={"width": 1440, "height": 1000}, locale="ko-KR", ignore_https_errors=True
-        )
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        try:
-            yield context
-        finally:
-            context.close()
-            browser.close()
+    browser = playwright_driver.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"]
+    )
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="ko-KR", ignore_https_errors=True)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    try:
+        yield context
+    finally:
+        context.close()
+        browser.close()
 
 
 def test_the_dashboard_works_through_nginx_with_a_secure_cookie(

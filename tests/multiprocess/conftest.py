@@ -27,7 +27,6 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
 from tests.e2e.conftest import ROOT, Server, Stack, _run, _wait_until_ready
-from tests.e2e.conftest import browser as browser  # the e2e tests' Chromium fixture, shared
 from tests.factories import INTERNAL_TOKEN, SandboxControl
 from tests.postgres_server import PostgresServer
 from tests.servers import free_port
