@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from services.core.config import Settings, is_loopback_host
+from services.core.config import Settings, is_loopback_host, workers_refusal
 from services.core.db import make_engine
 from services.system.health import (
     PORTONE_PROBE_TIMEOUT_SECONDS,
@@ -103,8 +103,9 @@ def _mode(settings: Settings) -> list[Finding]:
 
 def _api_workers(settings: Settings, backend: str | None) -> Finding:
     workers = settings.api_workers
-    if backend == "sqlite" and workers > 1:
-        return Finding("api_workers", "failed", "SQLite takes one API process: set API_WORKERS=1 or use PostgreSQL")
+    refusal = workers_refusal(settings.database_url, workers) if backend == "sqlite" else None
+    if refusal:
+        return Finding("api_workers", "failed", refusal)
     return Finding("api_workers", "ok", f"{workers} API process{'es' if workers > 1 else ''}")
 
 
